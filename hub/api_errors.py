@@ -1,0 +1,76 @@
+"""One error shape for every API response: ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from hub.errors import ServiceError
+
+_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    Http404: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ParseError: "malformed_request",
+    exceptions.ValidationError: "invalid",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    if isinstance(detail, dict) and detail:
+        key, value = next(iter(detail.items()))
+        inner = _first_message(value)
+        return inner if key == "non_field_errors" else f"{key}: {inner}"
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ServiceError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # A real bug: Django's 500 handler answers with a generic JSON body.
+    code = next((c for kind, c in _CODES.items() if isinstance(exc, kind)), "error")
+    details: Any = None
+    if isinstance(exc, exceptions.ValidationError):
+        message = _first_message(exc.detail)
+        details = exc.detail
+    else:
+        message = str(getattr(exc, "detail", exc))
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        details = {"retry_after_seconds": int(wait)}
+    response.data = error_body(code, message, details)
+    return response
+
+
+def json_error(request: HttpRequest, code: str, message: str, status_code: int) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status_code)
+
+
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
+    return json_error(
+        request, "not_found", "No such endpoint or object.", status.HTTP_404_NOT_FOUND
+    )
+
+
+def api_server_error(request: HttpRequest) -> JsonResponse:
+    return json_error(
+        request, "server_error", "The hub failed to answer; the error was logged.", 500
+    )

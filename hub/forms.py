@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django import forms
+
+from hub.models import ApiKey
+from hub.permissions import Role
+
+
+class OrganizationForm(forms.Form):
+    name = forms.CharField(max_length=120, label="Organisation name")
+    slug = forms.SlugField(
+        max_length=60, required=False, label="Short name",
+        help_text="Used in addresses: letters, digits and hyphens. Empty: derived from the name.",
+    )  # fmt: skip
+
+
+class OrganizationSettingsForm(forms.Form):
+    name = forms.CharField(max_length=120, label="Organisation name")
+    require_mfa = forms.BooleanField(
+        required=False,
+        label="Require two-factor authentication for every member",
+        help_text="Members without it are sent to set it up before they can see this organisation.",
+    )
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(label="E-mail address")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANALYST)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=80, label="Key name", help_text="e.g. “upload pipeline (prod)”"
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiKey.Scope.MATCH],
+        help_text="match: match hashes and images · lists:write: add/remove hashes · "
+        "lists:admin: visibility and subscriptions · export: the delta feed.",
+    )
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.CharField(required=False, max_length=64)
+    actor = forms.CharField(required=False, max_length=200)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:  # type: ignore[operator, unused-ignore]
+            raise forms.ValidationError("“From” must not be after “until”.", code="invalid_range")
+        return data

@@ -1,0 +1,69 @@
+"""Resolve the organisation named in the URL, check membership, open its tenant scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import Resolver404, resolve
+from django_scopes import scope
+
+from hub.models import Membership, Organization, User
+from hub.selectors import membership_for, user_has_mfa
+
+if TYPE_CHECKING:
+    from django_htmx.middleware import HtmxDetails
+
+
+class OrgRequest(HttpRequest):
+    """The request a view under ``/o/<org_slug>/`` receives (for type checking only)."""
+
+    user: User
+    organization: Organization
+    membership: Membership
+    htmx: HtmxDetails
+
+
+ORG_KWARG = "org_slug"
+LAST_ORG_SESSION_KEY = "hashhub_last_org"
+
+
+class OrganizationMiddleware:
+    """For every URL under ``/o/<org_slug>/``:
+
+    * anonymous visitors are sent to log in;
+    * a user who is not a member gets 404 (not 403), the same as for an org that does not exist;
+    * members of an org that requires MFA but who have none are sent to set it up;
+    * ``request.organization`` and ``request.membership`` are set, and the view runs inside
+      ``scope(organization=…)`` so any tenant-owned query is confined to this organisation.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.organization = None  # type: ignore[attr-defined]
+        request.membership = None  # type: ignore[attr-defined]
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)
+        slug = match.kwargs.get(ORG_KWARG)
+        if slug is None:
+            return self.get_response(request)
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        membership = membership_for(user=request.user, org_slug=slug)
+        if membership is None:
+            raise Http404("No such organisation.")
+        org = membership.organization
+        if org.require_mfa and not user_has_mfa(request.user):
+            return redirect("mfa_required")
+        request.organization = org  # type: ignore[attr-defined]
+        request.membership = membership  # type: ignore[attr-defined]
+        request.session[LAST_ORG_SESSION_KEY] = org.slug
+        with scope(organization=org.pk):
+            return self.get_response(request)

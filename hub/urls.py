@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from hub import api, views
+from hub.api_errors import api_not_found
+
+org_patterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("settings/", views.org_settings, name="org_settings"),
+    path("members/", views.members, name="members"),
+    path("members/<str:member_id>/role/", views.member_role, name="member_role"),
+    path("members/<str:member_id>/remove/", views.member_remove, name="member_remove"),
+    path(
+        "invitations/<str:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"
+    ),
+    path("keys/", views.api_keys, name="api_keys"),
+    path("keys/<str:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("keys/<str:key_id>/rotate/", views.api_key_rotate, name="api_key_rotate"),
+    path("audit/", views.audit_log, name="audit_log"),
+]
+
+api_v1_patterns = [
+    path("me", api.WhoAmIApi.as_view(), name="api_me"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("accounts/", include("allauth.urls")),
+    path("account/mfa-required/", views.mfa_required, name="mfa_required"),
+    path("orgs/new/", views.org_create, name="org_create"),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path("o/<slug:org_slug>/", include(org_patterns)),
+    path("staff/organizations/", views.staff_organizations, name="staff_organizations"),
+    path(
+        "staff/organizations/<slug:slug>/approve/",
+        views.staff_organization_approve,
+        name="staff_organization_approve",
+    ),
+    path("api/v1/", include(api_v1_patterns)),
+    path("api/v1/schema", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+    path("api/<path:rest>", api_not_found, name="api_not_found"),
+]
+
+handler404 = "hub.error_views.not_found"
+handler403 = "hub.error_views.forbidden"
+handler400 = "hub.error_views.bad_request"
+handler500 = "hub.error_views.server_error"

@@ -1,0 +1,141 @@
+"""Fixtures: the suite's fixed characters and clients for them.
+
+Alice owns org A, Bob is a viewer in org A, Charlie owns org B and must see nothing of A,
+Steve is hub staff (and a member of nothing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django_scopes import scope, scopes_disabled
+
+from hub.audit import Actor
+from hub.models import ApiKey, Organization, User
+from hub.permissions import Role
+from hub.services import api_key_create
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    url = os.environ.get("DATABASE_URL", "(embedded default)")
+    lines = [
+        f"hashhub database: {url.split('@')[-1]}",
+        f"hashhub redis: {os.environ.get('REDIS_URL', '(embedded default)')}",
+    ]
+    chromium = "/usr/bin/chromium"
+    found = os.path.exists(chromium)
+    browser = f"Chromium at {chromium}" if found else "NO CHROMIUM: browser tests will be SKIPPED"
+    lines.append(f"hashhub browser tests: {browser}")
+    return lines
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _announce_database(django_db_setup: Any, django_db_blocker: Any) -> None:
+    """Print, once, which server the suite really runs on: it must be PostgreSQL."""
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        version = cursor.fetchone()[0]
+    assert version.startswith("PostgreSQL"), version
+    print(f"\n[hashhub] tests run on: {version.split(',')[0]}")
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    # Throttle and allauth rate-limit counters live in Redis; one test must not inherit another's.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def no_scope() -> Iterator[None]:
+    with scopes_disabled():
+        yield
+
+
+@pytest.fixture
+def org_a(db: None) -> Organization:
+    return OrganizationFactory.create(name="Org A", slug="org-a")
+
+
+@pytest.fixture
+def org_b(db: None) -> Organization:
+    return OrganizationFactory.create(name="Org B", slug="org-b")
+
+
+def _member(org: Organization, email: str, role: Role) -> User:
+    user = UserFactory.create(email=email)
+    MembershipFactory.create(organization=org, user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(org_a: Organization) -> User:
+    return _member(org_a, "alice@example.test", Role.OWNER)
+
+
+@pytest.fixture
+def bob(org_a: Organization) -> User:
+    return _member(org_a, "bob@example.test", Role.VIEWER)
+
+
+@pytest.fixture
+def charlie(org_b: Organization) -> User:
+    return _member(org_b, "charlie@example.test", Role.OWNER)
+
+
+@pytest.fixture
+def steve(db: None) -> User:
+    return UserFactory.create(email="steve@example.test", is_staff=True)
+
+
+def login(user: User) -> Client:
+    client = Client()
+    client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
+    return client
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    return login(alice)
+
+
+@pytest.fixture
+def bob_client(bob: User) -> Client:
+    return login(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie: User) -> Client:
+    return login(charlie)
+
+
+@pytest.fixture
+def staff_client(steve: User) -> Client:
+    return login(steve)
+
+
+def make_key(
+    org: Organization, scopes: list[str] | None = None, name: str = "test key"
+) -> tuple[ApiKey, str]:
+    with scope(organization=org.pk):
+        return api_key_create(
+            org=org, name=name, scopes=scopes or ["match"], actor=Actor(system="test")
+        )
+
+
+@pytest.fixture
+def key_a(org_a: Organization) -> tuple[ApiKey, str]:
+    return make_key(org_a, ["match", "lists:write", "lists:admin", "export"], name="A's key")
+
+
+@pytest.fixture
+def api_a(key_a: tuple[ApiKey, str]) -> Client:
+    return Client(headers={"Authorization": f"Bearer {key_a[1]}"})
