@@ -7,3 +7,7 @@ class HubConfig(AppConfig):
     name = "hub"
     verbose_name = "HashHub"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the OpenAPI description of API-key authentication with drf-spectacular.
+        from hub import api_schema  # noqa: F401

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.views import redirect_to_login
+from django.forms import BaseForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import Resolver404, resolve
 from django_scopes import scope
 
@@ -67,3 +69,28 @@ class OrganizationMiddleware:
         request.session[LAST_ORG_SESSION_KEY] = org.slug
         with scope(organization=org.pk):
             return self.get_response(request)
+
+
+class InvalidFormStatusMiddleware:
+    """Answer 400, not 200, when a POSTed form comes back with errors (invariant 6).
+
+    allauth's views (and any class-based form view) re-render an invalid form with status 200;
+    clients and tests should see that the input was refused. Works on TemplateResponses only.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_template_response(
+        self, request: HttpRequest, response: TemplateResponse
+    ) -> TemplateResponse:
+        if request.method != "POST" or response.status_code != 200:
+            return response
+        context = response.context_data or {}
+        forms = [value for value in context.values() if isinstance(value, BaseForm)]
+        if any(form.is_bound and form.errors for form in forms):
+            response.status_code = 400
+        return response

@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "hub.middleware.OrganizationMiddleware",
+    "hub.middleware.InvalidFormStatusMiddleware",
 ]
 
 ROOT_URLCONF = "hub.urls"

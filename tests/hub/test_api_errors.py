@@ -1,0 +1,64 @@
+"""Every API error has one shape, {"error": {"code", "message", "details"}}: no HTML, no trace."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory
+
+from hub.api_base import OrgAPIView
+
+pytestmark = pytest.mark.django_db
+
+
+def _assert_error(response: object, status: int, code: str) -> None:
+    assert response.status_code == status  # type: ignore[attr-defined]
+    assert response["Content-Type"].startswith("application/json")  # type: ignore[index]
+    body = response.json()  # type: ignore[attr-defined]
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"].endswith(".")
+
+
+def test_an_unknown_api_path_is_a_json_404() -> None:
+    _assert_error(Client().get("/api/v1/no-such-thing"), 404, "not_found")
+
+
+def test_a_wrong_method_is_a_json_405(api_a: Client) -> None:
+    _assert_error(
+        api_a.post("/api/v1/me", {}, content_type="application/json"), 405, "method_not_allowed"
+    )
+
+
+class _EchoView(OrgAPIView):
+    def post(self, request: Request) -> Response:
+        return Response({"got": request.data})
+
+
+def test_malformed_json_is_a_400_with_a_code_not_a_500(key_a: tuple[object, str]) -> None:
+    request = APIRequestFactory().generic(
+        "POST",
+        "/x",
+        '{"hashes": [',
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key_a[1]}",
+    )
+    response = _EchoView.as_view()(request)
+    assert response.status_code == 400
+    assert response.data["error"]["code"] == "malformed_request"
+    assert "JSON parse error" in response.data["error"]["message"]
+
+
+def test_the_openapi_schema_and_its_docs_page_are_served() -> None:
+    schema = Client().get("/api/v1/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    document = schema.json()
+    assert document["info"]["title"] == "HashHub API"
+    assert "/api/v1/me" in document["paths"]
+    assert document["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    docs = Client().get("/api/docs")
+    assert docs.status_code == 200
+    assert b"swagger" in docs.content.lower()

@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.test import Client
+from django_scopes import scopes_disabled
+from rest_framework.test import APIRequestFactory
+
+from hub.api_base import OrgAPIView
+from hub.models import ApiKey, AuditEvent, Organization, User
+from tests.conftest import make_key
+
+pytestmark = pytest.mark.django_db
+
+
+def _bearer(secret: str) -> Client:
+    return Client(headers={"Authorization": f"Bearer {secret}"})
+
+
+def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(
+    alice_client: Client, org_a: Organization
+) -> None:
+    response = alice_client.post(
+        "/o/org-a/keys/", {"name": "pipeline", "scopes": ["match", "export"]}
+    )
+    assert response.status_code == 201
+    secret = response.context["new_secret"]
+    assert secret.startswith("hh_")
+    assert secret in response.content.decode()
+    assert response["Cache-Control"] == "no-store"
+    with scopes_disabled():
+        key = ApiKey.objects.get(organization=org_a, name="pipeline")
+    assert key.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in {key.prefix, key.secret_hash, key.name}
+    assert secret.startswith(f"hh_{key.prefix}_")
+    assert sorted(key.scopes) == ["export", "match"]
+    # The list page never shows the secret again.
+    again = alice_client.get("/o/org-a/keys/")
+    assert secret not in again.content.decode()
+    assert key.prefix in again.content.decode()
+
+
+def test_the_key_authenticates_as_its_organisation_and_records_last_use(
+    org_a: Organization,
+) -> None:
+    key, secret = make_key(org_a, ["match"])
+    assert key.last_used_at is None
+    response = _bearer(secret).get("/api/v1/me")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["organization"]["slug"] == "org-a"
+    assert body["key"] == {
+        "id": key.public_id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": ["match"],
+    }
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+
+
+def test_a_revoked_key_is_rejected_with_401(alice_client: Client, org_a: Organization) -> None:
+    key, secret = make_key(org_a)
+    assert _bearer(secret).get("/api/v1/me").status_code == 200
+    response = alice_client.post(f"/o/org-a/keys/{key.public_id}/revoke/")
+    assert response.status_code == 302
+    rejected = _bearer(secret).get("/api/v1/me")
+    assert rejected.status_code == 401
+    assert rejected.json()["error"]["code"] == "authentication_failed"
+    assert rejected.json()["error"]["message"] == "The API key is unknown or revoked."
+    with scopes_disabled():
+        assert AuditEvent.objects.filter(action="api_key.revoked", target_id=key.public_id).exists()
+
+
+def test_rotation_revokes_the_old_secret_and_shows_a_new_one_once(
+    alice_client: Client, org_a: Organization
+) -> None:
+    key, old_secret = make_key(org_a, ["match", "export"], name="rotating")
+    response = alice_client.post(f"/o/org-a/keys/{key.public_id}/rotate/")
+    assert response.status_code == 201
+    new_secret = response.context["new_secret"]
+    assert new_secret != old_secret
+    assert _bearer(old_secret).get("/api/v1/me").status_code == 401
+    me = _bearer(new_secret).get("/api/v1/me").json()
+    assert me["key"]["name"] == "rotating"
+    assert me["key"]["scopes"] == ["export", "match"]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Bearer hh_nothing_here", "The API key is unknown or revoked."),
+        ("Bearer not-even-our-format", "The API key is unknown or revoked."),
+        ("Token abc", "Send the key as 'Authorization: Bearer <api key>'."),
+        ("Bearer two words", "Send the key as 'Authorization: Bearer <api key>'."),
+    ],
+)
+def test_bad_authorization_headers_get_401_with_a_reason(header: str, message: str) -> None:
+    response = Client(headers={"Authorization": header}).get("/api/v1/me")
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {"code": "authentication_failed", "message": message, "details": None}
+    }
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_no_key_gets_401_not_authenticated() -> None:
+    response = Client().get("/api/v1/me")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+class _ExportOnlyView(OrgAPIView):
+    required_scope = "export"
+
+    def get(self, request: object) -> object:
+        from rest_framework.response import Response
+
+        return Response({"ok": True})
+
+
+def test_a_view_refuses_a_key_without_its_declared_scope(org_a: Organization) -> None:
+    _key, match_only = make_key(org_a, ["match"])
+    _key2, with_export = make_key(org_a, ["export"], name="exporter")
+    view = _ExportOnlyView.as_view()
+    factory = APIRequestFactory()
+    refused = view(factory.get("/x", HTTP_AUTHORIZATION=f"Bearer {match_only}"))
+    assert refused.status_code == 403
+    assert refused.data["error"]["code"] == "permission_denied"
+    assert "export" in refused.data["error"]["message"]
+    allowed = view(factory.get("/x", HTTP_AUTHORIZATION=f"Bearer {with_export}"))
+    assert allowed.status_code == 200
+
+
+def test_api_views_run_inside_the_keys_organisation_scope(
+    org_a: Organization, org_b: Organization
+) -> None:
+    make_key(org_b, ["match"], name="B's key")
+    _key, secret = make_key(org_a, ["match"], name="A's key")
+
+    class _ListKeys(OrgAPIView):
+        def get(self, request: object) -> object:
+            from rest_framework.response import Response
+
+            # No explicit org filter: the scope opened from the key must confine the query.
+            return Response(sorted(ApiKey.objects.values_list("name", flat=True)))
+
+    response = _ListKeys.as_view()(
+        APIRequestFactory().get("/x", HTTP_AUTHORIZATION=f"Bearer {secret}")
+    )
+    assert response.data == ["A's key"]
+
+
+def test_keys_are_throttled_per_key_with_a_clear_429(org_a: Organization, settings: object) -> None:
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import SimpleRateThrottle
+
+    original = SimpleRateThrottle.THROTTLE_RATES
+    rates: dict[str, str | None] = dict(api_settings.DEFAULT_THROTTLE_RATES)  # type: ignore[arg-type]
+    rates["api_key"] = "3/min"
+    SimpleRateThrottle.THROTTLE_RATES = rates
+    try:
+        _k1, first = make_key(org_a, name="busy")
+        _k2, second = make_key(org_a, name="quiet")
+        codes = [_bearer(first).get("/api/v1/me").status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        throttled = _bearer(first).get("/api/v1/me")
+        assert throttled.json()["error"]["code"] == "throttled"
+        assert throttled.json()["error"]["details"]["retry_after_seconds"] > 0
+        # Another key of the same organisation has its own budget.
+        assert _bearer(second).get("/api/v1/me").status_code == 200
+    finally:
+        SimpleRateThrottle.THROTTLE_RATES = original
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"name": "", "scopes": ["match"]}, "name"),
+        ({"name": "x" * 81, "scopes": ["match"]}, "name"),
+        ({"name": "ok"}, "scopes"),
+        ({"name": "ok", "scopes": ["delete-everything"]}, "scopes"),
+    ],
+)
+def test_the_key_form_rejects_bad_input_with_400(
+    alice_client: Client, org_a: Organization, data: dict[str, object], error: str
+) -> None:
+    response = alice_client.post("/o/org-a/keys/", data)
+    assert response.status_code == 400
+    assert error in response.context["form"].errors
+    with scopes_disabled():
+        assert not ApiKey.objects.filter(organization=org_a).exists()
+
+
+def test_a_viewer_cannot_manage_keys(bob_client: Client, org_a: Organization) -> None:
+    assert bob_client.get("/o/org-a/keys/").status_code == 403
+    assert bob_client.post("/o/org-a/keys/", {"name": "x", "scopes": ["match"]}).status_code == 403
+
+
+def test_createapikey_prints_the_secret_once_and_rejects_bad_scopes(
+    org_a: Organization, alice: User
+) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command(
+        "createapikey",
+        "--org",
+        "org-a",
+        "--name",
+        "cli",
+        "--scopes",
+        "match,export",
+        stdout=out,
+        stderr=StringIO(),
+    )
+    secret = out.getvalue().strip()
+    assert _bearer(secret).get("/api/v1/me").json()["key"]["scopes"] == ["export", "match"]
+    with pytest.raises(CommandError, match="invalid_scope"):
+        call_command(
+            "createapikey", "--org", "org-a", "--name", "bad", "--scopes", "match,root", stdout=out
+        )
+    with pytest.raises(CommandError, match="No organisation"):
+        call_command("createapikey", "--org", "nope", "--name", "bad", stdout=out)
