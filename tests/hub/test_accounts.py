@@ -119,3 +119,19 @@ def test_an_org_requiring_mfa_sends_members_without_it_to_set_it_up(
 
 def test_an_org_not_requiring_mfa_lets_members_in(bob_client: Client) -> None:
     assert bob_client.get("/o/org-a/").status_code == 200
+
+
+def test_password_reset_mails_a_link_that_sets_a_new_password(alice: User) -> None:
+    client = Client()
+    response = client.post("/accounts/password/reset/", {"email": alice.email})
+    assert response.status_code == 302
+    assert len(mail.outbox) == 1
+    link = re.search(r"/accounts/password/reset/key/[^/\s]+/", str(mail.outbox[0].body))
+    assert link is not None
+    form_page = client.get(link.group(0), follow=True)
+    assert form_page.status_code == 200
+    new = "A-brand-new-passphrase-9"
+    done = client.post(form_page.redirect_chain[-1][0], {"password1": new, "password2": new})
+    assert done.status_code == 302
+    alice.refresh_from_db()
+    assert alice.check_password(new)
