@@ -52,7 +52,8 @@ class HasApiKey(permissions.BasePermission):
             raise exceptions.NotAuthenticated(
                 "An API key is required: 'Authorization: Bearer <key>'."
             )
-        required = getattr(view, "required_scope", None)
+        get_required = getattr(view, "get_required_scope", None)
+        required = get_required() if get_required else getattr(view, "required_scope", None)
         if required and required not in key.scopes:
             raise exceptions.PermissionDenied(f"This API key lacks the scope '{required}'.")
         return True

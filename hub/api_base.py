@@ -23,6 +23,10 @@ class OrgAPIView(APIView):
 
     required_scope: str | None = None
 
+    def get_required_scope(self) -> str | None:
+        """The key scope this request needs; override to vary it by method."""
+        return self.required_scope
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:
         with ExitStack() as stack:
             self._scope_stack = stack

@@ -10,4 +10,6 @@ class HubConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the OpenAPI description of API-key authentication with drf-spectacular.
-        from hub import api_schema  # noqa: F401
+        from hub import account_audit, api_schema  # noqa: F401
+
+        account_audit.connect()

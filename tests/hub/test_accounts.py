@@ -135,3 +135,29 @@ def test_password_reset_mails_a_link_that_sets_a_new_password(alice: User) -> No
     assert done.status_code == 302
     alice.refresh_from_db()
     assert alice.check_password(new)
+
+
+def test_account_security_events_are_audited_without_an_organisation(alice: User) -> None:
+    from django_scopes import scopes_disabled
+
+    from hub.models import AuditEvent
+
+    client = Client()
+    client.post("/accounts/login/", {"login": alice.email, "password": PASSWORD})
+    TOTP.activate(alice, pyotp.random_base32())
+    from allauth.mfa import signals
+
+    signals.authenticator_added.send(
+        sender=Authenticator,
+        request=None,
+        user=alice,
+        authenticator=Authenticator.objects.get(user=alice),
+    )
+    with scopes_disabled():
+        actions = list(
+            AuditEvent.objects.filter(actor_user=alice, organization=None).values_list(
+                "action", flat=True
+            )
+        )
+    assert "account.logged_in" in actions
+    assert "account.mfa_added" in actions

@@ -1,0 +1,73 @@
+"""PhotoDNA: an opaque 144-byte value from licensed hashers, stored and matched exactly.
+
+The hub cannot compute PhotoDNA (the algorithm is licensed), so ``compute`` returns None. Values
+arrive as hex (288 characters, either case) or base64 (192 characters, standard or URL-safe
+alphabet, padding optional since 144 bytes never need any) and are always shown as lowercase hex.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import string
+
+from lists.hashtypes.base import (
+    HEX_DIGITS,
+    ComputedHash,
+    DecodedImage,
+    HashParseError,
+    SignalType,
+    reject_bad_characters,
+)
+
+PHOTODNA_BYTES = 144
+_HEX_LENGTH = PHOTODNA_BYTES * 2
+_BASE64_LENGTH = PHOTODNA_BYTES * 4 // 3
+_BASE64_CHARS = frozenset(string.ascii_letters + string.digits + "+/-_")
+
+
+class PhotoDNA(SignalType):
+    """PhotoDNA, opaque: exact matches only, never computed here."""
+
+    name = "photodna"
+    label = "PhotoDNA"
+    kind = "opaque"
+    bits = PHOTODNA_BYTES * 8
+
+    def parse(self, text: str) -> bytes:
+        """Accept hex or base64, telling which was expected when the length fits neither."""
+        cleaned = self._clean(text)
+        if len(cleaned) == _HEX_LENGTH:
+            reject_bad_characters(
+                cleaned, HEX_DIGITS, what="hex digits (0-9, a-f)", label=self.label
+            )
+            return bytes.fromhex(cleaned)
+        # Tools that pad unconditionally would add "=" even though 144 bytes need none.
+        unpadded = cleaned.rstrip("=")
+        if len(cleaned) - len(unpadded) <= 2 and len(unpadded) == _BASE64_LENGTH:
+            reject_bad_characters(
+                unpadded, _BASE64_CHARS, what="base64 characters", label=self.label
+            )
+            return _decode_base64(unpadded)
+        reject_bad_characters(
+            unpadded, HEX_DIGITS | _BASE64_CHARS, what="hex or base64 characters", label=self.label
+        )
+        raise HashParseError(
+            "wrong_length",
+            f"A PhotoDNA hash is {PHOTODNA_BYTES} bytes: {_HEX_LENGTH} hex or {_BASE64_LENGTH} "
+            f"base64 characters; this one has {len(cleaned)}.",
+            {"expected_length": [_HEX_LENGTH, _BASE64_LENGTH], "length": len(cleaned)},
+        )
+
+    def compute(self, image: DecodedImage) -> ComputedHash | None:
+        """PhotoDNA cannot be computed here: its hashers are licensed software."""
+        return None
+
+
+def _decode_base64(text: str) -> bytes:
+    # Both alphabets decode to the same bytes; 192 characters are exactly 144 bytes, so
+    # validate=True can only fail on characters already rejected above.
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except binascii.Error as error:  # pragma: no cover - guarded by the character check
+        raise HashParseError("bad_characters", "The PhotoDNA hash is not valid base64.") from error
