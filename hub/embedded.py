@@ -161,12 +161,14 @@ class Postgres:
             return
         if port_open(self.port):
             raise SystemExit(f"port {self.port} is taken by something that is not our PostgreSQL")
+        # Room for bulk imports: fewer checkpoints, more cache. Throwaway (test) servers also
+        # skip durability, which nothing there needs.
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.datadir} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            if self.datadir.is_relative_to(Path(tempfile.gettempdir()))
-            else f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.datadir}"
+            "-c shared_buffers=256MB -c max_wal_size=4GB -c work_mem=32MB"
         )
+        if self.datadir.is_relative_to(Path(tempfile.gettempdir())):
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         result = self._run(
             "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.datadir),
             "-l", str(self.datadir / "server.log"), "-o", options,

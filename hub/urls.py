@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hub import api, views
@@ -21,8 +21,10 @@ org_patterns = [
     path("audit/", views.audit_log, name="audit_log"),
 ]
 
-api_v1_patterns = [
+# The lower apps' URLs are included by dotted name, so hub never imports them (DESIGN.md).
+api_v1_patterns: list[URLPattern | URLResolver] = [
     path("me", api.WhoAmIApi.as_view(), name="api_me"),
+    path("", include("lists.api_urls")),
 ]
 
 urlpatterns = [
@@ -34,6 +36,7 @@ urlpatterns = [
     path("orgs/new/", views.org_create, name="org_create"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("o/<slug:org_slug>/", include(org_patterns)),
+    path("o/<slug:org_slug>/lists/", include("lists.urls")),
     path("staff/organizations/", views.staff_organizations, name="staff_organizations"),
     path(
         "staff/organizations/<slug:slug>/approve/",

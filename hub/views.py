@@ -377,8 +377,8 @@ def staff_organizations(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
 @staff_required
+@require_POST
 def staff_organization_approve(request: HttpRequest, slug: str) -> HttpResponse:
     org = get_object_or_404(Organization, slug=slug)
     approve = request.POST.get("approved", "1") == "1"

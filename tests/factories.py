@@ -29,10 +29,23 @@ class UserFactory(factory.django.DjangoModelFactory):
 class OrganizationFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Organization
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Org {n}")
     slug = factory.Sequence(lambda n: f"org-{n}")
     approved = True
+
+    @factory.post_generation
+    def own_lists(obj: Organization, create: bool, extracted: object, **kwargs: object) -> None:  # noqa: N805
+        # As organization_create does: every organisation has its own CSAM and SE lists.
+        if create:
+            from django_scopes import scope
+
+            from hub.audit import Actor
+            from lists.services import lists_create_defaults
+
+            with scope(organization=obj.pk):
+                lists_create_defaults(org=obj, actor=Actor(system="test"))
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

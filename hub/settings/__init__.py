@@ -185,10 +185,15 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = EMBEDDED or DEBUG
 
 # Invariant 1: no uploaded byte ever reaches disk. Uploads are held in memory and capped.
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+FILE_UPLOAD_HANDLERS = ["hub.uploads.MemoryOnlyUploadHandler"]
 HASHHUB_MAX_UPLOAD_BYTES = env_int("HASHHUB_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
-FILE_UPLOAD_MAX_MEMORY_SIZE = HASHHUB_MAX_UPLOAD_BYTES
-DATA_UPLOAD_MAX_MEMORY_SIZE = HASHHUB_MAX_UPLOAD_BYTES
+HASHHUB_MAX_IMAGE_PIXELS = env_int("HASHHUB_MAX_IMAGE_PIXELS", 50_000_000, minimum=1024)
+# Hash files (text, never images) may be larger: a million PDQ lines is about 70 MB.
+HASHHUB_MAX_HASH_FILE_BYTES = env_int(
+    "HASHHUB_MAX_HASH_FILE_BYTES", 100 * 1024 * 1024, minimum=1024
+)
+FILE_UPLOAD_MAX_MEMORY_SIZE = max(HASHHUB_MAX_UPLOAD_BYTES, HASHHUB_MAX_HASH_FILE_BYTES)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HASHHUB_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
 
 # --- e-mail ---
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "HashHub <hub@localhost>")

@@ -51,7 +51,9 @@ def test_audit_rows_are_scoped_to_their_organisation(
 ) -> None:
     audit(actor=SYSTEM, action="test.other_org", organization=org_b)
     with scope(organization=org_b.pk):
-        assert list(AuditEvent.objects.values_list("action", flat=True)) == ["test.other_org"]
+        actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert "test.other_org" in actions
+    assert "test.happened" not in actions
 
 
 def test_services_record_who_did_what_from_where(alice_client: Client, org_a: Organization) -> None:

@@ -1,0 +1,778 @@
+"""Every URL of the hub, as every kind of caller: the permission table (STYLE.md, "pretix").
+
+The URL patterns come from Django's resolver, not from a list kept by hand: a pattern with no row
+in ``TABLE`` fails ``test_every_url_pattern_is_in_the_table``, and a row whose pattern is gone fails
+``test_every_table_row_is_a_url_pattern``. So a new endpoint cannot skip this file.
+
+Adding an endpoint is one line in ``TABLE``, keyed by its URL name (or, for an unnamed pattern,
+its route string):
+
+* a web page gets a ``Page`` with the answer for GET (and for POST when the view mutates) as each
+  of anonymous, Alice (owner of org A), Bob (viewer in org A), Charlie (owner of org B) and Steve
+  (hub staff, member of nothing); ``org_page(alice, bob)`` is the usual shape under ``/o/<slug>/``;
+* an API endpoint gets an ``Api`` with the answer per method as a key of org A, a key of org B
+  and, through ``scope=``, a key of org A that lacks the scope the endpoint needs; no key, a
+  logged-in browser session and a revoked key default to 401.
+
+URL kwargs are filled from ``Tenant.ids`` (the organisation's slug and ids of objects that belong
+to org A; a new kind of object is one line in ``OBJECT_MAKERS``, and every row whose URL names one
+is then also tried with org B's id, which must answer 404) and ``OTHER_KWARGS`` (tokens, keys).
+
+An answer that is wrong today is written as what the code SHOULD answer, wrapped in ``Bug(...)``:
+the case is a strict xfail until the code is fixed.
+
+Beyond the status, each case checks that a refused request changed nothing, that outsiders'
+responses carry nothing of org A, and that API errors have the one error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, NamedTuple
+
+import pytest
+from _pytest.mark import ParameterSet
+from django.apps import apps as django_apps
+from django.conf import settings
+from django.db import connection, transaction
+from django.http import HttpResponse
+from django.test import Client, RequestFactory, override_settings
+from django.test.client import ClientHandler
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls.resolvers import RoutePattern
+from django_scopes import scope
+
+from hub import services
+from hub.audit import Actor
+from hub.models import ApiKey, Invitation, Membership, Organization, User
+from hub.permissions import Role
+from tests.conftest import _member, login, make_key
+from tests.factories import OrganizationFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+ALL_SCOPES = [str(value) for value in ApiKey.Scope.values]
+
+
+# --- what a caller should get ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """A 302 to exactly this path (a query string such as ``?next=`` may follow)."""
+
+    to: str
+
+
+Status = int | Redirect
+
+
+@dataclass(frozen=True)
+class Bug:
+    """What the code SHOULD answer but does not yet: a strict xfail, with the reason why."""
+
+    should: Status
+    reason: str
+
+
+Expect = Status | Bug
+
+LOGIN = Redirect("/accounts/login/")
+REAUTH = Redirect("/accounts/reauthenticate/")  # allauth asks for the password again first
+HOME = Redirect("/")
+TO_ORG_A = Redirect("/o/org-a/")
+TO_MEMBERS = Redirect("/o/org-a/members/")
+TO_KEYS = Redirect("/o/org-a/keys/")
+TO_CHANGE_PASSWORD = Redirect("/accounts/password/change/")
+
+
+class Web(NamedTuple):
+    """The answers of a web page, one per persona."""
+
+    anonymous: Expect
+    alice: Expect  # owner of org A
+    bob: Expect  # viewer in org A
+    charlie: Expect  # owner of org B
+    staff: Expect  # Steve: hub staff, member of no organisation
+
+
+WEB_PERSONAS = Web._fields
+# Callers who must never see anything of org A (unless a row says it legitimately shows it).
+WEB_OUTSIDERS = frozenset({"anonymous", "charlie"})
+
+
+def everyone(answer: Expect) -> Web:
+    return Web(answer, answer, answer, answer, answer)
+
+
+def users(anonymous: Expect, user: Expect) -> Web:
+    """A page that treats every logged-in person alike (allauth's account and MFA pages)."""
+    return Web(anonymous, user, user, user, user)
+
+
+def org_page(alice: Expect, bob: Expect) -> Web:
+    """Under /o/<org_slug>/: log in first; non-members (Charlie, staff) get 404, never 403."""
+    return Web(LOGIN, alice, bob, 404, 404)
+
+
+class Keys(NamedTuple):
+    """The answers of one API method, one per caller (see API_PERSONAS)."""
+
+    key_a: Expect  # a key of org A with every scope
+    key_b: Expect  # a key of org B with every scope
+    scope: str | None = None  # the scope the endpoint needs: adds a key of org A without it
+    key_a_unscoped: Expect = 403
+    no_key: Expect = 401
+    session: Expect = 401  # Alice logged in to the web UI: a session is not an API key
+    revoked_key: Expect = 401
+
+
+API_PERSONAS = ("no_key", "session", "key_a", "key_a_unscoped", "key_b", "revoked_key")
+API_OUTSIDERS = frozenset({"no_key", "key_b", "revoked_key"})
+
+
+def public(answer: Expect) -> Keys:
+    """An API URL that answers the same whoever calls (the schema, its docs, unknown paths)."""
+    return Keys(answer, answer, no_key=answer, session=answer, revoked_key=answer)
+
+
+@dataclass(frozen=True)
+class Page:
+    get: Web
+    post: Web | None = None  # for views that mutate on POST (or only accept POST)
+    data: Mapping[str, Any] = field(default_factory=dict)  # the POSTed form
+    reveals_org_a: bool = False  # the page shows org A to outsiders on purpose
+
+    def methods(self) -> dict[str, Web]:
+        return {"GET": self.get} | ({"POST": self.post} if self.post else {})
+
+
+@dataclass(frozen=True)
+class Api:
+    get: Keys | None = None
+    post: Keys | None = None
+    put: Keys | None = None
+    patch: Keys | None = None
+    delete: Keys | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)  # the JSON body of non-GET methods
+
+    def methods(self) -> dict[str, Keys]:
+        answers = {"GET": self.get, "POST": self.post, "PUT": self.put}
+        answers |= {"PATCH": self.patch, "DELETE": self.delete}
+        return {method: keys for method, keys in answers.items() if keys is not None}
+
+
+# --- the table: one line per URL pattern ------------------------------------------------------
+
+ENTRIES = {"entries": [{"type": "md5", "value": "d41d8cd98f00b204e9800998ecf8427e"}]}
+
+TABLE: dict[str, Page | Api] = {
+    # hub: landing, health, organisations, invitations
+    "home": Page(get=Web(LOGIN, TO_ORG_A, TO_ORG_A, Redirect("/o/org-b/"), Redirect("/orgs/new/"))),
+    "healthz": Page(get=everyone(200)),
+    "readyz": Page(get=everyone(200)),
+    "mfa_required": Page(get=users(LOGIN, 200)),
+    "org_create": Page(
+        get=users(LOGIN, 200),
+        post=users(LOGIN, Redirect("/o/org-new/")),
+        data={"name": "Org New", "slug": "org-new"},
+    ),
+    "invitation_accept": Page(
+        get=everyone(200), post=Web(200, 400, 400, 400, 400), reveals_org_a=True
+    ),
+    # hub: one organisation's pages
+    "dashboard": Page(get=org_page(200, 200)),
+    "org_settings": Page(
+        get=org_page(200, 403),
+        post=org_page(Redirect("/o/org-a/settings/"), 403),
+        data={"name": "Renamed"},
+    ),
+    "members": Page(
+        get=org_page(200, 200),
+        post=org_page(TO_MEMBERS, 403),
+        data={"email": "erin@example.test", "role": "viewer"},
+    ),
+    "member_role": Page(
+        get=org_page(405, 405), post=org_page(TO_MEMBERS, 403), data={"role": "analyst"}
+    ),
+    "member_remove": Page(get=org_page(405, 405), post=org_page(TO_MEMBERS, 403)),
+    "invitation_revoke": Page(get=org_page(405, 405), post=org_page(TO_MEMBERS, 403)),
+    "api_keys": Page(
+        get=org_page(200, 403),
+        post=org_page(201, 403),
+        data={"name": "new key", "scopes": ["match"]},
+    ),
+    "api_key_revoke": Page(get=org_page(405, 405), post=org_page(TO_KEYS, 403)),
+    "api_key_rotate": Page(get=org_page(405, 405), post=org_page(201, 403)),
+    "audit_log": Page(get=org_page(200, 403)),
+    # hub: staff
+    "staff_organizations": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_organization_approve": Page(
+        get=Web(
+            LOGIN,
+            404,
+            404,
+            404,
+            405,
+        ),
+        post=Web(LOGIN, 404, 404, 404, Redirect("/staff/organizations/")),
+        data={"approved": "0"},
+    ),
+    # API
+    "api_me": Api(get=Keys(200, 200)),
+    "api_schema": Api(get=public(200)),
+    "api_docs": Api(get=public(200)),
+    "api_not_found": Api(get=public(404), post=public(404)),
+    "api_hashtypes": Api(get=Keys(200, 200)),
+    "api_lists": Api(
+        get=Keys(200, 200),
+        post=Keys(201, 201, scope="lists:write"),  # each key creates a list in its own org
+        data={"name": "New list", "category": "se"},
+    ),
+    "api_list": Api(
+        get=Keys(200, 404), patch=Keys(200, 404, scope="lists:write"), data={"name": "Renamed"}
+    ),
+    "api_list_entries": Api(
+        get=Keys(200, 404), post=Keys(200, 404, scope="lists:write"), data=ENTRIES
+    ),
+    "api_list_entries_remove": Api(post=Keys(200, 404, scope="lists:write"), data=ENTRIES),
+    # lists: pages (valid POSTs redirect to random ids, so the POSTed data here is refused: 400)
+    "lists": Page(
+        get=org_page(200, 200), post=org_page(400, 403), data={"name": "", "category": "se"}
+    ),
+    "list_detail": Page(
+        get=org_page(200, 200), post=org_page(400, 403), data={"type": "md5", "value": "zz"}
+    ),
+    "list_entry_remove": Page(get=org_page(405, 405), post=org_page(400, 403)),
+    "list_settings": Page(get=org_page(405, 405), post=org_page(400, 403), data={"name": ""}),
+    "list_delete": Page(get=org_page(405, 405), post=org_page(Redirect("/o/org-a/lists/"), 403)),
+    "list_upload": Page(get=org_page(200, 403), post=org_page(400, 403)),
+    "list_add_image": Page(get=org_page(200, 403), post=org_page(400, 403)),
+    "list_add_image_hashes": Page(get=org_page(405, 405), post=org_page(400, 403)),
+    "list_export": Page(get=org_page(200, 200)),
+    "import_job": Page(get=org_page(200, 200)),
+    "import_job_progress": Page(get=org_page(200, 200)),
+    "import_job_report": Page(get=org_page(200, 200)),
+    # allauth: accounts (every logged-in persona is a verified user with a password, no MFA)
+    "account_login": Page(get=users(200, HOME), post=users(400, HOME)),
+    "account_logout": Page(get=users(HOME, 200), post=everyone(HOME)),
+    "account_inactive": Page(get=everyone(200)),
+    "account_signup": Page(get=users(200, HOME), post=users(400, HOME)),
+    "account_reauthenticate": Page(get=users(LOGIN, 200), post=users(LOGIN, 400)),
+    "account_email": Page(get=users(LOGIN, 200), post=users(LOGIN, Redirect("/accounts/email/"))),
+    "account_email_verification_sent": Page(get=everyone(200)),
+    "account_change_password": Page(get=users(LOGIN, 200), post=users(LOGIN, 400)),
+    "account_set_password": Page(
+        get=users(LOGIN, TO_CHANGE_PASSWORD), post=users(LOGIN, TO_CHANGE_PASSWORD)
+    ),
+    "account_reset_password": Page(get=everyone(200), post=everyone(400)),
+    "account_reset_password_done": Page(get=everyone(200)),
+    # An unknown key shows allauth's "link invalid" page on GET; POSTing it is refused.
+    "account_reset_password_from_key": Page(get=everyone(200), post=everyone(400)),
+    "account_reset_password_from_key_done": Page(get=everyone(200)),
+    "account_confirm_email": Page(get=everyone(200), post=everyone(404)),
+    # No login is pending, so the code and MFA steps send the caller back where they belong.
+    "account_confirm_login_code": Page(get=users(LOGIN, HOME), post=users(LOGIN, HOME)),
+    "mfa_authenticate": Page(get=users(LOGIN, HOME), post=users(LOGIN, HOME)),
+    # allauth: MFA management (what changes MFA asks for the password again)
+    "mfa_index": Page(get=users(LOGIN, 200)),
+    "mfa_reauthenticate": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
+    "mfa_activate_totp": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
+    "mfa_deactivate_totp": Page(get=users(LOGIN, 404), post=users(LOGIN, 404)),
+    "mfa_view_recovery_codes": Page(get=users(LOGIN, 404)),
+    "mfa_generate_recovery_codes": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
+    "mfa_download_recovery_codes": Page(get=users(LOGIN, 404)),
+    "mfa_list_webauthn": Page(get=users(LOGIN, 200)),
+    "mfa_add_webauthn": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
+    "mfa_reauthenticate_webauthn": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
+    "mfa_remove_webauthn": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
+    "mfa_edit_webauthn": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
+}
+
+
+# --- the data every case runs against -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One organisation and one object of each kind that belongs to it."""
+
+    org: Organization
+    ids: Mapping[str, str]  # URL kwarg -> the id of this organisation's object of that kind
+    invitation: Invitation
+    invitation_token: str
+    key: ApiKey
+    key_secret: str
+
+
+@dataclass(frozen=True)
+class World:
+    a: Tenant
+    b: Tenant
+    people: Mapping[str, User]  # persona -> user
+    sessions: Mapping[str, str]  # persona -> session key of a login made for this file
+    revoked_key_secret: str
+
+
+# The URL kwargs that name the organisation itself; every other kwarg not in OTHER_KWARGS names
+# an object an organisation owns, and is looked up in Tenant.ids.
+TENANT_KWARGS = frozenset({"org_slug", "slug"})  # staff pages name an organisation by "slug"
+# URL kwargs that name no organisation's object: a plausible value.
+OTHER_KWARGS: dict[str, Callable[[World], str]] = {
+    "token": lambda w: w.a.invitation_token,  # the link e-mailed with org A's invitation
+    "key": lambda w: "MQ:1tXyzA:not-a-real-signature",  # allauth e-mail / password-reset key
+    "uidb36": lambda w: "1",
+    "pk": lambda w: "1",  # a WebAuthn authenticator that does not exist
+    "rest": lambda w: "v1/no-such-endpoint",
+}
+
+
+def _new_list(org: Organization) -> str:
+    from lists.services import list_create  # lists sits above hub (DESIGN.md): import late
+
+    with scope(organization=org.pk):
+        return list_create(
+            org=org, name="Incidents", category="csam", actor=Actor(system="test")
+        ).public_id
+
+
+# Objects of the apps above hub, made in each organisation once some URL names them: a new kind
+# of object is one line here (hub's own objects are made in _tenant).
+def _new_import_job(org: Organization) -> str:
+    from lists.models import HashList, ImportJob
+
+    with scope(organization=org.pk):
+        target = HashList.objects.get(organization=org, category="csam", is_default=True)
+        return ImportJob.objects.create(
+            organization=org, hash_list=target, filename="h.csv"
+        ).public_id
+
+
+OBJECT_MAKERS: dict[str, Callable[[Organization], str]] = {
+    "list_id": _new_list,
+    "job_id": _new_import_job,
+}
+
+
+def _tenant(org: Organization, member: User, key: tuple[ApiKey, str], invitee: str) -> Tenant:
+    """``org`` with an invitation, ``key`` and what OBJECT_MAKERS makes; ids keyed by kwarg."""
+    with scope(organization=org.pk):
+        invitation, token = services.invitation_create(
+            org=org, email=invitee, role=Role.VIEWER, granter=Role.OWNER, actor=Actor(system="test")
+        )
+    ids = {
+        "org_slug": org.slug,
+        "slug": org.slug,
+        "member_id": Membership.objects.get(organization=org, user=member).public_id,
+        "invitation_id": invitation.public_id,
+        "key_id": key[0].public_id,
+    }
+    url_kwargs = {kwarg for endpoint in _endpoints().values() for kwarg in endpoint.kwargs}
+    ids |= {kwarg: make(org) for kwarg, make in OBJECT_MAKERS.items() if kwarg in url_kwargs}
+    return Tenant(
+        org=org,
+        ids=ids,
+        invitation=invitation,
+        invitation_token=token,
+        key=key[0],
+        key_secret=key[1],
+    )
+
+
+def _build_world() -> World:
+    # The same characters as tests/conftest.py's fixtures, made with its own helpers.
+    org_a = OrganizationFactory.create(name="Org A", slug="org-a")
+    org_b = OrganizationFactory.create(name="Org B", slug="org-b")
+    people = {
+        "alice": _member(org_a, "alice@example.test", Role.OWNER),
+        "bob": _member(org_a, "bob@example.test", Role.VIEWER),
+        "charlie": _member(org_b, "charlie@example.test", Role.OWNER),
+        "staff": UserFactory.create(email="steve@example.test", is_staff=True),
+    }
+    key_a = make_key(org_a, ALL_SCOPES, name="A's key")
+    key_b = make_key(org_b, ALL_SCOPES, name="B's key")
+    old_key, old_secret = make_key(org_a, ALL_SCOPES, name="A's old key")
+    with scope(organization=org_a.pk):
+        services.api_key_revoke(key=old_key, actor=Actor(system="test"))
+    return World(
+        a=_tenant(org_a, people["bob"], key_a, "invitee-a@example.test"),
+        b=_tenant(org_b, people["charlie"], key_b, "invitee-b@example.test"),
+        people=people,
+        sessions={
+            persona: login(user).cookies[settings.SESSION_COOKIE_NAME].value
+            for persona, user in people.items()
+        },
+        revoked_key_secret=old_secret,
+    )
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup: None, django_db_blocker: Any) -> Iterator[World]:
+    """Org A (Alice, Bob, an invitation, keys, ...), org B (Charlie, the same kinds), Steve.
+
+    Built once for this file, inside a transaction rolled back when the file is done. Each case
+    runs in a savepoint of it (pytest-django's ``db``) that is rolled back after the case, so
+    every case, POSTs included, starts from exactly this data. Building it per case with the
+    function-scoped conftest fixtures cost about 60 ms, times several hundred cases.
+    """
+    fast_hasher = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    with (
+        django_db_blocker.unblock(),
+        override_settings(PASSWORD_HASHERS=fast_hasher),
+        transaction.atomic(),
+    ):
+        yield _build_world()
+        transaction.set_rollback(True)
+
+
+# --- the URL patterns, from Django's resolver -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    key: str  # the URL name (namespace-qualified), or the route for an unnamed pattern
+    route: str
+    name: str | None
+    kwargs: tuple[str, ...]
+    plain_route: bool  # every part is a path() route, so the URL can be built by substitution
+    callback: Callable[..., Any]
+
+
+def _walk(
+    patterns: list[URLPattern | URLResolver],
+    prefix: str = "",
+    namespace: str = "",
+    kwargs: tuple[str, ...] = (),
+    plain: bool = True,
+) -> Iterator[tuple[str, str | None, tuple[str, ...], bool, Callable[..., Any]]]:
+    for entry in patterns:
+        route = prefix + str(entry.pattern)
+        names = kwargs + tuple(n for n in entry.pattern.regex.groupindex if n not in kwargs)
+        is_plain = plain and isinstance(entry.pattern, RoutePattern)
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from _walk(entry.url_patterns, route, inner, names, is_plain)
+        else:
+            name = f"{namespace}{entry.name}" if entry.name else None
+            yield route, name, names, is_plain, entry.callback
+
+
+@cache
+def _endpoints() -> dict[str, Endpoint]:
+    found = list(_walk(get_resolver().url_patterns))
+    counts = Counter(name for _, name, _, _, _ in found if name)
+    endpoints: dict[str, Endpoint] = {}
+    for route, name, kwargs, plain, callback in found:
+        # A name used twice cannot be reversed to both patterns: those are keyed by route.
+        key = name if name and counts[name] == 1 else route
+        endpoints[key] = Endpoint(key, route, name, kwargs, plain, callback)
+    return endpoints
+
+
+def _object_kwargs(endpoint: Endpoint) -> set[str]:
+    return set(endpoint.kwargs) - TENANT_KWARGS - OTHER_KWARGS.keys()
+
+
+def _url(endpoint: Endpoint, world: World, tenant: Tenant, ids: Tenant) -> str:
+    """The endpoint's URL under ``tenant``, naming the objects of ``ids`` (usually the same)."""
+    values: dict[str, str] = {}
+    for kwarg in endpoint.kwargs:
+        owner = tenant if kwarg in TENANT_KWARGS else ids
+        if kwarg in OTHER_KWARGS:
+            values[kwarg] = OTHER_KWARGS[kwarg](world)
+        elif kwarg in owner.ids:
+            values[kwarg] = owner.ids[kwarg]
+        else:
+            pytest.fail(
+                f"{endpoint.key}: give URL kwarg {kwarg!r} a value (Tenant.ids/OTHER_KWARGS)"
+            )
+    if endpoint.name and endpoint.key == endpoint.name:
+        return reverse(endpoint.name, kwargs=values)
+    if not endpoint.plain_route:
+        pytest.fail(f"{endpoint.route}: name this regex pattern so its URL can be reversed")
+    path = endpoint.route
+    for kwarg, value in values.items():
+        path = re.sub(rf"<(?:\w+:)?{re.escape(kwarg)}>", value.replace("\\", r"\\"), path)
+    return "/" + path
+
+
+# --- the callers ------------------------------------------------------------------------------
+
+
+@cache
+def _shared_handler() -> ClientHandler:
+    # Each Client builds the middleware chain on its first request, and WhiteNoise then indexes
+    # every static file (~40 ms); one handler for the whole file keeps the cases fast.
+    return ClientHandler(enforce_csrf_checks=False)
+
+
+def _client(*, session: str | None = None, bearer: str | None = None) -> Client:
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
+    # A crash must show up as the 500 it is, next to the status the table expects.
+    client = Client(headers=headers, raise_request_exception=False)
+    client.handler = _shared_handler()
+    if session:
+        client.cookies[settings.SESSION_COOKIE_NAME] = session
+    return client
+
+
+def _web_client(world: World, persona: str) -> Client:
+    return _client(session=world.sessions.get(persona))
+
+
+def _api_client(world: World, persona: str, needed_scope: str | None) -> Client:
+    if persona == "no_key":
+        return _client()
+    if persona == "session":
+        return _web_client(world, "alice")
+    if persona == "key_a_unscoped":
+        scopes = [s for s in ALL_SCOPES if s != needed_scope]
+        return _client(bearer=make_key(world.a.org, scopes, name="A's narrow key")[1])
+    secrets = {
+        "key_a": world.a.key_secret,
+        "key_b": world.b.key_secret,
+        "revoked_key": world.revoked_key_secret,
+    }
+    return _client(bearer=secrets[persona])
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+
+def _assert_status(response: HttpResponse, expected: Status) -> None:
+    status = response.status_code
+    location = response.get("Location", "")
+    if isinstance(expected, Redirect):
+        assert status == 302, f"expected a redirect to {expected.to}, got {status} {location}"
+        assert location == expected.to or location.startswith(f"{expected.to}?"), location
+    else:
+        assert status == expected, f"expected {expected}, got {status} {location}".rstrip()
+
+
+def _is_refusal(expected: Status) -> bool:
+    return expected in (LOGIN, REAUTH) or expected in (401, 403, 404, 405)
+
+
+# Every model of these apps is compared before and after a refused request...
+SNAPSHOT_APPS = frozenset({"hub", "lists", "sharing", "matching", "account", "mfa"})
+# ...except the audit log (a refusal may well be audited) and fields a mere call updates.
+NOT_SNAPSHOTTED = frozenset({"hub.auditevent"})
+BOOKKEEPING_FIELDS = frozenset({"last_used_at", "last_login"})
+
+
+@cache
+def _snapshot_query() -> tuple[tuple[str, ...], str]:
+    """One query answering a digest of each snapshotted table (PostgreSQL is the only database)."""
+    quote = connection.ops.quote_name
+    labels, digests = [], []
+    for model in django_apps.get_models():
+        meta = model._meta
+        if meta.app_label not in SNAPSHOT_APPS or meta.label_lower in NOT_SNAPSHOTTED:
+            continue
+        columns = ", ".join(
+            f"t.{quote(f.column)}" for f in meta.concrete_fields if f.name not in BOOKKEEPING_FIELDS
+        )
+        order = f"t.{quote(meta.pk.column)}"
+        digest = f"md5(coalesce(string_agg(ROW({columns})::text, ',' ORDER BY {order}), ''))"
+        labels.append(meta.label_lower)
+        # Table and column names come from the models, never from input.
+        digests.append(f"(SELECT {digest} FROM {quote(meta.db_table)} t)")  # noqa: S608
+    return tuple(labels), "SELECT " + ", ".join(digests)
+
+
+def _snapshot() -> dict[str, str]:
+    """Everything a request could wrongly change, to show that a refused one changed nothing."""
+    labels, query = _snapshot_query()
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        return dict(zip(labels, cursor.fetchone(), strict=True))
+
+
+def _assert_unchanged(before: dict[str, str]) -> None:
+    after = _snapshot()
+    changed = sorted(label for label in before if before[label] != after.get(label))
+    assert not changed, f"a refused request changed {changed}"
+
+
+def _assert_reveals_nothing_of_org_a(response: HttpResponse, world: World) -> None:
+    content = response.content.decode(errors="replace")
+    secrets = [
+        world.a.org.name,
+        world.people["alice"].email,
+        world.people["bob"].email,
+        world.a.invitation.email,
+        world.a.key.prefix,
+    ]
+    leaked = [secret for secret in secrets if secret in content]
+    assert not leaked, f"an outsider's response shows {leaked}"
+
+
+ERROR_CODES = {
+    401: {"not_authenticated", "authentication_failed"},
+    403: {"permission_denied"},
+    404: {"not_found"},
+    405: {"method_not_allowed"},
+}
+
+
+def _assert_error_shape(response: HttpResponse) -> None:
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = json.loads(response.content)
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    code, message = body["error"]["code"], body["error"]["message"]
+    assert isinstance(message, str) and message, body
+    assert code in ERROR_CODES.get(response.status_code, {code}), body
+
+
+def _send(client: Client, method: str, url: str, data: Mapping[str, Any], *, api: bool) -> Any:
+    if method == "GET":
+        return client.get(url)
+    if api:
+        return client.generic(method, url, json.dumps(data), content_type="application/json")
+    return client.post(url, data)
+
+
+# --- the cases --------------------------------------------------------------------------------
+
+
+def _param(case: tuple[str, ...], expected: Expect) -> ParameterSet:
+    if isinstance(expected, Bug):
+        mark = pytest.mark.xfail(strict=True, reason=expected.reason)
+        return pytest.param(*case, expected.should, id="-".join(case), marks=mark)
+    return pytest.param(*case, expected, id="-".join(case))
+
+
+def _web_cases() -> Iterator[ParameterSet]:
+    for key, row in TABLE.items():
+        if isinstance(row, Page):
+            for method, answers in row.methods().items():
+                for persona, expected in zip(WEB_PERSONAS, answers, strict=True):
+                    yield _param((key, method, persona), expected)
+
+
+def _api_cases() -> Iterator[ParameterSet]:
+    for key, row in TABLE.items():
+        if isinstance(row, Api):
+            for method, keys in row.methods().items():
+                for persona in API_PERSONAS:
+                    if persona != "key_a_unscoped" or keys.scope:
+                        yield _param((key, method, persona), getattr(keys, persona))
+
+
+@pytest.mark.parametrize(("key", "method", "persona", "expected"), list(_web_cases()))
+def test_web_page(key: str, method: str, persona: str, expected: Status, world: World) -> None:
+    row = TABLE[key]
+    assert isinstance(row, Page)
+    url = _url(_endpoints()[key], world, world.a, world.a)
+    client = _web_client(world, persona)
+    before = _snapshot()
+    response = _send(client, method, url, row.data, api=False)
+    _assert_status(response, expected)
+    if _is_refusal(expected):
+        _assert_unchanged(before)
+    if persona in WEB_OUTSIDERS and not row.reveals_org_a:
+        _assert_reveals_nothing_of_org_a(response, world)
+
+
+@pytest.mark.parametrize(("key", "method", "persona", "expected"), list(_api_cases()))
+def test_api_endpoint(key: str, method: str, persona: str, expected: Status, world: World) -> None:
+    row = TABLE[key]
+    assert isinstance(row, Api)
+    url = _url(_endpoints()[key], world, world.a, world.a)
+    client = _api_client(world, persona, row.methods()[method].scope)
+    before = _snapshot()
+    response = _send(client, method, url, row.data, api=True)
+    _assert_status(response, expected)
+    if response.status_code >= 400:
+        _assert_error_shape(response)
+    if _is_refusal(expected):
+        _assert_unchanged(before)
+    if persona in API_OUTSIDERS:
+        _assert_reveals_nothing_of_org_a(response, world)
+
+
+def _cross_org_cases() -> Iterator[ParameterSet]:
+    """Every row whose URL names an object of an organisation, asked for with the other's ids."""
+    for key, row in TABLE.items():
+        endpoint = _endpoints().get(key)
+        if endpoint is None or not _object_kwargs(endpoint):
+            continue
+        if isinstance(row, Page):
+            if "org_slug" not in endpoint.kwargs:
+                continue
+            # A POST-only view answers 405 to a GET before it looks anything up.
+            methods = ["POST"] if row.post else ["GET"]
+            callers = ("alice", "charlie")
+        else:
+            methods = list(row.methods())
+            callers = ("key_a", "key_b")
+        for method in methods:
+            for caller in callers:
+                yield pytest.param(key, method, caller, id=f"{key}-{method}-{caller}")
+
+
+@pytest.mark.parametrize(("key", "method", "caller"), list(_cross_org_cases()))
+def test_another_orgs_object_ids_are_404(key: str, method: str, caller: str, world: World) -> None:
+    """Alice at /o/org-a/... with org B's ids (and Charlie at /o/org-b/... with A's): 404."""
+    row = TABLE[key]
+    own, other = (world.a, world.b) if caller in ("alice", "key_a") else (world.b, world.a)
+    url = _url(_endpoints()[key], world, own, other)
+    is_api = isinstance(row, Api)
+    client = _api_client(world, caller, None) if is_api else _web_client(world, caller)
+    before = _snapshot()
+    response = _send(client, method, url, row.data, api=is_api)
+    assert response.status_code == 404, (url, response.status_code)
+    _assert_unchanged(before)
+    if is_api:
+        _assert_error_shape(response)
+
+
+# --- the table itself -------------------------------------------------------------------------
+
+
+def test_every_url_pattern_is_in_the_table() -> None:
+    missing = sorted(_endpoints().keys() - TABLE.keys())
+    assert not missing, f"URL patterns with no row in TABLE (add one line each): {missing}"
+
+
+def test_every_table_row_is_a_url_pattern() -> None:
+    stale = sorted(TABLE.keys() - _endpoints().keys())
+    assert not stale, f"TABLE rows whose URL pattern no longer exists: {stale}"
+
+
+def test_api_urls_have_api_rows_and_pages_have_page_rows() -> None:
+    wrong = [
+        key
+        for key, endpoint in _endpoints().items()
+        if key in TABLE and endpoint.route.startswith("api/") != isinstance(TABLE[key], Api)
+    ]
+    assert not wrong, f"rows of the wrong kind (Api under /api/, Page elsewhere): {wrong}"
+
+
+def _scope_required_by(endpoint: Endpoint, method: str) -> str | None:
+    """The scope hub.api_auth.HasApiKey would demand of a ``method`` request to this view."""
+    view_class = getattr(endpoint.callback, "view_class", None)
+    if view_class is None:
+        return None
+    view = view_class()
+    view.request = RequestFactory().generic(method, "/")
+    get_required = getattr(view, "get_required_scope", None)
+    return get_required() if get_required else getattr(view, "required_scope", None)
+
+
+def test_api_rows_name_the_scope_their_view_requires() -> None:
+    """So that every scoped endpoint is also tried with a key of org A that lacks the scope."""
+    wrong = [
+        (key, method, keys.scope, _scope_required_by(endpoint, method))
+        for key, row in TABLE.items()
+        if isinstance(row, Api) and (endpoint := _endpoints().get(key))
+        for method, keys in row.methods().items()
+        if keys.scope != _scope_required_by(endpoint, method)
+    ]
+    assert not wrong, f"(row, method, scope in TABLE, scope the view requires): {wrong}"
