@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -68,6 +69,10 @@ class HashList(models.Model):
     )
     # The organisation's own CSAM and SE lists, made with it; they cannot be deleted.
     is_default = models.BooleanField(default=False)
+    # Live entries per signal type and the time of the last add or removal, kept by
+    # lists.services in the same transaction as each change (never counted on a page view).
+    live_counts = models.JSONField(default=dict, blank=True)
+    last_change_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
@@ -179,6 +184,8 @@ class Entry(models.Model):
         indexes = (
             # A list's entries in change order: keyset pages of a list, its last change.
             models.Index(fields=("hash_list", "added_seq"), name="entry_by_list_seq"),
+            # The label filter of the list page and API.
+            GinIndex(fields=("labels",), name="entry_labels_gin"),
         )
 
     def __str__(self) -> str:

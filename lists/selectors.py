@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
+from django_scopes import scope
 
 from hub.errors import ServiceError
 from hub.models import Organization
+from lists.hashtypes import get_signal_type
 from lists.models import Entry, HashList
 
 PAGE_SIZE = 100
@@ -45,28 +48,14 @@ class ListStats:
 
 
 def list_stats(*, lists: list[HashList]) -> dict[int, ListStats]:
-    """Live entry counts (total and per type) and the last change of each list, in two queries."""
-    stats = {hl.pk: ListStats(0, {}, None) for hl in lists}
-    if not stats:
-        return stats
-    rows = (
-        Entry.objects.filter(hash_list_id__in=stats, removed_seq__isnull=True)
-        .values("hash_list_id", "hash__signal_type")
-        .annotate(n=Count("id"))
-    )
-    for row in rows:
-        item = stats[row["hash_list_id"]]
-        item.by_type[row["hash__signal_type"]] = row["n"]
-        item.size += row["n"]
-    changes = (
-        Entry.objects.filter(hash_list_id__in=stats)
-        .values("hash_list_id")
-        .annotate(added=Max("added_at"), removed=Max("removed_at"))
-    )
-    for row in changes:
-        times = [t for t in (row["added"], row["removed"]) if t is not None]
-        stats[row["hash_list_id"]].last_change = max(times) if times else None
-    return stats
+    """Live entry counts (total and per type) and the last change of each list.
+
+    Read from the counters the services keep on the list row: no entry is counted here.
+    """
+    return {
+        hl.pk: ListStats(sum(hl.live_counts.values()), dict(hl.live_counts), hl.last_change_at)
+        for hl in lists
+    }
 
 
 def hex_prefix_range(prefix: str) -> tuple[bytes, bytes | None]:
@@ -135,3 +124,33 @@ def entries_page(
     rows = list(entries.select_related("hash").order_by("-added_seq")[: limit + 1])
     next_cursor = encode_cursor(rows[limit - 1].added_seq) if len(rows) > limit else None
     return EntryPage(rows[:limit], next_cursor)
+
+
+EXPORT_PAGE = 5000
+
+
+def entries_export_rows(*, hash_list: HashList) -> Iterator[tuple[str, str, str, str, str, str]]:
+    """Every live entry as (type, value, labels, note, added_at, added_by), newest first.
+
+    Plain tuples a keyset page at a time: memory stays flat and no model object is built, so a
+    million-entry list streams in seconds. Opens the list's scope itself, because a streamed
+    response is consumed after the view (and the middleware's scope) has returned.
+    """
+    last_seq: int | None = None
+    while True:
+        with scope(organization=hash_list.organization_id):
+            page = Entry.objects.filter(hash_list=hash_list, removed_seq__isnull=True)
+            if last_seq is not None:
+                page = page.filter(added_seq__lt=last_seq)
+            rows = list(
+                page.order_by("-added_seq").values_list(
+                    "added_seq", "hash__signal_type", "hash__value", "labels", "note", "added_at",
+                    "added_by_label",
+                )[:EXPORT_PAGE]
+            )  # fmt: skip
+        for _seq, signal_type, value, labels, note, added_at, added_by in rows:
+            text = get_signal_type(signal_type).to_text(bytes(value))
+            yield (signal_type, text, ";".join(labels), note, added_at.isoformat(), added_by)
+        if len(rows) < EXPORT_PAGE:
+            return
+        last_seq = rows[-1][0]

@@ -8,6 +8,7 @@ handful of set-based statements.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -250,7 +251,7 @@ def _apply_adds(
         cursor.execute(
             f"""
             WITH resolved AS (
-                SELECT s.idx, s.labels, s.note,
+                SELECT s.idx, s.signal_type, s.labels, s.note,
                        (SELECT h.id FROM lists_hash h
                          WHERE h.signal_type = s.signal_type AND h.value = s.value) AS hash_id
                 FROM hashhub_stage s
@@ -261,13 +262,18 @@ def _apply_adds(
                         WHERE e.hash_list_id = %(list)s AND e.hash_id = r.hash_id
                           AND e.removed_seq IS NULL) IS NULL
             )
-            INSERT INTO lists_entry (
-                hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
-                added_by_user_id, added_by_key_id, added_by_label, removed_by_label, removed_reason
+            , inserted AS (
+                INSERT INTO lists_entry (
+                    hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
+                    added_by_user_id, added_by_key_id, added_by_label, removed_by_label,
+                    removed_reason
+                )
+                SELECT %(list)s, hash_id, {_SQL_PUBLIC_ID}, labels, note, %(last)s + rn, %(now)s,
+                       %(user)s, %(key)s, %(label)s, '', ''
+                FROM fresh
             )
-            SELECT %(list)s, hash_id, {_SQL_PUBLIC_ID}, labels, note, %(last)s + rn, %(now)s,
-                   %(user)s, %(key)s, %(label)s, '', ''
-            FROM fresh
+            -- Every fresh row is inserted: its per-type count keeps the list's counters exact.
+            SELECT signal_type, count(*) FROM fresh GROUP BY signal_type
             """,  # noqa: S608
             {
                 "list": hash_list.pk,
@@ -278,20 +284,23 @@ def _apply_adds(
                 "label": who.label,
             },
         )
-        added = cursor.rowcount
+        by_type = {signal_type: int(n) for signal_type, n in cursor.fetchall()}
+    added = sum(by_type.values())
     _advance_sequence(added)
+    _count_changes(hash_list, by_type, sign=1)
     return len(rows), added
 
 
 # Which live entries a removal tombstones: the staged hashes', or the whole list's.
 _STAGED_TARGETS = """
-    SELECT e.id FROM lists_entry e
+    SELECT e.id, h.signal_type FROM lists_entry e
     JOIN lists_hash h ON h.id = e.hash_id
     JOIN hashhub_stage s ON s.signal_type = h.signal_type AND s.value = h.value
     WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL
 """
 _ALL_TARGETS = """
-    SELECT id FROM lists_entry WHERE hash_list_id = %(list)s AND removed_seq IS NULL
+    SELECT e.id, h.signal_type FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id
+    WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL
 """
 
 
@@ -302,14 +311,17 @@ def _tombstone(hash_list: HashList, targets: str, who: Provenance, reason: str) 
         cursor.execute(
             f"""
             WITH targets AS (
-                SELECT id, row_number() OVER (ORDER BY id) AS rn FROM ({targets}) AS chosen
+                SELECT id, signal_type, row_number() OVER (ORDER BY id) AS rn
+                FROM ({targets}) AS chosen
+            ), updated AS (
+                UPDATE lists_entry e
+                   SET removed_seq = %(last)s + t.rn, removed_at = %(now)s,
+                       removed_by_user_id = %(user)s, removed_by_key_id = %(key)s,
+                       removed_by_label = %(label)s, removed_reason = %(reason)s
+                  FROM targets t
+                 WHERE e.id = t.id
             )
-            UPDATE lists_entry e
-               SET removed_seq = %(last)s + t.rn, removed_at = %(now)s,
-                   removed_by_user_id = %(user)s, removed_by_key_id = %(key)s,
-                   removed_by_label = %(label)s, removed_reason = %(reason)s
-              FROM targets t
-             WHERE e.id = t.id
+            SELECT signal_type, count(*) FROM targets GROUP BY signal_type
             """,  # noqa: S608 - only the two constant target queries above are formatted in.
             {
                 "list": hash_list.pk,
@@ -321,9 +333,39 @@ def _tombstone(hash_list: HashList, targets: str, who: Provenance, reason: str) 
                 "reason": reason,
             },
         )
-        removed = cursor.rowcount
+        by_type = {signal_type: int(n) for signal_type, n in cursor.fetchall()}
+    removed = sum(by_type.values())
     _advance_sequence(removed)
+    _count_changes(hash_list, by_type, sign=-1)
     return removed
+
+
+def _count_changes(hash_list: HashList, by_type: dict[str, int], *, sign: int) -> None:
+    """Keep the list's live counts per type and its last change, under the sequence lock.
+
+    Counting on every write makes the list index and list page O(1) at any list size.
+    """
+    if not by_type:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT live_counts FROM lists_hashlist WHERE id = %s FOR UPDATE", [hash_list.pk]
+        )
+        stored = cursor.fetchone()[0]
+        # Django leaves jsonb undecoded on raw cursors (its JSONField decodes it).
+        counts: dict[str, int] = (
+            json.loads(stored) if isinstance(stored, str) else dict(stored or {})
+        )
+        for signal_type, n in by_type.items():
+            counts[signal_type] = counts.get(signal_type, 0) + sign * n
+        counts = {t: n for t, n in sorted(counts.items()) if n}
+        now = timezone.now()
+        cursor.execute(
+            "UPDATE lists_hashlist SET live_counts = %s::jsonb, last_change_at = %s WHERE id = %s",
+            [json.dumps(counts), now, hash_list.pk],
+        )
+    hash_list.live_counts = counts
+    hash_list.last_change_at = now
 
 
 def _apply_removes(
@@ -541,3 +583,15 @@ def list_delete(*, hash_list: HashList, reason: str, actor: Actor) -> int:
         metadata={"name": hash_list.name, "entries_removed": removed},
     )
     return removed
+
+
+def list_export_record(*, hash_list: HashList, actor: Actor, export_format: str = "csv") -> None:
+    """Audit an export of a list: a sensitive read (DESIGN.md, invariant 5)."""
+    audit(
+        actor=actor,
+        action="list.exported",
+        organization=hash_list.organization,
+        target_type="list",
+        target_id=hash_list.public_id,
+        metadata={"name": hash_list.name, "format": export_format},
+    )

@@ -20,9 +20,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_scopes import scope
 
-from hub.audit import Actor, audit
+from hub.audit import Actor
 from hub.decorators import org_permission
 from hub.errors import ServiceError
 from hub.middleware import OrgRequest
@@ -50,7 +49,6 @@ from lists.hashtypes import (
 from lists.importing import import_job_create
 from lists.models import Entry, HashList, ImportJob
 
-EXPORT_PAGE = selectors.MAX_PAGE_SIZE
 # A multipart body is the file plus boundaries and the other fields; the byte cap applies to the
 # file, which decode_upload / decode_image check exactly once it has been read.
 MULTIPART_SLACK = 64 * 1024
@@ -440,40 +438,8 @@ def _attachment(response: ResponseT, name: str) -> ResponseT:
     return response
 
 
-def _live_entries(hash_list: HashList, org_id: int) -> Iterator[Entry]:
-    """Every live entry, newest first, a keyset page at a time so memory stays flat.
-
-    The response streams after the view (and the middleware's tenant scope) has returned, so the
-    scope is opened again here.
-    """
-    cursor = ""
-    while True:
-        with scope(organization=org_id):
-            page = selectors.entries_page(hash_list=hash_list, cursor=cursor, limit=EXPORT_PAGE)
-        yield from page.entries
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
-
-
-def _export_rows(hash_list: HashList, org_id: int) -> Iterator[list[object]]:
-    for entry in _live_entries(hash_list, org_id):
-        row = _entry_row(entry)
-        added_at = entry.added_at.isoformat()
-        labels = ";".join(entry.labels)
-        yield [row.type, row.value, labels, entry.note, added_at, entry.added_by_label]
-
-
 def _audit_export(request: OrgRequest, hash_list: HashList) -> None:
-    # Exporting a list is a sensitive read (DESIGN.md invariant 5); no service records it yet.
-    audit(
-        actor=Actor.from_request(request),
-        action="list.exported",
-        organization=request.organization,
-        target_type="list",
-        target_id=hash_list.public_id,
-        metadata={"name": hash_list.name, "format": "csv"},
-    )
+    services.list_export_record(hash_list=hash_list, actor=Actor.from_request(request))
 
 
 # hub.decorators types views as returning HttpResponse; a StreamingHttpResponse is an
@@ -483,7 +449,7 @@ def _audit_export(request: OrgRequest, hash_list: HashList) -> None:
 def list_export(request: OrgRequest, org_slug: str, list_id: str) -> StreamingHttpResponse:
     hash_list = _list(request, list_id)
     _audit_export(request, hash_list)
-    rows = _export_rows(hash_list, request.organization.pk)
+    rows = selectors.entries_export_rows(hash_list=hash_list)
     header = ("type", "value", "labels", "note", "added_at", "added_by")
     response = StreamingHttpResponse(_csv_lines(header, rows), content_type=CSV)
     return _attachment(response, f"{hash_list.name}-{timezone.now():%Y%m%d-%H%M}")

@@ -216,3 +216,27 @@ def test_concurrent_writers_commit_in_sequence_order_and_a_reader_sees_every_cha
         assert sorted(seen) == sorted(
             Entry.objects.filter(hash_list=target).values_list("added_seq", flat=True)
         )
+
+
+def test_the_list_counters_always_equal_a_real_count(csam_a: HashList) -> None:
+    from django.db.models import Count
+
+    from lists.selectors import list_stats
+
+    values = [pdq() for _ in range(6)]
+    entry_add(hash_list=csam_a, items=[EntryInput("pdq", v) for v in values], actor=ALICE)
+    entry_add(hash_list=csam_a, items=[EntryInput("md5", md5()) for _ in range(3)], actor=ALICE)
+    entry_remove(
+        hash_list=csam_a, items=[EntryInput("pdq", v) for v in values[:2]], reason="", actor=ALICE
+    )
+    entry_add(hash_list=csam_a, items=[EntryInput("pdq", values[0])], actor=ALICE)
+    csam_a.refresh_from_db()
+    real = dict(
+        Entry.objects.filter(hash_list=csam_a, removed_seq__isnull=True)
+        .values_list("hash__signal_type")
+        .annotate(n=Count("id"))
+    )
+    stats = list_stats(lists=[csam_a])[csam_a.pk]
+    assert stats.by_type == real == {"pdq": 5, "md5": 3}
+    assert stats.size == 8
+    assert stats.last_change is not None

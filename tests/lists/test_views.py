@@ -23,7 +23,7 @@ from PIL import Image
 
 from hub.audit import Actor
 from hub.models import AuditEvent, Organization
-from lists import views
+from lists import selectors, views
 from lists.hashtypes import compute_all, decode_image
 from lists.importing import import_job_run
 from lists.models import Entry, HashList, ImportJob
@@ -418,7 +418,7 @@ def test_export_streams_every_live_entry_neutralising_formulas(
 ) -> None:
     # Small pages so the export walks several keyset pages; the response is read outside any
     # tenant scope, as a WSGI server streams it after the view has returned.
-    monkeypatch.setattr(views, "EXPORT_PAGE", 2)
+    monkeypatch.setattr(selectors, "EXPORT_PAGE", 2)
     csam = own_list(org_a)
     formula = "=cmd|' /C calc'!A0"
     live = [pdq() for _ in range(4)]
