@@ -12,6 +12,7 @@ import secrets
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,6 +30,7 @@ from hub.models import Organization  # noqa: E402
 from hub.services import organization_create  # noqa: E402
 from lists.importing import ImportSummary, import_lines  # noqa: E402
 from lists.models import HashList  # noqa: E402
+from lists.selectors import entries_export_rows, entries_page, list_stats  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "1000000"))
 
@@ -63,6 +65,42 @@ def run(hash_list: HashList, lines: list[str], label: str) -> None:
     )
 
 
+def timed(label: str, func: Callable[[], object], repeat: int = 20) -> None:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    print(
+        f"  {label}: n={repeat} median={statistics.median(samples) * 1000:.1f} ms "
+        f"p99={samples[-1] * 1000:.1f} ms"
+    )
+
+
+def reads(hash_list: HashList, lines: list[str]) -> None:
+    """What a person's list page and an API client do against the loaded list."""
+    hash_list.refresh_from_db()
+    print(f"reads on a list of {sum(hash_list.live_counts.values()):,} live entries:")
+    timed("list stats (counts by type, last change)", lambda: list_stats(lists=[hash_list]))
+    timed("first page of 100", lambda: entries_page(hash_list=hash_list))
+    cursor = ""
+    for _ in range(100):
+        cursor = entries_page(hash_list=hash_list, cursor=cursor).next_cursor or ""
+    timed("page 101 by keyset cursor", lambda: entries_page(hash_list=hash_list, cursor=cursor))
+    timed("label filter A1", lambda: entries_page(hash_list=hash_list, label="A1"))
+    timed("label filter with no match", lambda: entries_page(hash_list=hash_list, label="nothing"))
+    prefix = lines[500].split(",")[1][:6]
+    timed(
+        "hash prefix search (6 hex digits)",
+        lambda: entries_page(hash_list=hash_list, prefix=prefix),
+    )
+    start = time.perf_counter()
+    count = sum(1 for _ in entries_export_rows(hash_list=hash_list))
+    elapsed = time.perf_counter() - start
+    print(f"  CSV export rows: {count:,} in {elapsed:.1f} s = {count / elapsed:,.0f} rows/s")
+
+
 def main() -> None:
     call_command("migrate", verbosity=0)
     actor = Actor(system="bench")
@@ -80,6 +118,7 @@ def main() -> None:
         ]  # fmt: skip
         run(hash_list, lines, "fresh load")
         run(hash_list, lines, "re-load (idempotent)")
+        reads(hash_list, lines)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"peak RSS of the importing process: {peak_mib:,.0f} MiB (includes the {N:,} input lines)"

@@ -7,7 +7,11 @@ Steve is hub staff (and a member of nothing).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +149,37 @@ def key_a(org_a: Organization) -> tuple[ApiKey, str]:
 @pytest.fixture
 def api_a(key_a: tuple[ApiKey, str]) -> Client:
     return Client(headers={"Authorization": f"Bearer {key_a[1]}"})
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db: None) -> Iterator[subprocess.Popen[str]]:
+    """A real Celery worker process on the suite's broker and test database (not a mock).
+
+    Needs committed data, hence transactional_db. Yields the process; a test that waits on the
+    worker should stop waiting if ``poll()`` says it died, and can read its output afterwards.
+    """
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo",
+         "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        cwd=Path(__file__).resolve().parent.parent, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    yield worker
+    worker.terminate()
+    worker.communicate(timeout=30)
+
+
+def wait_for(
+    condition: Callable[[], Any], worker: subprocess.Popen[str], seconds: float = 60
+) -> Any:
+    """Poll ``condition`` until it returns something truthy, the worker dies, or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and worker.poll() is None:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    return condition()
