@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from django.contrib.auth.views import redirect_to_login
 from django.forms import BaseForm
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
 from django.urls import Resolver404, resolve
 from django_scopes import scope
@@ -94,3 +94,35 @@ class InvalidFormStatusMiddleware:
         if any(form.is_bound and form.errors for form in forms):
             response.status_code = 400
         return response
+
+
+class RequestSizeLimitMiddleware:
+    """Refuse a body larger than any upload the hub accepts before anything reads it.
+
+    Must run before CsrfViewMiddleware, which parses POST bodies (and so would hold the whole
+    upload in memory) before any view could look at the declared size. Views apply their own,
+    tighter limits (images, hash files) with their own messages.
+    """
+
+    SLACK = 64 * 1024  # multipart boundaries and form fields around the file
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from django.conf import settings
+
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE + self.SLACK
+        if length > limit:
+            message = f"The request is larger than this hub accepts ({limit // 2**20} MB)."
+            if request.path.startswith("/api/"):
+                return JsonResponse(
+                    {"error": {"code": "request_too_large", "message": message, "details": None}},
+                    status=413,
+                )
+            return render(request, "error.html", {"status": 413, "message": message}, status=413)
+        return self.get_response(request)

@@ -190,6 +190,19 @@ def decode_upload(data: bytes) -> str:
         ) from None
 
 
+def _count_hash_lines(text: str) -> int:
+    """Lines that will be read as hashes: not blank, not comments, not a header."""
+    count = 0
+    for number, line in enumerate(io.StringIO(text), start=1):
+        stripped = line.strip().lstrip("\ufeff")
+        if not stripped or stripped.startswith("#"):
+            continue
+        if number == 1 and stripped.lower().startswith("type"):
+            continue
+        count += 1
+    return count
+
+
 @transaction.atomic
 def import_job_create(
     *, hash_list: HashList, filename: str, data: bytes, default_type: str, actor: Actor
@@ -210,9 +223,7 @@ def import_job_create(
         filename=filename[:255],
         default_type=default_type,
         payload=text.encode(),
-        total_lines=sum(
-            1 for line in io.StringIO(text) if line.strip() and not line.startswith("#")
-        ),
+        total_lines=_count_hash_lines(text),
         created_by=actor.user,
     )
     audit(

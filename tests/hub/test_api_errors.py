@@ -62,3 +62,22 @@ def test_the_openapi_schema_and_its_docs_page_are_served() -> None:
     docs = Client().get("/api/docs")
     assert docs.status_code == 200
     assert b"swagger" in docs.content.lower()
+
+
+def test_a_body_larger_than_any_upload_is_refused_before_it_is_read(settings: object) -> None:
+    from django.test import Client as PlainClient
+
+    limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE  # type: ignore[attr-defined]
+    client = PlainClient()
+    api = client.generic(
+        "POST", "/api/v1/me", b"x", content_type="application/json",
+        CONTENT_LENGTH=str(limit + 10 * 2**20),
+    )  # fmt: skip
+    assert api.status_code == 413
+    assert api.json()["error"]["code"] == "request_too_large"
+    page = client.generic(
+        "POST", "/accounts/login/", b"x", content_type="multipart/form-data; boundary=x",
+        CONTENT_LENGTH=str(limit + 10 * 2**20),
+    )  # fmt: skip
+    assert page.status_code == 413
+    assert "larger than this hub accepts" in page.content.decode()
