@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
 from django.contrib import messages
@@ -31,6 +33,8 @@ from hub.middleware import LAST_ORG_SESSION_KEY, OrgRequest
 from hub.models import Organization
 from hub.permissions import Role
 
+logger = logging.getLogger(__name__)
+
 
 def _role(request: OrgRequest) -> Role:
     return Role(request.membership.role)
@@ -44,21 +48,43 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def _check(probe: Callable[[], bool]) -> str:
+    try:
+        return "ok" if probe() else "unavailable"
+    except Exception:  # Any failure means "not ready"; the detail is logged, not shown.
+        logger.warning("readiness probe %s failed", probe.__name__, exc_info=True)
+        return "unavailable"
+
+
+def _database_answers() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        return cursor.fetchone() == (1,)
+
+
+def _cache_answers() -> bool:
+    cache.set("readyz", "1", 5)
+    return cache.get("readyz") == "1"
+
+
+def _broker_answers() -> bool:
+    from django.conf import settings
+
+    from hub.celery import app
+
+    with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        return bool(conn.connected)
+
+
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready when the database and the Redis broker/cache both answer."""
-    checks: dict[str, str] = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = "ok"
-    except Exception:  # Any failure means "not ready"; the detail goes to the log, not the client.
-        checks["database"] = "unavailable"
-    try:
-        cache.set("readyz", "1", 5)
-        checks["broker"] = "ok" if cache.get("readyz") == "1" else "unavailable"
-    except Exception:
-        checks["broker"] = "unavailable"
+    """Ready when the database, the cache (Redis) and the Celery broker all answer."""
+    checks = {
+        "database": _check(_database_answers),
+        "cache": _check(_cache_answers),
+        "broker": _check(_broker_answers),
+    }
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503

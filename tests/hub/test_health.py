@@ -16,11 +16,14 @@ def test_healthz_answers_without_touching_anything() -> None:
 def test_readyz_reports_database_and_broker_ready() -> None:
     response = Client().get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "cache": "ok", "broker": "ok"},
+    }
 
 
 @pytest.mark.django_db
-def test_readyz_says_503_when_the_broker_is_unreachable(settings: Any) -> None:
+def test_readyz_says_503_when_the_cache_is_unreachable(settings: Any) -> None:
     # Django's setting_changed handler rebuilds the cache connections for the override.
     settings.CACHES = {
         "default": {
@@ -32,5 +35,13 @@ def test_readyz_says_503_when_the_broker_is_unreachable(settings: Any) -> None:
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": "ok", "broker": "unavailable"},
+        "checks": {"database": "ok", "cache": "unavailable", "broker": "ok"},
     }
+
+
+@pytest.mark.django_db
+def test_readyz_says_503_when_the_celery_broker_is_unreachable(settings: Any) -> None:
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "cache": "ok", "broker": "unavailable"}
