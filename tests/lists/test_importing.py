@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hub.errors import ServiceError
 from hub.models import Organization
 from lists.importing import decode_upload, import_job_create, import_job_run, import_lines
 from lists.models import Entry, HashList, ImportJob
+from lists.services import ParsedEntry
 
 pytestmark = pytest.mark.django_db
 ACTOR = Actor(system="import test")
@@ -146,3 +148,27 @@ def test_importhashes_loads_a_file_and_reports(tmp_path: Path, csam_a: HashList)
             stdout=out,
             stderr=err,
         )
+
+
+def test_read_ahead_hands_a_parser_error_to_the_importer_and_stops_cleanly() -> None:
+    import threading
+
+    from lists.importing import _read_ahead
+
+    def chunks() -> Iterator[list[ParsedEntry]]:
+        yield []
+        raise RuntimeError("parser broke")
+
+    reader = _read_ahead(chunks())
+    assert next(reader) == []
+    with pytest.raises(RuntimeError, match="parser broke"):
+        next(reader)
+
+    def endless() -> Iterator[list[ParsedEntry]]:
+        while True:
+            yield []
+
+    early = _read_ahead(endless())
+    next(early)
+    early.close()  # the importer failed and left: the parsing thread must not linger
+    assert not any(t.name == "hashhub-parse" and t.is_alive() for t in threading.enumerate())
