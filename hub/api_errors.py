@@ -60,17 +60,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def json_error(request: HttpRequest, code: str, message: str, status_code: int) -> JsonResponse:
-    return JsonResponse(error_body(code, message), status=status_code)
-
-
 def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
-    return json_error(
-        request, "not_found", "No such endpoint or object.", status.HTTP_404_NOT_FOUND
-    )
-
-
-def api_server_error(request: HttpRequest) -> JsonResponse:
-    return json_error(
-        request, "server_error", "The hub failed to answer; the error was logged.", 500
+    """The catch-all under /api/: JSON, even with DEBUG on (Django's 404 page would be HTML)."""
+    return JsonResponse(
+        error_body("not_found", "No such endpoint or object."), status=status.HTTP_404_NOT_FOUND
     )

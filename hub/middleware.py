@@ -66,7 +66,9 @@ class OrganizationMiddleware:
             return redirect("mfa_required")
         request.organization = org  # type: ignore[attr-defined]
         request.membership = membership  # type: ignore[attr-defined]
-        request.session[LAST_ORG_SESSION_KEY] = org.slug
+        if request.session.get(LAST_ORG_SESSION_KEY) != org.slug:
+            # Assigning marks the session modified, which costs a database write per request.
+            request.session[LAST_ORG_SESSION_KEY] = org.slug
         with scope(organization=org.pk):
             return self.get_response(request)
 

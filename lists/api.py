@@ -13,7 +13,7 @@ from hub.api_base import OrgAPIView
 from hub.audit import Actor
 from hub.errors import ServiceError
 from lists import selectors, services
-from lists.hashtypes import all_signal_types
+from lists.hashtypes import all_signal_types, get_signal_type
 from lists.models import Entry, HashList
 
 MAX_ITEMS = 10_000
@@ -45,8 +45,6 @@ def list_object(hash_list: HashList, stats: selectors.ListStats | None = None) -
 
 
 def entry_object(entry: Entry) -> dict[str, Any]:
-    from lists.hashtypes import get_signal_type
-
     signal_type = get_signal_type(entry.hash.signal_type)
     return {
         "id": entry.public_id,

@@ -28,7 +28,7 @@ from django_scopes import scope
 
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
-from lists.hashtypes import HashParseError, get_signal_type
+from lists.hashtypes import get_signal_type
 from lists.models import HashList, ImportJob
 from lists.services import (
     EntryInput,
@@ -36,6 +36,7 @@ from lists.services import (
     Provenance,
     _apply_adds,
     _check_writable,
+    audit_list,
     parse_entry,
 )
 
@@ -179,11 +180,7 @@ def import_lines(
 ) -> ImportSummary:
     """Apply a hash file to a list chunk by chunk (one transaction each). Audits the whole run."""
     _check_writable(hash_list)
-    if default_type:
-        try:
-            default_type = get_signal_type(default_type).name
-        except HashParseError as error:
-            raise ServiceError(error.code, error.message) from None
+    default_type = _canonical_type(default_type)
     summary = ImportSummary()
     who = Provenance.of(actor, label)
     chunks = _chunks(parse_lines(lines, default_type=default_type, summary=summary), chunk_size)
@@ -194,12 +191,10 @@ def import_lines(
         summary.already_present += valid - added
         if progress is not None:
             progress(summary)
-    audit(
+    audit_list(
         actor=actor,
         action="entries.imported",
-        organization=hash_list.organization,
-        target_type="list",
-        target_id=hash_list.public_id,
+        hash_list=hash_list,
         metadata={
             "source": label,
             "lines": summary.lines,
@@ -211,6 +206,11 @@ def import_lines(
     if progress is not None:
         progress(summary)
     return summary
+
+
+def _canonical_type(name: str) -> str:
+    """The chosen type for value-only lines, canonical; "" for none. Unknown: ``unknown_type``."""
+    return get_signal_type(name).name if name else ""
 
 
 def decode_upload(data: bytes) -> str:
@@ -256,11 +256,7 @@ def import_job_create(
     """Queue a bulk upload: validates the file and the type, stores the text, enqueues the job."""
     _check_writable(hash_list)
     text = decode_upload(data)
-    if default_type:
-        try:
-            default_type = get_signal_type(default_type).name
-        except HashParseError as error:
-            raise ServiceError(error.code, error.message) from None
+    default_type = _canonical_type(default_type)
     if hash_list.organization is None:
         raise ServiceError("not_self_managed", "Only an organisation's own lists take uploads.")
     job = ImportJob.objects.create(

@@ -20,7 +20,7 @@ from django.utils import timezone
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import Organization
-from lists.hashtypes import HashParseError, get_signal_type
+from lists.hashtypes import get_signal_type
 from lists.models import HashList
 
 MAX_LABELS = 10
@@ -124,14 +124,12 @@ def normalise_labels(labels: Iterable[str]) -> list[str]:
 
 
 def parse_entry(index: int, item: EntryInput) -> ParsedEntry:
-    """Parse and canonicalise one submitted hash. Raises ServiceError with a per-item code."""
-    try:
-        signal_type = get_signal_type(
-            item.type.strip().lower() if isinstance(item.type, str) else ""
-        )
-        value = signal_type.parse(item.value)
-    except HashParseError as error:
-        raise ServiceError(error.code, error.message) from None
+    """Parse and canonicalise one submitted hash.
+
+    Raises ServiceError with a per-item code (a HashParseError for the type or the value).
+    """
+    signal_type = get_signal_type(item.type)
+    value = signal_type.parse(item.value)
     if len(item.note) > MAX_NOTE:
         raise ServiceError("note_too_long", f"A note takes at most {MAX_NOTE} characters.")
     return ParsedEntry(
@@ -382,6 +380,18 @@ def _apply_removes(
 # --- services ---------------------------------------------------------------------------------
 
 
+def audit_list(*, actor: Actor, action: str, hash_list: HashList, metadata: dict[str, Any]) -> None:
+    """One audit event about a list, in the list's organisation (every list service writes one)."""
+    audit(
+        actor=actor,
+        action=action,
+        organization=hash_list.organization,
+        target_type="list",
+        target_id=hash_list.public_id,
+        metadata=metadata,
+    )
+
+
 def _check_writable(hash_list: HashList) -> None:
     if hash_list.deleted_at is not None:
         raise ServiceError("list_deleted", "This list has been deleted.", status=404)
@@ -400,12 +410,10 @@ def entry_add(
     valid, added = _apply_adds(hash_list, parsed, Provenance.of(actor, label))
     result = AddResult(added=added, already_present=valid - added, errors=errors)
     if added or errors:
-        audit(
+        audit_list(
             actor=actor,
             action="entries.added",
-            organization=hash_list.organization,
-            target_type="list",
-            target_id=hash_list.public_id,
+            hash_list=hash_list,
             metadata={
                 "added": added,
                 "already_present": result.already_present,
@@ -428,12 +436,10 @@ def entry_remove(
     distinct, removed = _apply_removes(hash_list, parsed, Provenance.of(actor), reason)
     result = RemoveResult(removed=removed, not_present=distinct - removed, errors=errors)
     if removed or errors:
-        audit(
+        audit_list(
             actor=actor,
             action="entries.removed",
-            organization=hash_list.organization,
-            target_type="list",
-            target_id=hash_list.public_id,
+            hash_list=hash_list,
             metadata={
                 "removed": removed,
                 "not_present": result.not_present,
@@ -488,12 +494,10 @@ def list_create(
         description=description.strip(),
         is_default=is_default,
     )
-    audit(
+    audit_list(
         actor=actor,
         action="list.created",
-        organization=org,
-        target_type="list",
-        target_id=hash_list.public_id,
+        hash_list=hash_list,
         metadata={"name": name, "category": category},
     )
     return hash_list
@@ -541,12 +545,10 @@ def list_update(*, hash_list: HashList, name: str, description: str, actor: Acto
     hash_list.description = description.strip()
     hash_list.save(update_fields=["name", "description"])
     if changes:
-        audit(
+        audit_list(
             actor=actor,
             action="list.updated",
-            organization=hash_list.organization,
-            target_type="list",
-            target_id=hash_list.public_id,
+            hash_list=hash_list,
             metadata=changes,
         )
     return hash_list
@@ -574,12 +576,10 @@ def list_delete(*, hash_list: HashList, reason: str, actor: Actor) -> int:
     )
     hash_list.deleted_at = timezone.now()
     hash_list.save(update_fields=["deleted_at"])
-    audit(
+    audit_list(
         actor=actor,
         action="list.deleted",
-        organization=hash_list.organization,
-        target_type="list",
-        target_id=hash_list.public_id,
+        hash_list=hash_list,
         metadata={"name": hash_list.name, "entries_removed": removed},
     )
     return removed
@@ -587,11 +587,9 @@ def list_delete(*, hash_list: HashList, reason: str, actor: Actor) -> int:
 
 def list_export_record(*, hash_list: HashList, actor: Actor, export_format: str = "csv") -> None:
     """Audit an export of a list: a sensitive read (DESIGN.md, invariant 5)."""
-    audit(
+    audit_list(
         actor=actor,
         action="list.exported",
-        organization=hash_list.organization,
-        target_type="list",
-        target_id=hash_list.public_id,
+        hash_list=hash_list,
         metadata={"name": hash_list.name, "format": export_format},
     )

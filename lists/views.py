@@ -219,7 +219,8 @@ def entry_remove(request: OrgRequest, org_slug: str, list_id: str) -> HttpRespon
     )
     if result.errors:
         messages.error(request, result.errors[0].message)
-    elif result.removed:
+        return _render_list(request, hash_list, status=400)
+    if result.removed:
         messages.success(request, f"{form.entry().type} {form.entry().value} was removed.")
     else:
         messages.info(request, "That hash was not in this list (any more).")

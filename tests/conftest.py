@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test import Client
-from django_scopes import scope, scopes_disabled
+from django_scopes import scope
 
 from hub.audit import Actor
 from hub.models import ApiKey, Organization, User
@@ -62,12 +62,6 @@ def _clear_cache() -> Iterator[None]:
 def _fast_password_hashing(settings: Any) -> None:
     # PBKDF2's deliberate slowness is for production; tests hash many passwords.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def no_scope() -> Iterator[None]:
-    with scopes_disabled():
-        yield
 
 
 @pytest.fixture

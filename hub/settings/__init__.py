@@ -270,8 +270,6 @@ HASHHUB_API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 # --- HashHub ---
 HASHHUB_INVITATION_DAYS = env_int("HASHHUB_INVITATION_DAYS", 7, minimum=1)
-# Outbound URLs an organisation controls may reach these hosts (tests allow 127.0.0.1).
-HASHHUB_OUTBOUND_ALLOW_HOSTS = env_list("HASHHUB_OUTBOUND_ALLOW_HOSTS", [])
 
 # --- security hardening (on by default outside the embedded mode) ---
 SECURE_CONTENT_TYPE_NOSNIFF = True

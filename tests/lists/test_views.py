@@ -344,6 +344,19 @@ def test_removing_without_a_reason_is_a_400(alice_client: Client, org_a: Organiz
     assert live_values(csam) == {value}
 
 
+def test_removing_a_malformed_hash_is_a_400_with_the_reason(
+    alice_client: Client, org_a: Organization
+) -> None:
+    csam = own_list(org_a)
+    value = md5()
+    add(csam, EntryInput("md5", value))
+    data = {"type": "md5", "value": value[:-1] + "z", "reason": "typo"}
+    response = alice_client.post(url(csam, "remove/"), data)
+    assert response.status_code == 400
+    assert "found &#x27;z&#x27; at position 32" in text(response)  # HTML-escaped
+    assert live_values(csam) == {value}
+
+
 def test_the_list_page_shows_each_entry_with_its_details(
     alice_client: Client, org_a: Organization
 ) -> None:
