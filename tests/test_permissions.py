@@ -264,6 +264,13 @@ TABLE: dict[str, Page | Api] = {
     "account_inactive": Page(get=everyone(200)),
     "account_signup": Page(get=users(200, HOME), post=users(400, HOME)),
     "account_reauthenticate": Page(get=users(LOGIN, 200), post=users(LOGIN, 400)),
+    # Re-authentication by an e-mailed code is switched off (settings): refused once logged in.
+    "account_request_reauthentication_code": Page(
+        get=users(LOGIN, 403), post=users(LOGIN, 403)
+    ),
+    "account_confirm_reauthentication_code": Page(
+        get=users(LOGIN, 403), post=users(LOGIN, 403)
+    ),
     "account_email": Page(get=users(LOGIN, 200), post=users(LOGIN, Redirect("/accounts/email/"))),
     "account_email_verification_sent": Page(get=everyone(200)),
     "account_change_password": Page(get=users(LOGIN, 200), post=users(LOGIN, 400)),
