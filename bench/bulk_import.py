@@ -22,15 +22,15 @@ import django
 
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
-from django_scopes import scope  # noqa: E402
+from django.core.management import call_command
+from django_scopes import scope
 
-from hub.audit import Actor  # noqa: E402
-from hub.models import Organization  # noqa: E402
-from hub.services import organization_create  # noqa: E402
-from lists.importing import ImportSummary, import_lines  # noqa: E402
-from lists.models import HashList  # noqa: E402
-from lists.selectors import entries_export_rows, entries_page, list_stats  # noqa: E402
+from hub.audit import Actor
+from hub.models import Organization
+from hub.services import organization_create
+from lists.importing import ImportSummary, import_lines
+from lists.models import HashList
+from lists.selectors import entries_export_rows, entries_page, list_stats
 
 N = int(os.environ.get("BENCH_N", "1000000"))
 

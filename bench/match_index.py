@@ -1,11 +1,19 @@
 """Match-index benchmark: exact-recall multi-index hashing against brute force and faiss.
 
-Builds a PDQ-sized (256-bit) index of BENCH_N random codes (default 1,000,000; 10,000,000 fits in
-24 GiB), then prints build time, memory per hash, single-query p50/p99 at radius 31, batch
-throughput and recall against a brute-force scan, for our index, for numpy brute force and, when
-faiss-cpu is installed, for faiss.IndexBinaryMultiHash(256, 16, 16). Prints, never asserts; needs
-no database: `.venv/bin/python bench/match_index.py`. BENCH_FAISS=0 skips faiss (slow to build
-at 10M).
+For each size (default 1,000,000 and then 10,000,000 random PDQ-sized codes; 10M fits in 24 GiB
+with faiss included) it builds our index and prints, in the same run: build time, memory per
+hash, single-query p50/p99 at radius 31, batch throughput and recall against a brute-force scan;
+the time to save a snapshot and to load it memory-mapped, with the loaded index's latencies; the
+cost of single adds and removals; the same figures for a numpy brute-force scan and for
+faiss.IndexBinaryMultiHash(256, 16, 16) with range search 32 (Meta HMA's configuration), with the
+ratios; and a summary table. Prints, never asserts; needs no database:
+
+    .venv/bin/python bench/match_index.py            # 1M, then 10M
+    .venv/bin/python bench/match_index.py --quick    # 1M only
+    .venv/bin/python bench/match_index.py --sizes 200000,3000000
+
+BENCH_N (one size), BENCH_QUERIES, BENCH_BATCH and BENCH_RECALL_SAMPLE still override the
+defaults; BENCH_FAISS=0 (or --no-faiss) skips faiss, which takes a while to build at 10M.
 
 Half the queries are stored codes with 0-31 bits flipped (so every query near a stored one has a
 real answer), half are random. Uniform random codes are the kind case for bucket sizes; real PDQ
@@ -14,12 +22,14 @@ hashes cluster somewhat, so production buckets are less even.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -95,6 +105,9 @@ class BruteForce:
 def latencies_ms(
     search: Callable[[NDArray[np.uint8]], object], queries: NDArray[np.uint8]
 ) -> tuple[float, float]:
+    """p50 and p99 of one query at a time, after a short warm-up that is not counted."""
+    for query in queries[:20]:
+        search(query[None, :])
     times = []
     for query in queries:
         started = time.perf_counter()
@@ -127,9 +140,32 @@ def row(name: str, figures: dict[str, str]) -> None:
     print(f"  {name:<34}" + "  ".join(f"{key}={value}" for key, value in figures.items()))
 
 
-def main() -> None:
-    n = int(os.environ.get("BENCH_N", "1000000"))
-    single = int(os.environ.get("BENCH_QUERIES", "1000"))
+Summary = dict[str, dict[str, float]]
+"""Per engine: build_s, bytes, p50, p99, qps (NaN where not measured)."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="run N = 1M only")
+    parser.add_argument("--sizes", help="comma-separated sizes (default 1000000,10000000)")
+    parser.add_argument("--no-faiss", action="store_true", help="skip faiss (as BENCH_FAISS=0)")
+    args = parser.parse_args(argv)
+    if args.sizes:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    elif "BENCH_N" in os.environ:
+        sizes = [int(os.environ["BENCH_N"])]
+    elif args.quick:
+        sizes = [1_000_000]
+    else:
+        sizes = [1_000_000, 10_000_000]
+    with_faiss = not args.no_faiss and os.environ.get("BENCH_FAISS", "1") != "0"
+    print(f"{os.cpu_count()} cores; numpy {np.__version__}; radius {RADIUS}; sizes {sizes}")
+    summaries = {n: bench_size(n, with_faiss=with_faiss) for n in sizes}
+    print_summary(summaries)
+
+
+def bench_size(n: int, *, with_faiss: bool) -> Summary:
+    single = int(os.environ.get("BENCH_QUERIES", "2000"))
     batch = int(os.environ.get("BENCH_BATCH", "2000"))
     sample = int(os.environ.get("BENCH_RECALL_SAMPLE", "60"))
     brute_queries = max(20, min(200, 200_000_000 // n))
@@ -138,38 +174,14 @@ def main() -> None:
     ids = np.arange(n, dtype=np.int64)
     queries = near_queries(codes, max(single, batch), rng)
     rng.shuffle(queries)
-    print(f"N={n:,} PDQ codes, radius {RADIUS}, {os.cpu_count()} cores; numpy {np.__version__}")
+    print(f"\n== N={n:,} PDQ codes")
 
     brute = BruteForce(ids, codes)
     truth = brute.search(queries[:sample], RADIUS)
     print(f"  planted answers in the recall sample: {sum(map(len, truth))} over {sample} queries")
-
-    before = rss_bytes()
-    started = time.perf_counter()
-    index = HammingIndex.build(ids, codes, bits=BITS, max_radius=RADIUS)
-    build_s = time.perf_counter() - started
-    rss_delta = rss_bytes() - before
-
-    def ours(batch_queries: NDArray[np.uint8]) -> Results:
-        return [set(hits) for hits in index.search(batch_queries, RADIUS)]
-
-    p50, p99 = latencies_ms(ours, queries[:single])
-    ours_qps = throughput(ours, queries[:batch])
-    ours_qps2 = throughput(ours, queries[:batch], threads=2)
-    print("multi-index hashing (matching.index, m=16 x 16 bits):")
-    row(
-        "",
-        {
-            "build": f"{build_s:.2f}s",
-            "bytes/hash": f"{index.bytes_per_hash():.1f} (rss {rss_delta / n:.1f})",
-            "p50": f"{p50:.3f}ms",
-            "p99": f"{p99:.3f}ms",
-            "batch": f"{ours_qps:,.0f} q/s (2 threads {ours_qps2:,.0f})",
-            "recall": recall(ours(queries[:sample]), truth),
-        },
-    )
-
-    bench_updates(index, queries[:single], p50, rng)
+    # Our index lives only inside bench_ours, so that its memory is free again for faiss.
+    summary = bench_ours(ids, codes, queries[:single], queries[:batch], queries[:sample], truth)
+    ours = summary["ours (built)"]
 
     bp50, bp99 = latencies_ms(lambda q: brute.search(q, RADIUS), queries[:brute_queries])
     brute_qps = throughput(lambda q: brute.search(q, RADIUS), queries[:brute_queries])
@@ -185,13 +197,98 @@ def main() -> None:
         },
     )
     print(
-        f"  ratio brute/ours: p50 x{bp50 / p50:.0f}, p99 x{bp99 / p99:.0f},"
-        f" throughput x{ours_qps / brute_qps:.0f}"
+        f"  ratio brute/ours: p50 x{bp50 / ours['p50']:.0f}, p99 x{bp99 / ours['p99']:.0f},"
+        f" throughput ours/brute x{ours['qps'] / brute_qps:.0f}"
     )
+    summary["numpy brute force"] = {
+        "build_s": 0.0,
+        "bytes": 40.0,
+        "p50": bp50,
+        "p99": bp99,
+        "qps": brute_qps,
+    }
 
-    bench_faiss(
-        codes, queries, single, batch, sample, truth, p50, p99, ours_qps, index.bytes_per_hash()
+    if with_faiss:
+        summary.update(bench_faiss(codes, queries, single, batch, sample, truth, ours))
+    else:
+        print("faiss: skipped (--no-faiss or BENCH_FAISS=0)")
+    return summary
+
+
+def bench_ours(
+    ids: NDArray[np.int64],
+    codes: NDArray[np.uint8],
+    single: NDArray[np.uint8],
+    batch: NDArray[np.uint8],
+    sample: NDArray[np.uint8],
+    truth: Results,
+) -> Summary:
+    n = len(ids)
+    before = rss_bytes()
+    started = time.perf_counter()
+    index = HammingIndex.build(ids, codes, bits=BITS, max_radius=RADIUS)
+    build_s = time.perf_counter() - started
+    rss_delta = rss_bytes() - before
+
+    def ours(batch_queries: NDArray[np.uint8]) -> Results:
+        return [set(hits) for hits in index.search(batch_queries, RADIUS)]
+
+    p50, p99 = latencies_ms(ours, single)
+    qps = throughput(ours, batch)
+    qps2 = throughput(ours, batch, threads=2)
+    print("multi-index hashing (matching.index, m=16 x 16 bits), built:")
+    row(
+        "",
+        {
+            "build": f"{build_s:.2f}s",
+            "bytes/hash": f"{index.bytes_per_hash():.1f} (rss {rss_delta / n:.1f})",
+            "p50": f"{p50:.3f}ms",
+            "p99": f"{p99:.3f}ms",
+            "batch": f"{qps:,.0f} q/s (2 threads {qps2:,.0f})",
+            "recall vs brute force": recall(ours(sample), truth),
+        },
     )
+    built = {"build_s": build_s, "bytes": index.bytes_per_hash(), "p50": p50, "p99": p99}
+    summary: Summary = {"ours (built)": {**built, "qps": qps}}
+    summary["ours (mmap snapshot)"] = bench_snapshot(index, single, batch)
+    bench_updates(index, single, p50, np.random.default_rng(7))
+    return summary
+
+
+def bench_snapshot(
+    index: HammingIndex, queries: NDArray[np.uint8], batch_queries: NDArray[np.uint8]
+) -> dict[str, float]:
+    """Save, load memory-mapped (as worker processes do at start), search the loaded copy."""
+    with tempfile.TemporaryDirectory(prefix="hashhub-bench-") as scratch:
+        directory = Path(scratch) / "pdq"
+        started = time.perf_counter()
+        index.save(directory)
+        save_s = time.perf_counter() - started
+        disk = sum(path.stat().st_size for path in directory.resolve().iterdir())
+        started = time.perf_counter()
+        loaded = HammingIndex.load(directory, bits=BITS)
+        load_s = time.perf_counter() - started
+        started = time.perf_counter()
+        loaded.search(queries[:1], RADIUS)
+        first_ms = (time.perf_counter() - started) * 1000
+        same = loaded.search(queries[:200], RADIUS) == index.search(queries[:200], RADIUS)
+        p50, p99 = latencies_ms(lambda q: loaded.search(q, RADIUS), queries)
+        qps = throughput(lambda q: loaded.search(q, RADIUS), batch_queries)
+        print("  snapshot (save, then load with mmap; the files stay in the page cache):")
+        row(
+            "",
+            {
+                "save": f"{save_s:.2f}s ({disk / 2**20:,.0f} MiB)",
+                "load": f"{load_s * 1000:.1f}ms",
+                "first query": f"{first_ms:.1f}ms",
+                "bytes/hash": f"{loaded.bytes_per_hash():.1f}",
+                "p50": f"{p50:.3f}ms",
+                "p99": f"{p99:.3f}ms",
+                "batch": f"{qps:,.0f} q/s",
+                "same results": str(same),
+            },
+        )
+    return {"build_s": load_s, "bytes": loaded.bytes_per_hash(), "p50": p50, "p99": p99, "qps": qps}
 
 
 def bench_updates(
@@ -231,19 +328,13 @@ def bench_faiss(
     batch: int,
     sample: int,
     truth: Results,
-    p50: float,
-    p99: float,
-    ours_qps: float,
-    ours_bytes: float,
-) -> None:
-    if os.environ.get("BENCH_FAISS", "1") == "0":
-        print("faiss: skipped (BENCH_FAISS=0)")
-        return
+    ours: dict[str, float],
+) -> Summary:
     try:
         import faiss
     except ImportError:
         print("faiss: not installed (pip install faiss-cpu), skipped")
-        return
+        return {}
     n = len(codes)
     before = rss_bytes()
     started = time.perf_counter()
@@ -262,6 +353,7 @@ def bench_faiss(
             for lo, hi in itertools.pairwise(limits)
         ]
 
+    summary: Summary = {}
     for nflip in (0, 1):
         # nflip=0 (faiss's default) probes only exact chunk matches, which is exact only up to
         # radius 15; nflip=1 is the same probe set as ours at radius 31.
@@ -269,8 +361,8 @@ def bench_faiss(
         fp50, fp99 = latencies_ms(search, queries[:single])
         fqps = throughput(search, queries[:batch])
         print(
-            f"faiss {faiss.__version__} IndexBinaryMultiHash(256, 16, 16), nflip={nflip},"
-            f" {faiss.omp_get_max_threads()} omp threads:"
+            f"faiss {faiss.__version__} IndexBinaryMultiHash(256, 16, 16), range search 32,"
+            f" nflip={nflip}, {faiss.omp_get_max_threads()} omp threads:"
         )
         row(
             "",
@@ -280,14 +372,38 @@ def bench_faiss(
                 "p50": f"{fp50:.3f}ms",
                 "p99": f"{fp99:.3f}ms",
                 "batch": f"{fqps:,.0f} q/s",
-                "recall": recall(search(queries[:sample]), truth),
+                "recall vs brute force": recall(search(queries[:sample]), truth),
             },
         )
         print(
-            f"  ratio faiss/ours: p50 x{fp50 / p50:.2f}, p99 x{fp99 / p99:.2f},"
-            f" throughput ours/faiss x{ours_qps / fqps:.2f},"
-            f" memory faiss/ours x{per_hash / ours_bytes:.2f}"
+            f"  ratio faiss/ours: p50 x{fp50 / ours['p50']:.2f}, p99 x{fp99 / ours['p99']:.2f},"
+            f" throughput ours/faiss x{ours['qps'] / fqps:.2f},"
+            f" memory faiss/ours x{per_hash / ours['bytes']:.2f}"
         )
+        summary[f"faiss MultiHash nflip={nflip}"] = {
+            "build_s": build_s,
+            "bytes": per_hash,
+            "p50": fp50,
+            "p99": fp99,
+            "qps": fqps,
+        }
+    return summary
+
+
+def print_summary(summaries: dict[int, Summary]) -> None:
+    print("\n== summary (radius 31; load time in the build column for the snapshot)")
+    print(
+        f"  {'N':>11} {'engine':<26} {'build s':>8} {'B/hash':>7} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'batch q/s':>10} {'p99 / ours':>10}"
+    )
+    for n, summary in summaries.items():
+        ours_p99 = summary["ours (built)"]["p99"]
+        for engine, figures in summary.items():
+            print(
+                f"  {n:>11,} {engine:<26} {figures['build_s']:>8.2f} {figures['bytes']:>7.1f}"
+                f" {figures['p50']:>8.3f} {figures['p99']:>8.3f} {figures['qps']:>10,.0f}"
+                f" {figures['p99'] / ours_p99:>10.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ import django
 
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
-from django.test import Client  # noqa: E402
-from django_scopes import scope  # noqa: E402
+from django.core.management import call_command
+from django.test import Client
+from django_scopes import scope
 
-from hub.audit import Actor  # noqa: E402
-from hub.models import Organization  # noqa: E402
-from hub.services import api_key_create, organization_create  # noqa: E402
+from hub.audit import Actor
+from hub.models import Organization
+from hub.services import api_key_create, organization_create
 
 N = int(os.environ.get("BENCH_N", "2000"))
 

@@ -3,8 +3,8 @@
 Multi-index hashing
 -------------------
 Each code of ``bits`` bits is cut into ``m = bits / 16`` chunks of 16 bits (PDQ: 16 chunks,
-pHash: 4). For every chunk the index keeps the row numbers sorted by that chunk's value, with
-CSR-style bucket offsets, so the rows whose chunk ``j`` equals a value are one contiguous slice.
+pHash: 4). For every chunk the index can list, as one contiguous slice, the rows whose chunk ``j``
+falls in a given bucket: CSR-style bucket offsets over the rows sorted by that chunk's value.
 
 Why recall is exact (the pigeonhole principle): write the radius as ``r = s * m + a`` with
 ``0 <= a < m``. If a stored code is within ``r`` of the query, then either one of the first
@@ -21,24 +21,50 @@ At r = 31 the two coincide.
 
 Why 16-bit chunks: a 16-bit chunk gives 65536 buckets, so at 10M PDQ hashes a bucket holds about
 150 rows and a radius-31 query (s = 1: 17 probes in each of 16 chunks) verifies about 40k
-candidates (about 1.5 ms on one core, most of it fetching the candidates' codes from memory),
-while the per-chunk tables cost only 4 bytes a row. 8-bit chunks would mean 32 chunks at s = 0
-with buckets of 40k rows (over a million candidates); 32-bit chunks (8 of them) give s = 3 at
-r = 31, about 5500 probes per chunk into a table too large to bucket directly. For pHash (4
+candidates, while the per-chunk tables cost 3 bytes a row. 8-bit chunks would mean 32 chunks at
+s = 0 with buckets of 40k rows (over a million candidates); 32-bit chunks (8 of them) give s = 3
+at r = 31, about 5500 probes per chunk into a table too large to bucket directly. For pHash (4
 chunks) r = 10 gives s = 2, a = 2: 137 probes in each of three chunks and 17 in the fourth.
+
+Memory layout of a segment (about 90 bytes per PDQ hash at 10M, codes included)
+-------------------------------------------------------------------------------
+- The rows are stored physically sorted by chunk 0, so chunk 0 needs no table at all: its
+  buckets are row ranges, and its candidates are read from contiguous memory.
+- Each other chunk's table holds row numbers in 3 bytes (a uint16 low part and a uint8 high part;
+  a segment of at most 65536 rows needs only the low part, one of more than 2**24 rows a uint16
+  high part).
+- Ids are int32 when every id of the segment fits, int64 otherwise; ``id_rows`` (the rows in id
+  order, 8 bytes) lets ``remove`` binary-search the ids with ``np.searchsorted(sorter=...)``.
+- The live flags are a bitset (one bit a row).
+
+Verification reads only the first half of each candidate's code first (128 bits for PDQ: a random
+code is then 64 +- 6 bits away, so almost every candidate is rejected there), and the whole code
+only for the few that pass. The candidate fetches are random reads from a 320 MB array at 10M and
+dominate a search; halving the bytes each one copies and scans is what keeps p99 under 2 ms.
 
 Updates
 -------
-Rows live in append-only arrays (codes, ids, a live mask). The multi-index is a short list of
-immutable *segments*, each covering a contiguous range of rows, like a log-structured merge tree:
-new rows wait in a small pending tail that is scanned by brute force, are sealed into a segment
-once the tail is long enough, and neighbouring segments are merged while the younger one is at
-least half the size of the older, so there are O(log N) segments and each row is re-indexed O(log N)
-times. A small segment uses fewer buckets (the chunk's high bits) so that its offset tables stay
-proportionate; a bucket then holds a few more values, which only adds candidates to verify.
+The index is a short list of immutable *segments*, each with its own codes, ids and tables, like
+a log-structured merge tree: new rows wait in a small pending tail that is scanned by brute force,
+are sealed into a segment once the tail is long enough, and neighbouring segments are merged while
+the younger one is at least half the size of the older, so there are O(log N) segments and each
+row is re-indexed O(log N) times. A small segment uses fewer buckets (the chunk's high bits) so
+that its offset tables stay proportionate; a bucket then holds a few more values, which only adds
+candidates to verify.
 
-``remove`` clears the live bit at once, so removals take effect immediately; dead rows are skipped
-during verification and dropped by a full rebuild once they are a quarter of the index.
+``remove`` clears the row's live bit at once, so removals take effect immediately; dead rows are
+skipped during verification, left out whenever their segment is merged, and a segment is rebuilt
+without them once they are a quarter of it.
+
+Snapshots
+---------
+``save`` writes every segment's arrays as ``.npy`` files plus a JSON manifest into a fresh
+directory next to the target, then publishes it by atomically replacing a symlink, so a reader
+sees the old snapshot or the new one, never half of one. ``load`` memory-maps the arrays
+read-only, so every worker process shares one copy of the pages; only the live bitsets are private
+copies. The loaded segments stay immutable: new rows go to the tail and to new segments, and
+removals only touch the private bitsets, so nothing big is copied until a merge or a compaction
+rebuilds a segment (which then lives in private memory).
 
 Searches only read, so several may run at once; the caller serialises ``add`` and ``remove``
 against everything else.
@@ -46,8 +72,15 @@ against everything else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -58,11 +91,46 @@ CHUNK_BITS = 16
 PENDING_LIMIT = 4096
 """Rows scanned by brute force before they are sealed into a segment (128 KiB of PDQ codes)."""
 
+SNAPSHOT_FORMAT = "hashhub-hamming-index"
+SNAPSHOT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
 _MIN_BUCKET_BITS = 8
-_INITIAL_CAPACITY = 1024
+_INT32 = np.iinfo(np.int32)
+_SEGMENT_ARRAYS = ("codes", "ids", "id_rows", "order_lo", "order_hi", "offsets", "live")
+_KEPT_VERSIONS = 2
+"""Published snapshot versions kept: the newest, and the one a slow reader may still be opening."""
 
 Match = tuple[int, int]
 """One search hit: (id, Hamming distance)."""
+
+_Buckets = tuple[NDArray[np.int64], NDArray[np.uint16], int]
+"""Chunk number and XOR mask of each probe (chunk 0's first), and how many probe chunk 0."""
+
+
+class _Probes:
+    """The probes of one radius, and their bucket-level form for each bucket width (cached).
+
+    A segment that buckets chunk values by their top bits only (``value >> shift``) needs one
+    probe per distinct ``mask >> shift``: ``(value ^ mask) >> shift`` is
+    ``(value >> shift) ^ (mask >> shift)``, so masks that differ only in the dropped bits land in
+    the same bucket whatever the query. Working that out once per width, rather than
+    deduplicating buckets per query, keeps a small segment's search as cheap as it should be.
+    """
+
+    def __init__(self, chunk_of: NDArray[np.int64], masks: NDArray[np.uint16], first: int) -> None:
+        self._by_shift: dict[int, _Buckets] = {0: (chunk_of, masks, first)}
+
+    def at(self, shift: int) -> _Buckets:
+        cached = self._by_shift.get(shift)
+        if cached is None:
+            chunk_of, masks, _ = self._by_shift[0]
+            keys = np.unique(chunk_of << CHUNK_BITS | (masks >> shift).astype(np.int64))
+            chunk_of = keys >> CHUNK_BITS
+            masks = (keys & ((1 << CHUNK_BITS) - 1)).astype(np.uint16)
+            cached = (chunk_of, masks, int(np.searchsorted(chunk_of, 1)))
+            self._by_shift[shift] = cached
+        return cached
 
 
 def _masks_within(flips: int) -> NDArray[np.uint16]:
@@ -79,6 +147,11 @@ def _chunks(codes: NDArray[np.uint8]) -> NDArray[np.uint16]:
     return np.ascontiguousarray(codes).view(">u2").astype(np.uint16)
 
 
+def _chunk(codes: NDArray[np.uint8], number: int) -> NDArray[np.uint16]:
+    """Chunk ``number`` of each code, as native integers (a column of ``_chunks``)."""
+    return codes[:, 2 * number : 2 * number + 2].view(">u2").astype(np.uint16).ravel()
+
+
 def _expand_ranges(starts: NDArray[np.int64], ends: NDArray[np.int64]) -> NDArray[np.int64]:
     """All integers in the half-open ranges [starts[i], ends[i]), concatenated, without a loop."""
     lengths = ends - starts
@@ -89,112 +162,258 @@ def _expand_ranges(starts: NDArray[np.int64], ends: NDArray[np.int64]) -> NDArra
     return np.arange(total, dtype=np.int64) + np.repeat(starts - before, lengths)
 
 
-def _row_sums(counts: NDArray[np.uint8]) -> NDArray[np.int64]:
+def _row_sums(counts: NDArray[np.uint8]) -> NDArray[np.integer[Any]]:
     """Each row's total of per-word popcounts (each at most 64): the Hamming distances.
 
     ``.sum(axis=1)`` on rows this short spends its time in per-row overhead, which was a large part
-    of a search at 10M, so PDQ's shape takes a faster path.
+    of a search at 10M, so the shapes a search uses take faster paths.
     """
-    if counts.shape[1] == 4:
-        # PDQ: read the four counts as one uint32; multiplying by 0x01010101 adds them into the
-        # top byte (the lower bytes hold partial sums of at most 192, so nothing carries into
-        # it). The total overflows the byte only when all four are 64, the exact complement.
+    width = counts.shape[1]
+    if width == 4:
+        # Read the four counts as one uint32; multiplying by 0x01010101 adds them into the top
+        # byte (the lower bytes hold partial sums of at most 192, so nothing carries into it).
+        # The total overflows the byte only when all four are 64, the exact complement.
         packed = counts.view(np.uint32).ravel()
-        sums = ((packed * np.uint32(0x01010101)) >> 24).astype(np.int64)
+        sums = (packed * np.uint32(0x01010101)) >> 24
         sums[packed == 0x40404040] = 256
         return sums
+    if width == 2:
+        # The same with two counts in a uint16: their sum is at most 128, so it never overflows.
+        pair = counts.view(np.uint16).ravel()
+        return (pair * np.uint16(0x0101)) >> 8
     sums = counts[:, 0].astype(np.int64)
-    for column in range(1, counts.shape[1]):
+    for column in range(1, width):
         sums += counts[:, column]
     return sums
 
 
-@dataclass(frozen=True)
-class _Segment:
-    """An immutable multi-index over rows [start, end) plus an id lookup table for removals."""
+def _distances(
+    words: NDArray[np.uint64], rows: NDArray[np.int64], query: NDArray[np.uint64]
+) -> NDArray[np.integer[Any]]:
+    """Hamming distances from the query to the given rows of ``words`` ([N, w] uint64)."""
+    # np.take is several times faster than fancy indexing, and XOR a column at a time twice as
+    # fast as broadcasting the query over rows of a few words. ``words`` must be a plain
+    # contiguous array: np.take on a strided view is a hundred times slower.
+    gathered = words.take(rows, axis=0)
+    for column, query_word in enumerate(query):
+        gathered[:, column] ^= query_word
+    return _row_sums(np.bitwise_count(gathered))
 
-    start: int
-    end: int
+
+def _sort_rows(keys: NDArray[np.integer[Any]]) -> NDArray[np.uint64]:
+    """(key << 32 | row) for every row, sorted: the rows in key order, ties in row order.
+
+    ``keys`` must be non-negative and below 2**32, and there must be fewer than 2**32 rows.
+    Sorting these composite values is about twice as fast as a stable argsort of the keys (numpy
+    sorts uint64 with SIMD, and the pairs carry the row along for free).
+    """
+    pairs = keys.astype(np.uint64)
+    pairs <<= np.uint64(32)
+    pairs |= np.arange(len(keys), dtype=np.uint64)
+    pairs.sort()
+    return pairs
+
+
+def _bitset_full(rows: int) -> NDArray[np.uint8]:
+    """A little-endian bitset of ``rows`` set bits (the bits past the end are clear)."""
+    return np.packbits(np.ones(rows, dtype=bool), bitorder="little")
+
+
+def _bitset_test(bitset: NDArray[np.uint8], rows: NDArray[np.int64]) -> NDArray[np.bool_]:
+    return ((bitset[rows >> 3] >> (rows & 7).astype(np.uint8)) & 1).astype(bool)
+
+
+def _bitset_count(bitset: NDArray[np.uint8]) -> int:
+    return int(np.bitwise_count(bitset).sum(dtype=np.int64))
+
+
+def _id_dtype(ids: NDArray[np.int64]) -> type[np.signedinteger[Any]]:
+    """int32 when every id fits (database keys in practice), so ids cost 4 bytes, else int64."""
+    if ids.size == 0 or (ids.min() >= _INT32.min and ids.max() <= _INT32.max):
+        return np.int32
+    return np.int64
+
+
+@dataclass(eq=False)
+class _Segment:
+    """An immutable multi-index over its own rows, plus a private bitset of live rows.
+
+    Everything but ``live`` may be a read-only memory map of a snapshot.
+    """
+
+    codes: NDArray[np.uint8]  # [n, code bytes], rows sorted by chunk 0.
+    ids: NDArray[np.signedinteger[Any]]  # [n] int32 or int64, in row order.
+    id_rows: NDArray[np.int64]  # [n] the rows in id order, for ``remove``.
+    order_lo: NDArray[np.uint16]  # [m - 1, n]: low 16 bits of the rows sorted by chunk j + 1.
+    order_hi: NDArray[np.unsignedinteger[Any]] | None  # [m - 1, n]: the high bits, if n > 2**16.
+    offsets: NDArray[np.signedinteger[Any]]  # [m, buckets + 1]: bucket starts, rows or positions.
     shift: int  # Chunk values are bucketed by their top (16 - shift) bits.
-    order: NDArray[np.uint32]  # [m, n]: local rows sorted by bucket, one row per chunk.
-    offsets: NDArray[np.int32]  # [m, buckets + 1]: where each bucket starts in ``order``.
-    sorted_ids: NDArray[np.int64]  # The segment's ids, sorted, for ``remove``.
-    id_rows: NDArray[np.uint32]  # Local row of each entry in ``sorted_ids``.
+    live: NDArray[np.uint8]  # Bitset of live rows; private even when the rest is mapped.
+    dead: int
+
+    def __post_init__(self) -> None:
+        # Plain flat views for the search path: np.take on an np.memmap pays for the subclass on
+        # every call, and the flat tables let one gather serve every probed chunk.
+        self._words = np.asarray(self.codes).view(np.uint64)
+        self._ids = np.asarray(self.ids)
+        width = self._words.shape[1]
+        self._front_parts = 2 if width >= 4 and width % 2 == 0 else 1
+        self._front = self._words.reshape(-1, width // self._front_parts)
+        self._order_lo = np.asarray(self.order_lo).ravel()
+        self._order_hi = None if self.order_hi is None else np.asarray(self.order_hi).ravel()
+        self._offsets = np.asarray(self.offsets).ravel()
+        self._width = self.offsets.shape[1]
 
     @property
     def rows(self) -> int:
-        return self.end - self.start
+        return len(self.ids)
+
+    @property
+    def live_count(self) -> int:
+        return self.rows - self.dead
 
     @property
     def nbytes(self) -> int:
-        return (
-            self.order.nbytes + self.offsets.nbytes + self.sorted_ids.nbytes + self.id_rows.nbytes
-        )
+        arrays = (self.codes, self.ids, self.id_rows, self.order_lo, self.order_hi, self.offsets)
+        return sum(array.nbytes for array in arrays if array is not None) + self.live.nbytes
+
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        """The arrays a snapshot stores, by name."""
+        named = {name: getattr(self, name) for name in _SEGMENT_ARRAYS}
+        return {name: array for name, array in named.items() if array is not None}
 
     @classmethod
-    def build(cls, start: int, codes: NDArray[np.uint8], ids: NDArray[np.int64]) -> _Segment:
+    def build(cls, codes: NDArray[np.uint8], ids: NDArray[np.int64]) -> _Segment:
         n = len(codes)
-        chunks = _chunks(codes)
+        if not 0 < n < 1 << 32:
+            raise ValueError(f"a segment holds 1 to 2**32 - 1 rows, not {n}.")
+        m = codes.shape[1] * 8 // CHUNK_BITS
         # One bucket per two to four rows, capped at the full 16 bits, so a small segment does not
         # carry a 256 KiB offset table per chunk.
         bucket_bits = min(CHUNK_BITS, max(_MIN_BUCKET_BITS, int(n).bit_length() - 2))
         shift = CHUNK_BITS - bucket_bits
         buckets = 1 << bucket_bits
-        m = chunks.shape[1]
-        order = np.empty((m, n), dtype=np.uint32)
-        offsets = np.zeros((m, buckets + 1), dtype=np.int32)
-        for j in range(m):
-            keys = chunks[:, j] >> shift
-            # A stable sort on uint16 keys is a radix sort in numpy: linear in n.
-            order[j] = np.argsort(keys, kind="stable")
+        offsets = np.zeros((m, buckets + 1), dtype=np.int32 if n < 1 << 31 else np.int64)
+
+        # Rows sorted by chunk 0, so that its buckets are row ranges.
+        first = _chunk(codes, 0) >> shift
+        np.cumsum(np.bincount(first, minlength=buckets), out=offsets[0, 1:])
+        by_first = (_sort_rows(first) & 0xFFFFFFFF).astype(np.intp)
+        del first
+        codes = np.take(np.ascontiguousarray(codes), by_first, axis=0)
+        ids = ids[by_first].astype(_id_dtype(ids))
+        del by_first
+
+        order_lo = np.empty((m - 1, n), dtype=np.uint16)
+        hi_dtype = None if n <= 1 << 16 else np.uint8 if n <= 1 << 24 else np.uint16
+        order_hi = None if hi_dtype is None else np.empty((m - 1, n), dtype=hi_dtype)
+        for j in range(1, m):
+            keys = _chunk(codes, j) >> shift
             np.cumsum(np.bincount(keys, minlength=buckets), out=offsets[j, 1:])
-        id_order = np.argsort(ids, kind="stable")
+            # The sorted (key, row) pairs hold the row in their low 32 bits; astype keeps the
+            # low bits of each part, which is the point here.
+            pairs = _sort_rows(keys)
+            order_lo[j - 1] = pairs.astype(np.uint16)
+            if order_hi is not None:
+                pairs >>= 16
+                order_hi[j - 1] = pairs.astype(order_hi.dtype)
+        if ids.dtype == np.int32:
+            id_rows = (_sort_rows(ids.astype(np.int64) - _INT32.min) & 0xFFFFFFFF).astype(np.intp)
+        else:
+            id_rows = np.argsort(ids).astype(np.intp)
         return cls(
-            start=start,
-            end=start + n,
-            shift=shift,
-            order=order,
+            codes=codes,
+            ids=ids,
+            id_rows=id_rows,
+            order_lo=order_lo,
+            order_hi=order_hi,
             offsets=offsets,
-            sorted_ids=ids[id_order],
-            id_rows=id_order.astype(np.uint32),
+            shift=shift,
+            live=_bitset_full(n),
+            dead=0,
         )
 
-    def candidates(
+    def search(
         self,
-        probes: Sequence[tuple[NDArray[np.intp], NDArray[np.uint16]]],
+        probes: _Probes,
         query_chunks: NDArray[np.uint16],
-    ) -> NDArray[np.int64]:
-        """Global rows in the buckets that the probes select (with repeats; the caller verifies).
+        query: NDArray[np.uint64],
+        radius: int,
+    ) -> tuple[NDArray[np.signedinteger[Any]], NDArray[np.integer[Any]]]:
+        """The ids and distances of the live rows within ``radius`` (each row once)."""
+        rows = self._candidates(probes, query_chunks)
+        if self._front_parts > 1:
+            # Half a code rejects nearly every candidate; see the module docstring.
+            front = _distances(self._front, rows * self._front_parts, query[: self._front.shape[1]])
+            rows = rows[front <= radius]
+        distances = _distances(self._words, rows, query)
+        close = np.flatnonzero(distances <= radius)
+        rows, distances = rows[close], distances[close]
+        if len(rows) > 1:
+            # A row can be a candidate through several chunks; keep it once (np.unique costs
+            # more than the rest of this on arrays this short).
+            by_row = np.argsort(rows)
+            rows, distances = rows[by_row], distances[by_row]
+            fresh = np.empty(len(rows), dtype=bool)
+            fresh[0] = True
+            np.not_equal(rows[1:], rows[:-1], out=fresh[1:])
+            rows, distances = rows[fresh], distances[fresh]
+        # Checking the live bit only for the few rows in range saves a random read per candidate.
+        alive = _bitset_test(self.live, rows)
+        return self._ids[rows[alive]], distances[alive]
 
-        Each probe group is (chunk numbers, XOR masks): every listed chunk is probed with every
-        mask.
-        """
-        n = self.rows
-        found: list[NDArray[np.int64]] = []
-        for chunk_numbers, masks in probes:
-            values = query_chunks[chunk_numbers][:, None] ^ masks[None, :]
-            buckets = (values >> self.shift).astype(np.int64)
-            if self.shift:
-                # Coarser buckets make several masks land in the same bucket; probe each once.
-                keys = np.unique(chunk_numbers[:, None].astype(np.int64) << CHUNK_BITS | buckets)
-                chunk_of = keys >> CHUNK_BITS
-                buckets = keys & ((1 << CHUNK_BITS) - 1)
-            else:
-                chunk_of = np.repeat(chunk_numbers, masks.size).astype(np.int64)
-                buckets = buckets.ravel()
-            starts = self.offsets[chunk_of, buckets].astype(np.int64)
-            ends = self.offsets[chunk_of, buckets + 1].astype(np.int64)
-            base = chunk_of * n
-            positions = _expand_ranges(starts + base, ends + base)
-            found.append(np.take(self.order.ravel(), positions).astype(np.int64))
-        if not found:
-            return np.empty(0, dtype=np.int64)
-        return np.concatenate(found) + self.start
+    def _candidates(self, probes: _Probes, query_chunks: NDArray[np.uint16]) -> NDArray[np.int64]:
+        """The rows in the buckets that the probes select (with repeats; the caller verifies)."""
+        chunk_of, masks, first_count = probes.at(self.shift)
+        buckets = ((query_chunks[chunk_of] >> self.shift) ^ masks).astype(np.int64)
+        flat = chunk_of * self._width + buckets
+        starts = self._offsets.take(flat)
+        ends = self._offsets.take(flat + 1)
+        # Chunk 0's buckets are row ranges; chunk j's are ranges of row j - 1 of the order tables.
+        base = (chunk_of - 1) * self.rows
+        base[:first_count] = 0
+        positions = _expand_ranges(starts + base, ends + base)
+        direct = int((ends[:first_count] - starts[:first_count]).sum())
+        # Chunk 0's part is already rows; the rest is decoded in place, once both halves of the
+        # row numbers have been read from the positions it overwrites.
+        tabled = positions[direct:]
+        low = self._order_lo.take(tabled)
+        if self._order_hi is None:
+            tabled[:] = low
+        else:
+            high = self._order_hi.take(tabled)
+            np.left_shift(high, 16, out=tabled, dtype=np.int64)
+            tabled |= low
+        return positions
 
-    def rows_with_ids(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
-        lo = np.searchsorted(self.sorted_ids, ids, side="left")
-        hi = np.searchsorted(self.sorted_ids, ids, side="right")
-        return self.id_rows[_expand_ranges(lo, hi)].astype(np.int64) + self.start
+    def rows_with_ids(self, wanted: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The rows carrying any of the (sorted, unique) ids."""
+        if self.ids.dtype == np.int32:
+            # Ids that do not fit cannot be here; casting the rest avoids an int64 copy of ``ids``.
+            fits = (wanted >= _INT32.min) & (wanted <= _INT32.max)
+            wanted = wanted[fits].astype(np.int32)
+        sorter = np.asarray(self.id_rows)
+        lo = self._ids.searchsorted(wanted, side="left", sorter=sorter)
+        hi = self._ids.searchsorted(wanted, side="right", sorter=sorter)
+        if len(wanted) == 1:
+            return sorter[int(lo[0]) : int(hi[0])]
+        return sorter[_expand_ranges(lo, hi)]
+
+    def kill(self, rows: NDArray[np.int64]) -> int:
+        """Clear the live bits of the rows; returns how many were live."""
+        if len(rows) == 0:
+            return 0
+        if len(rows) > 1:
+            rows = np.unique(rows)
+        rows = rows[_bitset_test(self.live, rows)]
+        np.bitwise_and.at(self.live, rows >> 3, ~(np.uint8(1) << (rows & 7).astype(np.uint8)))
+        self.dead += len(rows)
+        return len(rows)
+
+    def live_rows(self) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+        """The ids (as int64) and codes of the live rows."""
+        alive = np.unpackbits(self.live, count=self.rows, bitorder="little").view(bool)
+        return np.asarray(self.ids)[alive].astype(np.int64), np.asarray(self.codes)[alive]
 
 
 class HammingIndex:
@@ -215,27 +434,31 @@ class HammingIndex:
         self.code_bytes = bits // 8
         self.chunk_count = bits // CHUNK_BITS
         self._masks = [_masks_within(flips) for flips in range(max_radius // self.chunk_count + 1)]
-        self._empty()
-
-    def _empty(self) -> None:
-        self._codes = np.zeros((_INITIAL_CAPACITY, self.code_bytes), dtype=np.uint8)
-        self._ids = np.zeros(_INITIAL_CAPACITY, dtype=np.int64)
-        self._alive = np.zeros(_INITIAL_CAPACITY, dtype=bool)
-        self._rows = 0
-        self._dead = 0
+        self._probe_cache: dict[int, _Probes] = {}
         self._segments: list[_Segment] = []
+        self._clear_tail()
+
+    def _clear_tail(self) -> None:
+        # The tail starts with no capacity, so that a built or loaded index holds no spare rows.
+        self._tail_codes = np.zeros((0, self.code_bytes), dtype=np.uint8)
+        self._tail_ids = np.zeros(0, dtype=np.int64)
+        self._tail_alive = np.zeros(0, dtype=bool)
+        self._tail_rows = 0
+        self._tail_dead = 0
 
     @classmethod
     def build(cls, ids: ArrayLike, codes: ArrayLike, *, bits: int, max_radius: int) -> HammingIndex:
-        """An index holding the given rows, indexed in one segment (the fast path for a load)."""
+        """An index holding the given rows in one exact-size segment (the fast path for a load)."""
         index = cls(bits=bits, max_radius=max_radius)
-        index.add(ids, codes)
-        index._seal()
+        id_array, code_array = index._check_rows(ids, codes)
+        if len(id_array):
+            index._segments.append(_Segment.build(code_array, id_array))
         return index
 
     def __len__(self) -> int:
         """The number of live rows."""
-        return self._rows - self._dead
+        tail = self._tail_rows - self._tail_dead
+        return tail + sum(segment.live_count for segment in self._segments)
 
     @property
     def segment_count(self) -> int:
@@ -243,9 +466,10 @@ class HammingIndex:
         return len(self._segments)
 
     def memory_bytes(self) -> int:
-        """Bytes held by the index's arrays: codes, ids, live mask and every segment's tables."""
-        arrays = self._codes.nbytes + self._ids.nbytes + self._alive.nbytes
-        return arrays + sum(segment.nbytes for segment in self._segments)
+        """Bytes held by the index's arrays: every segment's codes, ids, tables and live bits
+        (memory-mapped ones included), and the tail with its spare capacity."""
+        tail = self._tail_codes.nbytes + self._tail_ids.nbytes + self._tail_alive.nbytes
+        return tail + sum(segment.nbytes for segment in self._segments)
 
     def bytes_per_hash(self) -> float:
         """``memory_bytes`` divided by the live rows (spare capacity included, so it is honest)."""
@@ -253,41 +477,47 @@ class HammingIndex:
 
     def add(self, ids: ArrayLike, codes: ArrayLike) -> None:
         """Append rows; they are searchable as soon as this returns."""
-        id_array = np.asarray(ids, dtype=np.int64).reshape(-1)
-        code_array = self._check_codes(codes)
-        if len(id_array) != len(code_array):
-            raise ValueError(f"{len(id_array)} ids but {len(code_array)} codes.")
+        id_array, code_array = self._check_rows(ids, codes)
         count = len(id_array)
         if count == 0:
             return
-        self._reserve(self._rows + count)
-        self._codes[self._rows : self._rows + count] = code_array
-        self._ids[self._rows : self._rows + count] = id_array
-        self._alive[self._rows : self._rows + count] = True
-        self._rows += count
-        if self._rows - self._indexed_rows() >= PENDING_LIMIT:
+        self._reserve_tail(self._tail_rows + count)
+        end = self._tail_rows + count
+        self._tail_codes[self._tail_rows : end] = code_array
+        self._tail_ids[self._tail_rows : end] = id_array
+        self._tail_alive[self._tail_rows : end] = True
+        self._tail_rows = end
+        if self._tail_rows >= PENDING_LIMIT:
             self._seal()
 
     def remove(self, ids: ArrayLike) -> int:
         """Drop every row carrying one of the ids, at once; unknown ids are ignored.
 
-        Returns how many live rows were removed. May compact the whole index when dead rows reach
-        a quarter of it, which costs about as much as a build.
+        Returns how many live rows were removed. May rebuild a segment once a quarter of it is
+        dead, which costs about as much as building that segment.
         """
-        wanted = np.unique(np.asarray(ids, dtype=np.int64).reshape(-1))
-        if wanted.size == 0 or self._rows == 0:
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if wanted.size == 0:
             return 0
-        found = [segment.rows_with_ids(wanted) for segment in self._segments]
-        tail = self._indexed_rows()
-        in_tail = np.isin(self._ids[tail : self._rows], wanted)
-        found.append(np.flatnonzero(in_tail).astype(np.int64) + tail)
-        rows = np.concatenate(found)
-        rows = rows[self._alive[rows]]
-        self._alive[rows] = False
-        self._dead += len(rows)
-        if self._dead > max(PENDING_LIMIT, self._rows // 4):
+        if wanted.size > 1:
+            wanted = np.unique(wanted)
+        removed = sum(segment.kill(segment.rows_with_ids(wanted)) for segment in self._segments)
+        if self._tail_rows - self._tail_dead:
+            tail_ids = self._tail_ids[: self._tail_rows]
+            if wanted.size <= 16:
+                # np.isin costs tens of microseconds however small its input; change-sequence
+                # deltas mostly remove one id at a time.
+                hit = (tail_ids[:, None] == wanted[None, :]).any(axis=1)
+            else:
+                hit = np.isin(tail_ids, wanted)
+            hit &= self._tail_alive[: self._tail_rows]
+            self._tail_alive[: self._tail_rows] &= ~hit
+            tail_removed = int(hit.sum())
+            self._tail_dead += tail_removed
+            removed += tail_removed
+        if removed:
             self._compact()
-        return len(rows)
+        return removed
 
     def search(self, query_codes: ArrayLike, radius: int) -> list[list[Match]]:
         """For each query, every live (id, distance) within ``radius``, nearest first then by id."""
@@ -297,41 +527,52 @@ class HammingIndex:
         probes = self._probes(radius)
         return [self._search_one(query, radius, probes) for query in queries]
 
-    def _search_one(
-        self,
-        query: NDArray[np.uint8],
-        radius: int,
-        probes: Sequence[tuple[NDArray[np.intp], NDArray[np.uint16]]],
-    ) -> list[Match]:
-        if self._rows == 0:
-            return []
+    def _search_one(self, query: NDArray[np.uint8], radius: int, probes: _Probes) -> list[Match]:
+        query_words = query.view(np.uint64)
         query_chunks = _chunks(query[None, :])[0]
-        found = [segment.candidates(probes, query_chunks) for segment in self._segments]
-        found.append(np.arange(self._indexed_rows(), self._rows, dtype=np.int64))
-        rows = np.concatenate(found)
-        # This is the inner loop of a search. np.take is several times faster than fancy indexing,
-        # and a column at a time twice as fast as broadcasting the query over rows of four words.
-        words = np.take(self._codes.view(np.uint64), rows, axis=0)
-        for column, query_word in enumerate(query.view(np.uint64)):
-            words[:, column] ^= query_word
-        distances = _row_sums(np.bitwise_count(words))
-        # Checking the live bit only for the few rows in range saves a random read per candidate.
-        close = np.flatnonzero(distances <= radius)
-        close = close[self._alive[rows[close]]]
-        # A row can be a candidate through several chunks; keep it once.
-        hits = np.unique(rows[close], return_index=True)
-        distances = distances[close][hits[1]]
-        ids = self._ids[hits[0]]
+        found = [
+            segment.search(probes, query_chunks, query_words, radius) for segment in self._segments
+        ]
+        if self._tail_rows:
+            tail_words = self._tail_codes[: self._tail_rows].view(np.uint64)
+            distances = _distances(tail_words, np.arange(self._tail_rows), query_words)
+            close = np.flatnonzero((distances <= radius) & self._tail_alive[: self._tail_rows])
+            found.append((self._tail_ids[close], distances[close]))
+        if not found:
+            return []
+        ids = np.concatenate([part[0] for part in found]).astype(np.int64)
+        distances = np.concatenate([part[1] for part in found]).astype(np.int64)
         by_distance = np.lexsort((ids, distances))
         return list(zip(ids[by_distance].tolist(), distances[by_distance].tolist(), strict=True))
 
-    def _probes(self, radius: int) -> list[tuple[NDArray[np.intp], NDArray[np.uint16]]]:
-        """The (chunks, masks) groups that cover ``radius`` by the pigeonhole rule."""
+    def _probes(self, radius: int) -> _Probes:
+        """The (chunk, mask) probes that cover ``radius`` by the pigeonhole rule, cached."""
+        cached = self._probe_cache.get(radius)
+        if cached is not None:
+            return cached
         flips, spare = divmod(radius, self.chunk_count)
-        groups = [(np.arange(spare + 1), self._masks[flips])]
+        chunks = [np.repeat(np.arange(spare + 1), len(self._masks[flips]))]
+        masks = [np.tile(self._masks[flips], spare + 1)]
         if flips > 0 and spare + 1 < self.chunk_count:
-            groups.append((np.arange(spare + 1, self.chunk_count), self._masks[flips - 1]))
-        return groups
+            later = np.arange(spare + 1, self.chunk_count)
+            chunks.append(np.repeat(later, len(self._masks[flips - 1])))
+            masks.append(np.tile(self._masks[flips - 1], len(later)))
+        probes = _Probes(
+            np.concatenate(chunks).astype(np.int64),
+            np.concatenate(masks).astype(np.uint16),
+            len(self._masks[flips]),
+        )
+        self._probe_cache[radius] = probes
+        return probes
+
+    def _check_rows(
+        self, ids: ArrayLike, codes: ArrayLike
+    ) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+        id_array = np.asarray(ids, dtype=np.int64).reshape(-1)
+        code_array = self._check_codes(codes)
+        if len(id_array) != len(code_array):
+            raise ValueError(f"{len(id_array)} ids but {len(code_array)} codes.")
+        return id_array, code_array
 
     def _check_codes(self, codes: ArrayLike) -> NDArray[np.uint8]:
         array = np.asarray(codes)
@@ -344,40 +585,270 @@ class HammingIndex:
         # The uint64 view used for popcounts needs contiguous rows.
         return np.ascontiguousarray(array)
 
-    def _indexed_rows(self) -> int:
-        return self._segments[-1].end if self._segments else 0
-
-    def _reserve(self, rows: int) -> None:
-        capacity = len(self._ids)
+    def _reserve_tail(self, rows: int) -> None:
+        capacity = len(self._tail_ids)
         if rows <= capacity:
             return
         # Grow by half again, like a list, but jump straight to the size a bulk add needs.
-        capacity = max(rows, capacity + capacity // 2)
+        capacity = max(rows, capacity + capacity // 2, 64)
         codes = np.zeros((capacity, self.code_bytes), dtype=np.uint8)
-        codes[: self._rows] = self._codes[: self._rows]
+        codes[: self._tail_rows] = self._tail_codes[: self._tail_rows]
         ids = np.zeros(capacity, dtype=np.int64)
-        ids[: self._rows] = self._ids[: self._rows]
+        ids[: self._tail_rows] = self._tail_ids[: self._tail_rows]
         alive = np.zeros(capacity, dtype=bool)
-        alive[: self._rows] = self._alive[: self._rows]
-        self._codes, self._ids, self._alive = codes, ids, alive
+        alive[: self._tail_rows] = self._tail_alive[: self._tail_rows]
+        self._tail_codes, self._tail_ids, self._tail_alive = codes, ids, alive
 
     def _seal(self) -> None:
-        """Index the pending tail as a segment, then merge segments of similar size."""
-        start = self._indexed_rows()
-        if start < self._rows:
-            self._segments.append(self._segment(start, self._rows))
+        """Index the pending tail's live rows as a segment, then merge segments of similar size."""
+        alive = self._tail_alive[: self._tail_rows]
+        ids, codes = (
+            self._tail_ids[: self._tail_rows][alive],
+            self._tail_codes[: self._tail_rows][alive],
+        )
+        self._clear_tail()
+        if len(ids):
+            self._segments.append(_Segment.build(codes, ids))
+        self._merge_similar()
+
+    def _merge_similar(self) -> None:
         while len(self._segments) >= 2 and self._segments[-2].rows <= 2 * self._segments[-1].rows:
             younger = self._segments.pop()
             older = self._segments.pop()
-            self._segments.append(self._segment(older.start, younger.end))
-
-    def _segment(self, start: int, end: int) -> _Segment:
-        return _Segment.build(start, self._codes[start:end], self._ids[start:end])
+            self._segments.extend(self._rebuilt([older, younger]))
 
     def _compact(self) -> None:
-        """Rebuild from the live rows only, dropping the dead ones."""
-        live = np.flatnonzero(self._alive[: self._rows])
-        codes, ids = self._codes[live].copy(), self._ids[live].copy()
-        self._empty()
-        self.add(ids, codes)
-        self._seal()
+        """Rebuild the segments that are a quarter dead (or more) from their live rows."""
+        changed = False
+        for number, segment in enumerate(self._segments):
+            if segment.dead > max(PENDING_LIMIT // 4, segment.rows // 4) or not segment.live_count:
+                self._segments[number : number + 1] = self._rebuilt([segment])
+                changed = True
+        if changed:
+            self._merge_similar()
+
+    @staticmethod
+    def _rebuilt(segments: list[_Segment]) -> list[_Segment]:
+        """At most one segment holding the live rows of the given ones."""
+        parts = [segment.live_rows() for segment in segments]
+        ids = np.concatenate([part[0] for part in parts])
+        if not len(ids):
+            return []
+        return [_Segment.build(np.concatenate([part[1] for part in parts]), ids)]
+
+    # Snapshots -------------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Write a snapshot that ``load`` can memory-map, replacing any previous one atomically.
+
+        Side effects: writes a new version directory next to ``directory`` (named
+        ``.<name>.v<time>``), points the symlink ``directory`` at it with one atomic rename, and
+        deletes the versions older than the previous one (the previous one stays, for a reader
+        that was opening it). A real directory found at ``directory`` is moved aside first.
+        """
+        target = Path(directory)
+        parent = target.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        try:
+            self._write_snapshot(staging)
+            version = parent / f".{target.name}.v{time.time_ns():020d}"
+            staging.rename(version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        link = parent / f".{target.name}.link-{version.name}"
+        link.symlink_to(version.name)
+        if target.exists() and not target.is_symlink():
+            target.rename(parent / f".{target.name}.v0-moved-{time.time_ns()}")
+        os.replace(link, target)
+        _fsync_directory(parent)
+        versions = sorted(parent.glob(f".{target.name}.v*"))
+        for old in versions[:-_KEPT_VERSIONS]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _write_snapshot(self, directory: Path) -> None:
+        segments = list(self._segments)
+        alive = self._tail_alive[: self._tail_rows]
+        tail_ids = self._tail_ids[: self._tail_rows][alive]
+        tail_codes = self._tail_codes[: self._tail_rows][alive]
+        manifest: dict[str, Any] = {
+            "format": SNAPSHOT_FORMAT,
+            "version": SNAPSHOT_VERSION,
+            "bits": self.bits,
+            "max_radius": self.max_radius,
+            "chunk_bits": CHUNK_BITS,
+            "segments": [],
+            "tail": _write_arrays(directory, "tail", {"ids": tail_ids, "codes": tail_codes}),
+        }
+        for number, segment in enumerate(segments):
+            entry = _write_arrays(directory, f"segment-{number}", segment.arrays())
+            entry.update(rows=segment.rows, shift=segment.shift, dead=segment.dead)
+            manifest["segments"].append(entry)
+        # The manifest goes last: a directory without one is never a snapshot.
+        with open(directory / MANIFEST_NAME, "w") as file:
+            json.dump(manifest, file, indent=1)
+            file.flush()
+            os.fsync(file.fileno())
+        _fsync_directory(directory)
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        *,
+        mmap: bool = True,
+        bits: int | None = None,
+        max_radius: int | None = None,
+    ) -> HammingIndex:
+        """The index saved in ``directory``; with ``mmap`` its arrays are read-only memory maps.
+
+        ``bits`` (when given) must match the snapshot's; ``max_radius`` (when given) replaces the
+        saved one, since the tables do not depend on it. Raises ``ValueError`` for a missing,
+        corrupt, truncated or mismatched snapshot, so that the caller can rebuild from the
+        database instead.
+        """
+        # Resolve the symlink once, so that every file comes from the same version even if a
+        # new snapshot is published meanwhile.
+        root = Path(directory).resolve()
+        try:
+            with open(root / MANIFEST_NAME) as file:
+                manifest = json.load(file)
+            if not isinstance(manifest, dict):
+                raise TypeError("the manifest is not an object")
+            return cls._from_manifest(root, manifest, mmap=mmap, bits=bits, max_radius=max_radius)
+        except SnapshotError as error:
+            raise ValueError(f"Index snapshot {directory} is unusable: {error}.") from error
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
+            raise ValueError(
+                f"Index snapshot {directory} is unusable: {type(error).__name__}: {error}."
+            ) from error
+
+    @classmethod
+    def _from_manifest(
+        cls,
+        root: Path,
+        manifest: Mapping[str, Any],
+        *,
+        mmap: bool,
+        bits: int | None,
+        max_radius: int | None,
+    ) -> HammingIndex:
+        if manifest.get("format") != SNAPSHOT_FORMAT or manifest.get("version") != SNAPSHOT_VERSION:
+            raise SnapshotError("unknown format or version")
+        if manifest["chunk_bits"] != CHUNK_BITS:
+            raise SnapshotError(f"chunk bits {manifest['chunk_bits']}, expected {CHUNK_BITS}")
+        if bits is not None and manifest["bits"] != bits:
+            raise SnapshotError(f"it holds {manifest['bits']}-bit codes, expected {bits}")
+        saved_radius = int(manifest["max_radius"])
+        index = cls(
+            bits=int(manifest["bits"]),
+            max_radius=saved_radius if max_radius is None else max_radius,
+        )
+        m = index.chunk_count
+        for entry in manifest["segments"]:
+            arrays = _read_arrays(root, entry, mmap=mmap)
+            rows, shift = int(entry["rows"]), int(entry["shift"])
+            if not 0 <= shift < CHUNK_BITS:
+                raise SnapshotError(f"bad bucket shift {shift}")
+            hi_expected = rows > 1 << 16
+            shapes = {
+                "codes": (rows, index.code_bytes),
+                "ids": (rows,),
+                "id_rows": (rows,),
+                "order_lo": (m - 1, rows),
+                "offsets": (m, (1 << (CHUNK_BITS - shift)) + 1),
+                "live": ((rows + 7) // 8,),
+            }
+            if hi_expected:
+                shapes["order_hi"] = (m - 1, rows)
+            if set(arrays) != set(shapes):
+                raise SnapshotError(f"{entry['name']} holds arrays {sorted(arrays)}")
+            for name, shape in shapes.items():
+                if arrays[name].shape != shape:
+                    raise SnapshotError(f"{entry['name']}.{name} has shape {arrays[name].shape}")
+            offsets = np.asarray(arrays["offsets"])
+            if (offsets[:, 0] != 0).any() or (offsets[:, -1] != rows).any():
+                raise SnapshotError(f"{entry['name']} has inconsistent bucket offsets")
+            # The live bits are the one private, writable array of a loaded segment.
+            live = np.array(arrays["live"], dtype=np.uint8)
+            dead = rows - _bitset_count(live)
+            if dead != entry["dead"]:
+                raise SnapshotError(f"{entry['name']} has {dead} dead rows, not {entry['dead']}")
+            index._segments.append(
+                _Segment(
+                    codes=arrays["codes"],
+                    ids=arrays["ids"],
+                    id_rows=arrays["id_rows"],
+                    order_lo=arrays["order_lo"],
+                    order_hi=arrays.get("order_hi"),
+                    offsets=arrays["offsets"],
+                    shift=shift,
+                    live=live,
+                    dead=dead,
+                )
+            )
+        tail = _read_arrays(root, manifest["tail"], mmap=False)
+        if set(tail) != {"ids", "codes"}:
+            raise SnapshotError("the tail is incomplete")
+        index.add(tail["ids"], tail["codes"])
+        return index
+
+
+class SnapshotError(Exception):
+    """A snapshot's content does not make sense (reported by ``load`` as a ValueError)."""
+
+
+_DTYPES = {
+    "codes": {"uint8"},
+    "ids": {"int32", "int64"},
+    "id_rows": {"int64"},
+    "order_lo": {"uint16"},
+    "order_hi": {"uint8", "uint16"},
+    "offsets": {"int32", "int64"},
+    "live": {"uint8"},
+}
+
+
+def _write_arrays(directory: Path, name: str, arrays: Mapping[str, NDArray[Any]]) -> dict[str, Any]:
+    """Save each array as ``<name>.<array>.npy`` (fsynced); the manifest entry describing them."""
+    described = {}
+    for key, array in arrays.items():
+        path = directory / f"{name}.{key}.npy"
+        with open(path, "wb") as file:
+            np.save(file, np.ascontiguousarray(array), allow_pickle=False)
+            file.flush()
+            os.fsync(file.fileno())
+        described[key] = {
+            "file": path.name,
+            "dtype": str(array.dtype),
+            "shape": list(array.shape),
+            "bytes": path.stat().st_size,
+        }
+    return {"name": name, "arrays": described}
+
+
+def _read_arrays(root: Path, entry: Mapping[str, Any], *, mmap: bool) -> dict[str, NDArray[Any]]:
+    arrays = {}
+    for key, described in entry["arrays"].items():
+        if key not in _DTYPES:
+            raise SnapshotError(f"unexpected array {key}")
+        path = root / Path(described["file"]).name
+        size = path.stat().st_size
+        if size != described["bytes"]:
+            raise SnapshotError(f"{path.name} has {size} bytes, expected {described['bytes']}")
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if str(array.dtype) != described["dtype"] or list(array.shape) != described["shape"]:
+            raise SnapshotError(f"{path.name} holds {array.dtype}{list(array.shape)}")
+        if str(array.dtype) not in _DTYPES[key]:
+            raise SnapshotError(f"{path.name} has dtype {array.dtype}")
+        arrays[key] = array
+    return arrays
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

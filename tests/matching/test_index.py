@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -195,9 +198,31 @@ def test_memory_per_hash_counts_the_codes() -> None:
     codes = np.random.default_rng(13).integers(0, 256, (5000, 32), dtype=np.uint8)
     index = HammingIndex.build(np.arange(5000), codes, **PDQ)
 
-    # 32 bytes of code, 8 of id and 4 per chunk table at the least.
-    assert index.bytes_per_hash() >= 32 + 8 + 16 * 4
+    # 32 bytes of code, 4 of id, 8 of id order and 2 per chunk table but the first at the least.
+    assert index.bytes_per_hash() >= 32 + 4 + 8 + 15 * 2
     assert index.memory_bytes() == pytest.approx(index.bytes_per_hash() * 5000)
+
+
+def test_a_built_index_holds_about_ninety_bytes_a_pdq_hash_besides_its_bucket_tables() -> None:
+    # Above 65536 rows a table entry takes 3 bytes; the bucket offsets are a fixed 4 MiB, which
+    # is 0.4 bytes a hash at 10M but dominates here, so they are left out of the figure.
+    n = 70_000
+    codes = np.random.default_rng(16).integers(0, 256, (n, 32), dtype=np.uint8)
+    index = HammingIndex.build(np.arange(n), codes, **PDQ)
+    (segment,) = index._segments
+
+    per_row = (index.memory_bytes() - segment.offsets.nbytes) / n
+    assert per_row == pytest.approx(32 + 4 + 8 + 15 * 3 + 1 / 8, abs=0.01)
+
+
+def test_ids_beyond_32_bits_are_kept_whole() -> None:
+    codes = np.random.default_rng(17).integers(0, 256, (3, 32), dtype=np.uint8)
+    big = [1 << 40, -(1 << 35), 7]
+    index = HammingIndex.build(big, codes, **PDQ)
+
+    assert index.search(codes, 0) == [[(1 << 40, 0)], [(-(1 << 35), 0)], [(7, 0)]]
+    assert index.remove([1 << 40]) == 1
+    assert index.search(codes[:1], 0) == [[]]
 
 
 @pytest.mark.parametrize("kind", [PDQ, PHASH], ids=["pdq", "phash"])
@@ -229,3 +254,174 @@ def test_the_exact_complement_is_as_far_as_can_be() -> None:
 
     assert index.search(~code, 31) == [[]]
     assert index.search(code, 0) == [[(1, 0)]]
+
+
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "in_memory"])
+@pytest.mark.parametrize(("kind", "most_flips"), [(PDQ, 31), (PHASH, 10)], ids=["pdq", "phash"])
+def test_a_loaded_snapshot_matches_brute_force_after_adds_and_removals(
+    kind: dict[str, int],
+    most_flips: int,
+    mmap: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A small pending limit makes the loaded segments go through merging and compaction too.
+    monkeypatch.setattr(index_module, "PENDING_LIMIT", 50)
+    rng = np.random.default_rng(18)
+    codes = planted(kind["bits"], clusters=50, per_cluster=40, most_flips=most_flips, seed=19)
+    ids = rng.permutation(len(codes)).astype(np.int64)
+    index = HammingIndex.build(ids[:1200], codes[:1200], **kind)
+    index.add(ids[1200:1500], codes[1200:1500])  # A second segment and a pending tail.
+    index.add(ids[1500:1520], codes[1500:1520])
+    index.remove(ids[:100:7])
+    queries = queries_near(codes, count=25, most_flips=most_flips, seed=20)
+    index.save(tmp_path / "pdq")
+
+    loaded = HammingIndex.load(tmp_path / "pdq", mmap=mmap, bits=kind["bits"])
+
+    assert len(loaded) == len(index)
+    assert loaded.segment_count == index.segment_count
+    assert loaded.memory_bytes() == index.memory_bytes()
+    for radius in range(kind["max_radius"] + 1):
+        assert loaded.search(queries, radius) == index.search(queries, radius)
+
+    for start in range(1520, len(codes), 97):
+        loaded.add(ids[start : start + 97], codes[start : start + 97])
+    gone = np.concatenate([ids[:100:7], rng.choice(ids, size=len(ids) // 3, replace=False)])
+    for batch in np.array_split(gone, 5):
+        loaded.remove(batch)
+    kept = ~np.isin(ids, gone)
+
+    assert len(loaded) == int(kept.sum())
+    for radius in range(kind["max_radius"] + 1):
+        assert_same_as_brute_force(loaded, ids[kept], codes[kept], queries, radius)
+
+
+def test_a_loaded_snapshot_is_memory_mapped_and_stays_so_through_adds_and_removals(
+    tmp_path: Path,
+) -> None:
+    codes = planted(256, clusters=40, per_cluster=50, most_flips=31, seed=21)
+    ids = np.arange(len(codes), dtype=np.int64) + 1000
+    HammingIndex.build(ids, codes, **PDQ).save(tmp_path / "pdq")
+    saved = {path.name: path.read_bytes() for path in (tmp_path / "pdq").iterdir()}
+
+    loaded = HammingIndex.load(tmp_path / "pdq")
+    (base,) = loaded._segments
+    mapped = [base.codes, base.ids, base.id_rows, base.order_lo, base.offsets]
+    loaded.add([1], codes[:1])
+    loaded.remove(ids[:10])
+
+    assert all(isinstance(array, np.memmap) for array in mapped)
+    assert not any(array.flags.writeable for array in mapped)
+    # The base segment is the same mapped one, its live bits a private copy.
+    assert loaded._segments[0] is base
+    assert not isinstance(base.live, np.memmap)
+    assert loaded.search(codes[:2], 0) == [[(1, 0)], []]
+    assert {path.name: path.read_bytes() for path in (tmp_path / "pdq").iterdir()} == saved
+
+
+def test_an_empty_index_survives_a_snapshot(tmp_path: Path) -> None:
+    HammingIndex(**PHASH).save(tmp_path / "phash")
+
+    loaded = HammingIndex.load(tmp_path / "phash")
+
+    assert len(loaded) == 0
+    assert loaded.search(np.zeros((1, 8), dtype=np.uint8), 10) == [[]]
+
+
+def test_saving_again_replaces_the_snapshot_atomically(tmp_path: Path) -> None:
+    codes = np.random.default_rng(22).integers(0, 256, (4, 32), dtype=np.uint8)
+    first = HammingIndex.build([1, 2], codes[:2], **PDQ)
+    first.save(tmp_path / "pdq")
+    reader = HammingIndex.load(tmp_path / "pdq")
+
+    for extra in range(3):
+        HammingIndex.build([1, 2, 3 + extra], codes[:3], **PDQ).save(tmp_path / "pdq")
+
+    # The published name is a symlink swapped by one rename; the newest two versions are kept,
+    # and a process that mapped an older one still reads it (the pages outlive the files).
+    assert (tmp_path / "pdq").is_symlink()
+    assert len(list(tmp_path.glob(".pdq.v*"))) == 2
+    assert not list(tmp_path.glob(".pdq.tmp-*"))
+    assert HammingIndex.load(tmp_path / "pdq").search(codes[2], 0) == [[(5, 0)]]
+    assert reader.search(codes[:3], 0) == [[(1, 0)], [(2, 0)], []]
+
+
+def test_saving_over_a_plain_directory_replaces_it(tmp_path: Path) -> None:
+    (tmp_path / "pdq").mkdir()
+    (tmp_path / "pdq" / "stale.npy").write_bytes(b"old")
+    code = np.random.default_rng(23).integers(0, 256, (1, 32), dtype=np.uint8)
+
+    HammingIndex.build([9], code, **PDQ).save(tmp_path / "pdq")
+
+    assert HammingIndex.load(tmp_path / "pdq").search(code, 0) == [[(9, 0)]]
+
+
+def snapshot(tmp_path: Path) -> Path:
+    codes = np.random.default_rng(24).integers(0, 256, (300, 32), dtype=np.uint8)
+    HammingIndex.build(np.arange(300), codes, **PDQ).save(tmp_path / "pdq")
+    return (tmp_path / "pdq").resolve()
+
+
+def test_a_snapshot_of_other_codes_is_refused(tmp_path: Path) -> None:
+    directory = snapshot(tmp_path)
+
+    with pytest.raises(ValueError, match="256-bit codes, expected 64"):
+        HammingIndex.load(directory, bits=64)
+
+
+def test_a_missing_snapshot_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unusable"):
+        HammingIndex.load(tmp_path / "nothing")
+
+
+def test_a_snapshot_missing_a_file_is_refused(tmp_path: Path) -> None:
+    directory = snapshot(tmp_path)
+    (directory / "segment-0.order_lo.npy").unlink()
+
+    with pytest.raises(ValueError, match="unusable"):
+        HammingIndex.load(directory)
+
+
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "in_memory"])
+def test_a_truncated_array_is_refused(tmp_path: Path, mmap: bool) -> None:
+    directory = snapshot(tmp_path)
+    path = directory / "segment-0.codes.npy"
+    path.write_bytes(path.read_bytes()[:-32])
+
+    with pytest.raises(ValueError, match="unusable"):
+        HammingIndex.load(directory, mmap=mmap)
+
+
+def test_a_truncated_array_is_refused_even_with_a_matching_manifest(tmp_path: Path) -> None:
+    # Rewrite the manifest's byte count too: the array's own header must still give it away.
+    directory = snapshot(tmp_path)
+    path = directory / "segment-0.codes.npy"
+    path.write_bytes(path.read_bytes()[:-32])
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["segments"][0]["arrays"]["codes"]["bytes"] = path.stat().st_size
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(ValueError, match="unusable"):
+        HammingIndex.load(directory)
+
+
+def test_an_array_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
+    directory = snapshot(tmp_path)
+    np.save(directory / "segment-0.ids.npy", np.arange(299, dtype=np.int32))
+    manifest = json.loads((directory / "manifest.json").read_text())
+    described = manifest["segments"][0]["arrays"]["ids"]
+    described.update(shape=[299], bytes=(directory / "segment-0.ids.npy").stat().st_size)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(ValueError, match="shape"):
+        HammingIndex.load(directory)
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"format": "something else"}'])
+def test_a_corrupt_manifest_is_refused(tmp_path: Path, text: str) -> None:
+    directory = snapshot(tmp_path)
+    (directory / "manifest.json").write_text(text)
+
+    with pytest.raises(ValueError, match="unusable"):
+        HammingIndex.load(directory)
