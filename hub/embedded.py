@@ -293,6 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         _manage("migrate", "--no-input", "-v", "0")
         _manage("seeddemo", "--once")
+        _manage("seedmatching", "--org", "acme", "--once")
         print(
             "\n  HashHub is starting on http://127.0.0.1:8000\n"
             "  Demo logins (password: hashhub-demo-2026):\n"

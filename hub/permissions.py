@@ -26,6 +26,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "detections.review": _ANALYST_UP,
     "members.manage": _ADMIN_UP,
     "keys.manage": _ADMIN_UP,
+    "webhooks.manage": _ADMIN_UP,
     "audit.read": _ADMIN_UP,
     "sharing.manage": _ADMIN_UP,
     "org.settings": frozenset({Role.OWNER}),

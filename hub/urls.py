@@ -25,6 +25,7 @@ org_patterns = [
 api_v1_patterns: list[URLPattern | URLResolver] = [
     path("me", api.WhoAmIApi.as_view(), name="api_me"),
     path("", include("lists.api_urls")),
+    path("", include("matching.api_urls")),
 ]
 
 urlpatterns = [
@@ -37,6 +38,7 @@ urlpatterns = [
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("o/<slug:org_slug>/", include(org_patterns)),
     path("o/<slug:org_slug>/lists/", include("lists.urls")),
+    path("o/<slug:org_slug>/", include("matching.urls")),
     path("staff/organizations/", views.staff_organizations, name="staff_organizations"),
     path(
         "staff/organizations/<slug:slug>/approve/",

@@ -23,6 +23,7 @@ from hub.audit import Actor
 from hub.models import ApiKey, Organization, User
 from hub.permissions import Role
 from hub.services import api_key_create
+from matching.engine import get_engine
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 
@@ -56,6 +57,12 @@ def _clear_cache() -> Iterator[None]:
 
     cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_match_index() -> None:
+    """Each test starts with an empty match index: tests roll back, production never does."""
+    get_engine().reset()
 
 
 @pytest.fixture(autouse=True)

@@ -241,6 +241,34 @@ TABLE: dict[str, Page | Api] = {
         get=Keys(200, 404), post=Keys(200, 404, scope="lists:write"), data=ENTRIES
     ),
     "api_list_entries_remove": Api(post=Keys(200, 404, scope="lists:write"), data=ENTRIES),
+    "api_match": Api(post=Keys(200, 200, scope="match"), data={"hashes": ENTRIES["entries"]}),
+    # A JSON body carries no image: refused alike for every key that may match.
+    "api_match_image": Api(post=Keys(400, 400, scope="match")),
+    "api_export": Api(get=Keys(200, 200, scope="export")),
+    # matching: detections and the allow list
+    "detections": Page(get=org_page(200, 200)),
+    "detections_chart": Page(get=org_page(200, 200)),
+    "detection_detail": Page(get=org_page(200, 200)),
+    # A valid review redirects to the detection's random id, so the POST here is refused: 400.
+    "detection_review": Page(get=org_page(405, 405), post=org_page(400, 403)),
+    # matching: webhooks (a valid create shows the new secret once: 201)
+    "webhooks": Page(
+        get=org_page(200, 403),
+        post=org_page(201, 403),
+        data={"url": "https://8.8.8.8/hashhub", "description": "prod"},
+    ),
+    "webhook_detail": Page(get=org_page(200, 403)),
+    "webhook_delete": Page(
+        get=org_page(405, 405), post=org_page(Redirect("/o/org-a/webhooks/"), 403)
+    ),
+    "webhook_test": Page(
+        get=org_page(405, 405), post=org_page(Redirect("/o/org-a/webhooks/webhook-org-a/"), 403)
+    ),
+    "webhook_rotate": Page(get=org_page(405, 405), post=org_page(201, 403)),
+    "allow_list": Page(get=org_page(200, 200)),
+    "allow_list_remove": Page(
+        get=org_page(405, 405), post=org_page(Redirect("/o/org-a/allow-list/"), 403)
+    ),
     # lists: pages (valid POSTs redirect to random ids, so the POSTed data here is refused: 400)
     "lists": Page(
         get=org_page(200, 200), post=org_page(400, 403), data={"name": "", "category": "se"}
@@ -360,9 +388,49 @@ def _new_import_job(org: Organization) -> str:
         ).public_id
 
 
+MD5_OF_NOTHING = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+def _new_detection(org: Organization) -> str:
+    from matching.models import Detection
+
+    with scope(organization=org.pk):
+        return Detection.objects.create(
+            organization=org, source_label="test",
+            submitted=[{"type": "md5", "value": MD5_OF_NOTHING}],
+            tiers=["own"], categories=["csam"],
+        ).public_id  # fmt: skip
+
+
+def _new_allowed_hash(org: Organization) -> str:
+    from matching.models import AllowedHash
+
+    with scope(organization=org.pk):
+        return AllowedHash.objects.create(
+            organization=org, signal_type="md5",
+            value=bytes.fromhex(MD5_OF_NOTHING), added_by_label="test",
+        ).public_id  # fmt: skip
+
+
+def _new_webhook(org: Organization) -> str:
+    from matching.webhooks import webhook_create
+
+    with scope(organization=org.pk):
+        endpoint, _secret = webhook_create(
+            org=org, url="https://8.8.8.8/hashhub", description="", actor=Actor(system="test")
+        )
+        # A fixed id, so that the redirect of webhook_test can be written in TABLE.
+        endpoint.public_id = f"webhook-{org.slug}"
+        endpoint.save(update_fields=["public_id"])
+    return endpoint.public_id
+
+
 OBJECT_MAKERS: dict[str, Callable[[Organization], str]] = {
     "list_id": _new_list,
     "job_id": _new_import_job,
+    "detection_id": _new_detection,
+    "allowed_id": _new_allowed_hash,
+    "endpoint_id": _new_webhook,
 }
 
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from hub.lib.env import env_bool, env_choice, env_int, env_list, env_str
@@ -273,6 +274,32 @@ HASHHUB_API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 # --- HashHub ---
 HASHHUB_INVITATION_DAYS = env_int("HASHHUB_INVITATION_DAYS", 7, minimum=1)
+
+# --- matching, detections and webhooks ---
+# Detections older than this are purged by a daily beat task.
+HASHHUB_DETECTION_RETENTION_DAYS = env_int("HASHHUB_DETECTION_RETENTION_DAYS", 90, minimum=1)
+# Where the index snapshot task writes the memory-mapped arrays every web process loads.
+HASHHUB_INDEX_DIR = Path(env_str("HASHHUB_INDEX_DIR", str(VAR_DIR / "index")))
+# Webhook URLs may not reach loopback, private, link-local or metadata addresses; networks listed
+# here (CIDR, e.g. "127.0.0.1/32") are let through all the same. The tests allow 127.0.0.1.
+HASHHUB_WEBHOOK_ALLOWED_NETWORKS = env_list("HASHHUB_WEBHOOK_ALLOWED_NETWORKS", [])
+HASHHUB_WEBHOOK_TIMEOUT_SECONDS = env_int("HASHHUB_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+HASHHUB_WEBHOOK_MAX_ATTEMPTS = env_int("HASHHUB_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+
+CELERY_BEAT_SCHEDULE = {
+    "purge-old-detections": {
+        "task": "matching.purge_detections",
+        "schedule": crontab(hour=3, minute=17),
+    },
+    "daily-detection-digest": {
+        "task": "matching.send_digests",
+        "schedule": crontab(hour=7, minute=0),
+    },
+    "match-index-snapshot": {
+        "task": "matching.write_index_snapshot",
+        "schedule": crontab(minute=41),
+    },
+}
 
 # --- security hardening (on by default outside the embedded mode) ---
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,236 @@
+"""Match API under load: gunicorn (2 sync workers) on PostgreSQL holding N PDQ hashes (default 1M).
+
+A load generator on 127.0.0.1 keeps ``BENCH_CONCURRENCY`` (default 8) single-hash POST
+/api/v1/match requests in flight for ``BENCH_SECONDS`` (default 20 s) and prints requests/s, p50,
+p99 and errors. One request in a hundred is a planted near-duplicate (a hit, which records a
+detection); the rest are random hashes (misses). The database is filled with set-based SQL (the
+import path has its own benchmark, bench/bulk_import.py). Run by `make bench`; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+import django
+
+django.setup()
+
+from django.core.management import call_command
+from django.db import connection
+from django_scopes import scope
+
+from hub.audit import Actor
+from hub.models import Organization
+from hub.services import api_key_create, organization_create
+from lists.models import HashList
+from matching.engine import snapshot_write
+
+N = int(os.environ.get("BENCH_N", "1000000"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+PLANTED = 1000
+
+FILL_SQL = """
+WITH new_hashes AS (
+    INSERT INTO lists_hash (signal_type, value)
+    SELECT 'pdq', decode(md5(random()::text || g) || md5(random()::text || g), 'hex')
+      FROM generate_series(1, %(n)s) AS g
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), numbered AS (
+    SELECT id, row_number() OVER (ORDER BY id) AS n FROM new_hashes
+)
+INSERT INTO lists_entry (hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
+                         added_by_label, removed_by_label, removed_reason)
+SELECT %(list)s, id, 'b' || n, '{}', '', %(base)s + n, now(), 'bench', '', '' FROM numbered
+"""
+
+
+def fill(org: Organization) -> list[str]:
+    """N random PDQ hashes in the org's CSAM list; returns some stored values to plant hits."""
+    with scope(organization=org.pk):
+        csam = HashList.objects.get(organization=org, category="csam", is_default=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM lists_entry WHERE hash_list_id = %s", [csam.pk])
+        present = cursor.fetchone()[0]
+        if present < N:
+            cursor.execute("SELECT last FROM lists_changecounter WHERE id = 1 FOR UPDATE")
+            base = cursor.fetchone()[0]
+            cursor.execute(FILL_SQL, {"n": N - present, "list": csam.pk, "base": base})
+            added = cursor.rowcount
+            cursor.execute("UPDATE lists_changecounter SET last = last + %s WHERE id = 1", [added])
+            cursor.execute("ANALYZE lists_hash; ANALYZE lists_entry")
+        cursor.execute(
+            "SELECT encode(h.value, 'hex') FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id"
+            " WHERE e.hash_list_id = %s ORDER BY e.added_seq LIMIT %s",
+            [csam.pk, PLANTED],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def near(value: str, flips: int) -> str:
+    number = int(value, 16)
+    for bit in random.sample(range(256), flips):
+        number ^= 1 << bit
+    return f"{number:064x}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env["HASHHUB_API_RATE"] = "100000000/min"
+    env["HASHHUB_LOG_LEVEL"] = "WARNING"
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "hub.wsgi", "--workers", str(WORKERS),
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+
+
+async def one(port: int, request: bytes) -> tuple[float, int]:
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    status = int(response[9:12]) if response[:5] == b"HTTP/" else 0
+    return time.perf_counter() - started, status
+
+
+def build(port: int, secret: str, value: str) -> bytes:
+    body = json.dumps({"hashes": [{"type": "pdq", "value": value}]}).encode()
+    head = (
+        f"POST /api/v1/match HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {secret}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def load(port: int, secret: str, planted: list[str], seconds: float) -> None:
+    timings: list[float] = []
+    errors = 0
+    hits_sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal errors, hits_sent
+        while time.perf_counter() < deadline:
+            if random.random() < 0.01:
+                value, hits_sent = near(random.choice(planted), 8), hits_sent + 1
+            else:
+                value = secrets.token_hex(32)
+            try:
+                elapsed, status = await one(port, build(port, secret, value))
+            except OSError:
+                errors += 1
+                continue
+            if status != 200:
+                errors += 1
+            timings.append(elapsed)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
+    wall = time.perf_counter() - started
+    timings.sort()
+    print(
+        f"match API, single-hash PDQ, N={N:,} stored, {WORKERS} gunicorn sync workers, "
+        f"concurrency {CONCURRENCY}, {wall:.1f} s: requests={len(timings):,} "
+        f"({hits_sent} planted hits) throughput={len(timings) / wall:,.0f} req/s "
+        f"p50={statistics.median(timings) * 1000:.2f} ms "
+        f"p99={timings[int(len(timings) * 0.99) - 1] * 1000:.2f} ms "
+        f"max={timings[-1] * 1000:.1f} ms errors={errors}"
+    )
+
+
+def server_rss_mib(server: subprocess.Popen[bytes]) -> float:
+    total = 0
+    for status in Path("/proc").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"PPid:\t{server.pid}\n" in text or status.parent.name == str(server.pid):
+            for line in text.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    org = Organization.objects.filter(slug="bench-match").first() or organization_create(
+        name="Bench match", slug="bench-match", owner=None, actor=Actor(system="bench"),
+        approved=True,
+    )  # fmt: skip
+    with scope(organization=org.pk):
+        _key, secret = api_key_create(
+            org=org, name="bench", scopes=["match"], actor=Actor(system="bench")
+        )
+    started = time.perf_counter()
+    planted = fill(org)
+    print(f"filled PostgreSQL with {N:,} PDQ hashes in {time.perf_counter() - started:.1f} s")
+    if os.environ.get("BENCH_SNAPSHOT", "1") == "1":
+        started = time.perf_counter()
+        version = snapshot_write()
+        print(
+            f"index snapshot at change {version:,} written in {time.perf_counter() - started:.1f} s"
+        )
+    else:
+        print("no snapshot: each worker builds its index from PostgreSQL")
+    connection.close()
+
+    port = free_port()
+    server = start_server(port)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        # Warm-up: each worker loads the snapshot and its connections on its first requests.
+        started = time.perf_counter()
+        asyncio.run(load_quietly(port, secret, planted))
+        print(f"warm-up (index load in each worker) {time.perf_counter() - started:.1f} s")
+        asyncio.run(load(port, secret, planted, SECONDS))
+        print(f"server RSS (master + workers): {server_rss_mib(server):,.0f} MiB")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+async def load_quietly(port: int, secret: str, planted: list[str]) -> None:
+    for _ in range(20 * WORKERS):
+        await asyncio.gather(
+            *(one(port, build(port, secret, secrets.token_hex(32))) for _ in range(4))
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""The per-process match index over the merged set, kept current through the change sequence.
+
+What it holds
+-------------
+For each perceptual signal type (PDQ, pHash) one :class:`~matching.index.HammingIndex` of every
+hash that has at least one live entry in any list, keyed by the hash's primary key. Exact types
+need no memory structure: PostgreSQL's unique btree on (signal_type, value) is the lookup.
+The index only answers "which stored hashes are within r bits"; which *lists* hold them, and
+whether the caller may see those lists, is decided afterwards in the database, so a search can
+never reveal a list the caller may not match.
+
+How it stays current (read-your-writes)
+---------------------------------------
+The index remembers the change number it reflects. Each search first reads the last committed
+number (one primary-key read); if it moved, one SQL statement returns every hash touched by an
+add or a removal since then, whether it is still live, and the number it read in the same
+snapshot. Touched hashes are dropped from the index and the live ones re-added, so the index
+never holds duplicates and removals take effect on the next request. Because change numbers are
+handed out in commit order (``lists/models.py``), nothing committed can be skipped: a hash added
+through any process is matched by the very next request in every other process.
+
+Start-up
+--------
+A process loads the newest snapshot (``snapshot_write``, run by a Celery beat task: the arrays are
+memory-mapped, so every worker process on the machine shares one copy of the pages) and then
+applies the changes after the snapshot's number. Without a usable snapshot it builds the index
+from the database. A snapshot from another database, or from a number ahead of the database
+(a restore), is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from lists.hashtypes import all_signal_types
+from lists.services import sequence_last
+from matching.index import HammingIndex, Match
+
+logger = logging.getLogger(__name__)
+
+_FETCH_ROWS = 50_000
+
+# One statement, one snapshot: the rows touched since ``since`` and the change number they are
+# complete up to. The LEFT JOIN returns the number even when nothing of these types changed.
+_DELTA_SQL = """
+WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
+touched AS (
+    SELECT hash_id FROM lists_entry
+     WHERE added_seq > %(since)s AND added_seq <= (SELECT last FROM bound)
+    UNION
+    SELECT hash_id FROM lists_entry
+     WHERE removed_seq > %(since)s AND removed_seq <= (SELECT last FROM bound)
+),
+changed AS (
+    SELECT h.id, h.signal_type, h.value,
+           EXISTS (SELECT 1 FROM lists_entry e
+                    WHERE e.hash_id = h.id AND e.removed_seq IS NULL) AS live
+      FROM lists_hash h JOIN touched t ON t.hash_id = h.id
+     WHERE h.signal_type = ANY(%(types)s)
+)
+SELECT b.last, c.id, c.signal_type, c.value, c.live FROM bound b LEFT JOIN changed c ON TRUE
+"""
+
+_LIVE_SQL = """
+WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
+live AS (
+    SELECT h.id, h.signal_type, h.value FROM lists_hash h
+     WHERE h.signal_type = ANY(%(types)s)
+       AND EXISTS (SELECT 1 FROM lists_entry e WHERE e.hash_id = h.id AND e.removed_seq IS NULL)
+)
+SELECT b.last, l.id, l.signal_type, l.value FROM bound b LEFT JOIN live l ON TRUE
+"""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    bits: int
+    max_radius: int
+
+
+def _perceptual_specs() -> dict[str, _Spec]:
+    return {
+        t.name: _Spec(t.name, t.bits, t.max_distance)
+        for t in all_signal_types()
+        if t.kind == "perceptual"
+    }
+
+
+def _database_identity() -> str:
+    """Which database this is, so a snapshot of another one is never loaded."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+        )
+        row = cursor.fetchone()
+    return f"{row[0]}/{row[1]}" if row else ""
+
+
+class _Rows:
+    """Ids and codes of one signal type gathered from a query, before they enter an index."""
+
+    def __init__(self, code_bytes: int) -> None:
+        self.code_bytes = code_bytes
+        self.ids: list[int] = []
+        self.values: list[bytes] = []
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter(self.ids, dtype=np.int64, count=len(self.ids))
+        codes = np.frombuffer(b"".join(self.values), dtype=np.uint8).reshape(-1, self.code_bytes)
+        return ids, codes
+
+
+def _fetch(
+    sql: str, params: dict[str, Any], specs: dict[str, _Spec]
+) -> tuple[int, dict[str, _Rows], dict[str, list[int]]]:
+    """Run ``sql``; return its change number, and per type the rows (and the dead ids, if any)."""
+    live = {name: _Rows(spec.bits // 8) for name, spec in specs.items()}
+    touched: dict[str, list[int]] = {name: [] for name in specs}
+    last = 0
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            for row in rows:
+                last = int(row[0])
+                if row[1] is None:
+                    continue
+                hash_id, signal_type, value = row[1], row[2], bytes(row[3])
+                touched[signal_type].append(hash_id)
+                if len(row) < 5 or row[4]:
+                    live[signal_type].ids.append(hash_id)
+                    live[signal_type].values.append(value)
+    return last, live, touched
+
+
+class MatchEngine:
+    """The index of one process; thread-safe (one lock around syncing and searching)."""
+
+    def __init__(self, snapshot_dir: Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self._snapshot_dir = snapshot_dir
+        self._reset()
+
+    def _reset(self) -> None:
+        self._version: int | None = None
+        # Where the index last started from: "snapshot" or "database" (for logs and tests).
+        self.started_from = ""
+        self._indexes: dict[str, HammingIndex] = {}
+        self._specs = _perceptual_specs()
+
+    @property
+    def version(self) -> int | None:
+        """The change number the index reflects (None before the first use)."""
+        return self._version
+
+    def reset(self) -> None:
+        """Forget everything; the next search loads afresh (tests, or after a database restore)."""
+        with self._lock:
+            self._reset()
+
+    def search(self, signal_type: str, codes: Sequence[bytes], radius: int) -> list[list[Match]]:
+        """For each code, every (hash id, distance) within ``radius`` among live hashes.
+
+        Applies every change committed before the call first (read-your-writes).
+        """
+        with self._lock:
+            self._sync()
+            index = self._indexes[signal_type]
+            if not codes:
+                return []
+            queries = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(len(codes), -1)
+            return index.search(queries, radius)
+
+    def sync(self) -> int:
+        """Bring the index up to the last committed change; returns the change number."""
+        with self._lock:
+            self._sync()
+            return self._version or 0
+
+    def size(self, signal_type: str) -> int:
+        with self._lock:
+            index = self._indexes.get(signal_type)
+            return len(index) if index is not None else 0
+
+    def _sync(self) -> None:
+        if self._version is None:
+            self._load()
+            return
+        last = sequence_last()
+        if last < self._version:
+            # The sequence went backwards: the database was restored (or a test rolled back).
+            logger.warning(
+                "change sequence went back from %s to %s; rebuilding", self._version, last
+            )
+            self._load()
+        elif last > self._version:
+            self._apply_delta(self._version)
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        self._indexes = {}
+        version = self._load_snapshot()
+        if version is None:
+            self._build_from_database()
+            self.started_from = "database"
+        else:
+            self._version = version
+            self._apply_delta(version)
+            self.started_from = "snapshot"
+        logger.info(
+            "match index ready at change %s from the %s in %.2f s (%s)",
+            self._version,
+            self.started_from,
+            time.monotonic() - started,
+            ", ".join(f"{name}: {len(index)}" for name, index in self._indexes.items()),
+        )
+
+    def _build_from_database(self) -> None:
+        last, live, _ = _fetch(_LIVE_SQL, {"types": list(self._specs)}, self._specs)
+        for name, spec in self._specs.items():
+            ids, codes = live[name].arrays()
+            self._indexes[name] = HammingIndex.build(
+                ids, codes, bits=spec.bits, max_radius=spec.max_radius
+            )
+        self._version = last
+
+    def _apply_delta(self, since: int) -> None:
+        last, live, touched = _fetch(
+            _DELTA_SQL, {"since": since, "types": list(self._specs)}, self._specs
+        )
+        for name, index in self._indexes.items():
+            if touched[name]:
+                index.remove(touched[name])
+                ids, codes = live[name].arrays()
+                index.add(ids, codes)
+        self._version = max(last, since)
+
+    def _load_snapshot(self) -> int | None:
+        """Load the snapshot if it fits this database; its change number, or None."""
+        directory = self._snapshot_dir
+        if directory is None or not (directory / "manifest.json").exists():
+            return None
+        try:
+            manifest = json.loads((directory / "manifest.json").read_text())
+            if manifest.get("database") != _database_identity():
+                return None
+            version = int(manifest["version"])
+            if version > sequence_last():
+                return None
+            indexes = {}
+            for name in self._specs:
+                indexes[name] = HammingIndex.load(directory / manifest["types"][name], mmap=True)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.warning("ignoring the match index snapshot in %s: %s", directory, error)
+            return None
+        self._indexes = indexes
+        return version
+
+
+def snapshot_write(directory: Path | None = None) -> int:
+    """Write a snapshot of every live perceptual hash for processes to load; returns its number.
+
+    Built from the database (not from this process's index). Each type's index is published by
+    :meth:`HammingIndex.save` with an atomic rename, and the manifest naming the change number is
+    replaced last. A process that loads in between may pair the old manifest with a newer index;
+    that is harmless, because applying the changes after the manifest's number to a newer index
+    drops and re-adds every hash they touch and so ends in the same state.
+    """
+    directory = directory or Path(settings.HASHHUB_INDEX_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    specs = _perceptual_specs()
+    last, live, _ = _fetch(_LIVE_SQL, {"types": list(specs)}, specs)
+    for name, spec in specs.items():
+        ids, codes = live[name].arrays()
+        index = HammingIndex.build(ids, codes, bits=spec.bits, max_radius=spec.max_radius)
+        index.save(directory / name)
+    manifest = {
+        "version": last,
+        "database": _database_identity(),
+        "types": {name: name for name in specs},
+    }
+    temporary = directory / f"manifest.json.{os.getpid()}.tmp"
+    temporary.write_text(json.dumps(manifest))
+    os.replace(temporary, directory / "manifest.json")
+    return last
+
+
+_engine: MatchEngine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> MatchEngine:
+    """This process's engine, made on first use."""
+    global _engine  # One index per process is the design.
+    with _engine_lock:
+        if _engine is None:
+            _engine = MatchEngine(Path(settings.HASHHUB_INDEX_DIR))
+        return _engine

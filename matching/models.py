@@ -1,0 +1,163 @@
+"""Detections (what a match request found), the allow list, and webhook endpoints and deliveries.
+
+The match index itself is not a model: it is built in each process from ``lists`` (see
+``matching/engine.py``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+from django_scopes import ScopedManager
+
+from hub.lib.ids import new_public_id
+from hub.models import ApiKey, Organization, User
+
+
+class Detection(models.Model):
+    """The record of one match request that found something, for the organisation that asked.
+
+    ``submitted`` holds what the platform sent (``[{"type", "value"}]``), ``matches`` the results
+    that matched at that moment, in the API's shape (so a later change to a list does not rewrite
+    history). Purged after ``HASHHUB_DETECTION_RETENTION_DAYS``.
+    """
+
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        CONFIRMED = "confirmed", "Confirmed"
+        FALSE_POSITIVE = "false_positive", "False positive"
+        DISMISSED = "dismissed", "Dismissed"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who asked, kept as text too: the key may be deleted, the detection stays readable.
+    source_label = models.CharField(max_length=200)
+    content_ref = models.CharField(max_length=500, blank=True)
+    submitted = models.JSONField(default=list)
+    matches = models.JSONField(default=list)
+    match_count = models.IntegerField(default=0)
+    # The distinct tiers and categories among the matches, for the review queue's filters.
+    tiers = ArrayField(models.CharField(max_length=16), default=list, blank=True)
+    categories = ArrayField(models.CharField(max_length=8), default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    reviewed_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects: ClassVar[models.Manager[Detection]] = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ("-created", "-id")
+        indexes = (
+            models.Index(fields=("organization", "-created"), name="detection_by_org_time"),
+            models.Index(fields=("created",), name="detection_by_time"),
+        )
+
+    def __str__(self) -> str:
+        return f"detection {self.public_id}"
+
+
+class AllowedHash(models.Model):
+    """A hash the organisation judged a false positive: matches for it are suppressed, and counted.
+
+    The allow list is keyed on what the platform submits (the hash of the benign content), so the
+    same content is not flagged again; see ``matching.services`` for how near a perceptual
+    submission must be to count as the same content.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    signal_type = models.CharField(max_length=16)
+    value = models.BinaryField()
+    note = models.TextField(blank=True)
+    detection = models.ForeignKey(
+        Detection, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    added_by_label = models.CharField(max_length=200)
+    created = models.DateTimeField(default=timezone.now)
+    suppressed_count = models.BigIntegerField(default=0)
+    last_suppressed_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[models.Manager[AllowedHash]] = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ("-created", "-id")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("organization", "signal_type", "value"), name="one_allowed_hash_per_org"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.signal_type}:{bytes(self.value).hex()} allowed"
+
+
+class WebhookEndpoint(models.Model):
+    """A URL of the organisation's to which each detection is POSTed, signed with ``secret``."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True)
+    # Kept in clear: the hub needs it to sign each delivery. Shown once, on creation or rotation.
+    secret = models.CharField(max_length=80)
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[models.Manager[WebhookEndpoint]] = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ("created", "id")
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver one event to one endpoint: every attempt is kept and shown."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        GAVE_UP = "gave_up", "Failed, no more retries"
+        REFUSED = "refused", "Refused (address not allowed)"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    detection = models.ForeignKey(
+        Detection, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.CharField(max_length=40)
+    # The id the receiver sees in the body; the same for every attempt of one event.
+    event_id = models.CharField(max_length=32)
+    attempt = models.IntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    response_status = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.IntegerField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects: ClassVar[models.Manager[WebhookDelivery]] = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ("-created", "-id")
+        indexes = (models.Index(fields=("endpoint", "-created"), name="delivery_by_endpoint"),)
+
+    def __str__(self) -> str:
+        return f"{self.event} #{self.attempt} to {self.endpoint_id}: {self.status}"

@@ -1,0 +1,383 @@
+"""Reviewing detections: the queue and its filters, confirm / false positive / dismiss, the allow
+list, the detections-per-day figures and the retention purge.
+
+Selectors read through the caller's organisation (another organisation's detection is the same
+404 as a missing one); every service runs in one transaction and writes one audit event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.http import Http404
+from django.utils import timezone
+from django_scopes import scopes_disabled
+
+from hub.audit import SYSTEM, Actor, audit
+from hub.errors import ServiceError
+from hub.models import Organization
+from lists.hashtypes import HashParseError, get_signal_type
+from lists.models import HashList
+from lists.services import EntryInput, entry_add
+from matching.models import AllowedHash, Detection
+
+# The tiers of a match, in the order the chart stacks them (bottom first) and the queue lists them.
+TIERS = ("verified", "own", "community")
+MAX_NOTE = 2000
+
+
+# --- selectors --------------------------------------------------------------------------------
+
+
+def detections_of(
+    *, org: Organization, status: str = "", tier: str = "", category: str = ""
+) -> QuerySet[Detection]:
+    """The organisation's detections, newest first, optionally narrowed by status, tier, category.
+
+    A detection has a tier (category) when any of its matches does, so one detection may show
+    under several tier filters.
+    """
+    detections = Detection.objects.filter(organization=org).select_related("reviewed_by")
+    if status:
+        detections = detections.filter(status=status)
+    if tier:
+        detections = detections.filter(tiers__contains=[tier])
+    if category:
+        detections = detections.filter(categories__contains=[category])
+    return detections.order_by("-created", "-id")
+
+
+def get_detection_for_org(*, org: Organization, public_id: str) -> Detection:
+    """One of the organisation's detections; the same 404 for a missing id and someone else's."""
+    detection = (
+        Detection.objects.filter(organization=org, public_id=public_id)
+        .select_related("organization", "reviewed_by")
+        .first()
+    )
+    if detection is None:
+        raise Http404("No such detection.")
+    return detection
+
+
+def allow_list_of(*, org: Organization) -> QuerySet[AllowedHash]:
+    """The organisation's allow list (hashes judged false positives), newest first."""
+    return (
+        AllowedHash.objects.filter(organization=org)
+        .select_related("detection")
+        .order_by("-created", "-id")
+    )
+
+
+def get_allowed_for_org(*, org: Organization, public_id: str) -> AllowedHash:
+    """One allow-list row of the organisation; 404 for a missing id and someone else's alike."""
+    allowed = AllowedHash.objects.filter(organization=org, public_id=public_id).first()
+    if allowed is None:
+        raise Http404("No such allowed hash.")
+    return allowed
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Detections of one day, counted once per tier each has (so tiers may sum past ``total``)."""
+
+    day: date
+    total: int
+    verified: int
+    own: int
+    community: int
+
+    def by_tier(self) -> dict[str, int]:
+        return {tier: getattr(self, tier) for tier in TIERS}
+
+
+def detections_per_day(
+    *, org: Organization, days: int = 30, today: date | None = None
+) -> list[DayCount]:
+    """Every day of the last ``days`` (today included, oldest first), zero-filled.
+
+    Days are calendar days in the hub's time zone (settings.TIME_ZONE).
+    """
+    today = today or timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    tz = timezone.get_current_timezone()
+    start = datetime.combine(first, time.min, tzinfo=tz)
+    end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=tz)
+    per_tier = {tier: Count("id", filter=Q(tiers__contains=[tier])) for tier in TIERS}
+    rows = (
+        Detection.objects.filter(organization=org, created__gte=start, created__lt=end)
+        .annotate(day=TruncDate("created", tzinfo=tz))
+        .values("day")
+        .annotate(total=Count("id"), **per_tier)
+        .order_by("day")
+    )
+    found = {row["day"]: row for row in rows}
+    result = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = found.get(day, {})
+        result.append(
+            DayCount(
+                day=day,
+                total=row.get("total", 0),
+                verified=row.get("verified", 0),
+                own=row.get("own", 0),
+                community=row.get("community", 0),
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class SubmittedHash:
+    """A submitted hash of a detection, canonical (``value`` is bytes, ``text`` its text form)."""
+
+    signal_type: str
+    value: bytes
+    text: str
+
+
+def submitted_hashes(detection: Detection) -> list[SubmittedHash]:
+    """The detection's submitted hashes that parse, each once, in the order they were sent."""
+    seen: dict[tuple[str, bytes], SubmittedHash] = {}
+    for item in detection.submitted or []:
+        try:
+            signal_type = get_signal_type(item.get("type"))
+            value = signal_type.parse(item.get("value"))
+        except (HashParseError, AttributeError):
+            # A malformed item was answered with a per-item error and matched nothing.
+            continue
+        key = (signal_type.name, value)
+        seen.setdefault(key, SubmittedHash(signal_type.name, value, signal_type.to_text(value)))
+    return list(seen.values())
+
+
+# --- services ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    hash_list: HashList
+    added: int
+    already_present: int
+    allow_list_removed: int
+
+
+def _clean_note(note: str) -> str:
+    note = (note or "").strip()
+    if len(note) > MAX_NOTE:
+        raise ServiceError("note_too_long", f"A note takes at most {MAX_NOTE} characters.")
+    return note
+
+
+def _locked(detection: Detection) -> Detection:
+    """The detection's row, locked until commit, so two reviewers do not interleave."""
+    return Detection.objects.select_for_update().get(pk=detection.pk)
+
+
+def _mark_reviewed(detection: Detection, status: str, note: str, actor: Actor) -> None:
+    detection.status = status
+    detection.reviewed_by = actor.user
+    detection.reviewed_at = timezone.now()
+    detection.review_note = note
+    detection.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
+
+
+def _audit_review(
+    detection: Detection, action: str, actor: Actor, previous: str, **metadata: object
+) -> None:
+    audit(
+        actor=actor,
+        action=action,
+        organization=detection.organization,
+        target_type="detection",
+        target_id=detection.public_id,
+        metadata={"previous_status": previous, **metadata},
+    )
+
+
+def confirm_category(detection: Detection, category: str = "") -> str:
+    """The category a confirmation files under: the one asked for, else the matches' own.
+
+    Raises ServiceError ``bad_category``, or ``category_required`` when the matches disagree.
+    """
+    if category:
+        if category not in HashList.Category.values:
+            raise ServiceError("bad_category", "Choose CSAM or SE.")
+        return category
+    categories = set(detection.categories)
+    if len(categories) != 1:
+        raise ServiceError(
+            "category_required",
+            "The matches are not all of one category: choose the CSAM or the SE list.",
+        )
+    return categories.pop()
+
+
+@transaction.atomic
+def detection_confirm(
+    *, detection: Detection, category: str = "", note: str = "", actor: Actor
+) -> ConfirmResult:
+    """Confirm a detection: add its submitted hashes to the organisation's own default list.
+
+    The list is the organisation's default CSAM or SE list (``category``, by default the matches'
+    category when they agree). Adding is idempotent, so confirming twice adds nothing twice. The
+    same hashes leave the allow list (a confirmed hash can no longer be a false positive). Sets
+    the status to confirmed; writes an audit event (and ``entry_add`` its own).
+    """
+    note = _clean_note(note)
+    chosen = confirm_category(detection, category)
+    detection = _locked(detection)
+    org = detection.organization
+    hash_list = HashList.objects.filter(
+        organization=org, is_default=True, category=chosen, deleted_at__isnull=True
+    ).first()
+    if hash_list is None:
+        raise ServiceError(
+            "no_default_list", f"This organisation has no own {chosen.upper()} list.", status=409
+        )
+    hashes = submitted_hashes(detection)
+    entry_note = f"Confirmed from detection {detection.public_id}"
+    result = entry_add(
+        hash_list=hash_list,
+        items=[EntryInput(h.signal_type, h.text, note=entry_note) for h in hashes],
+        actor=actor,
+    )
+    allowed = _allowed_rows(org, hashes)
+    allow_list_removed = allowed.count()
+    allowed.delete()
+    previous = detection.status
+    _mark_reviewed(detection, Detection.Status.CONFIRMED, note, actor)
+    _audit_review(
+        detection,
+        "detection.confirmed",
+        actor,
+        previous,
+        list=hash_list.public_id,
+        category=chosen,
+        added=result.added,
+        already_present=result.already_present,
+        allow_list_removed=allow_list_removed,
+    )
+    return ConfirmResult(hash_list, result.added, result.already_present, allow_list_removed)
+
+
+def _allowed_rows(org: Organization, hashes: Iterable[SubmittedHash]) -> QuerySet[AllowedHash]:
+    wanted = Q(pk__in=[])
+    for h in hashes:
+        wanted |= Q(signal_type=h.signal_type, value=h.value)
+    return AllowedHash.objects.filter(wanted, organization=org)
+
+
+@transaction.atomic
+def detection_mark_false_positive(*, detection: Detection, note: str = "", actor: Actor) -> int:
+    """Judge a detection a false positive: put its submitted hashes on the allow list.
+
+    A hash already on the allow list is left as it is (never a second row). Sets the status to
+    false_positive; writes an audit event. Returns how many hashes joined the allow list.
+    """
+    note = _clean_note(note)
+    detection = _locked(detection)
+    org = detection.organization
+    hashes = submitted_hashes(detection)
+    present = {(row.signal_type, bytes(row.value)) for row in _allowed_rows(org, hashes)}
+    fresh = [
+        AllowedHash(
+            organization=org,
+            signal_type=h.signal_type,
+            value=h.value,
+            note=note,
+            detection=detection,
+            added_by_label=actor.label[:200],
+        )
+        for h in hashes
+        if (h.signal_type, h.value) not in present
+    ]
+    # A concurrent review may have added the same hash since the read: the constraint wins.
+    AllowedHash.objects.bulk_create(fresh, ignore_conflicts=True)
+    previous = detection.status
+    _mark_reviewed(detection, Detection.Status.FALSE_POSITIVE, note, actor)
+    _audit_review(
+        detection,
+        "detection.false_positive",
+        actor,
+        previous,
+        allowed=len(fresh),
+        already_allowed=len(hashes) - len(fresh),
+    )
+    return len(fresh)
+
+
+@transaction.atomic
+def detection_dismiss(*, detection: Detection, note: str = "", actor: Actor) -> None:
+    """Dismiss a detection (reviewed, no action on lists). Writes an audit event."""
+    note = _clean_note(note)
+    detection = _locked(detection)
+    previous = detection.status
+    _mark_reviewed(detection, Detection.Status.DISMISSED, note, actor)
+    _audit_review(detection, "detection.dismissed", actor, previous)
+
+
+@transaction.atomic
+def allowed_hash_remove(*, allowed: AllowedHash, actor: Actor) -> None:
+    """Take a hash off the allow list, so its matches count again. Writes an audit event."""
+    audit(
+        actor=actor,
+        action="allow_list.removed",
+        organization=allowed.organization,
+        target_type="allowed_hash",
+        target_id=allowed.public_id,
+        metadata={
+            "type": allowed.signal_type,
+            "detection": allowed.detection.public_id if allowed.detection else None,
+            "suppressed_count": allowed.suppressed_count,
+        },
+    )
+    allowed.delete()
+
+
+PURGE_BATCH = 5000
+
+
+def detections_purge(*, now: datetime | None = None) -> int:
+    """Delete every organisation's detections older than HASHHUB_DETECTION_RETENTION_DAYS.
+
+    Runs without a tenant scope (from beat), in batches, each in its own transaction with one
+    system audit event per organisation it touched. Allow-list rows keep their hash and lose the
+    link to a purged detection; webhook deliveries of a purged detection go with it. Returns how
+    many detections were deleted.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=settings.HASHHUB_DETECTION_RETENTION_DAYS)
+    purged = 0
+    with scopes_disabled():
+        while True:
+            with transaction.atomic():
+                batch = list(
+                    Detection.objects.filter(created__lt=cutoff)
+                    .order_by("pk")
+                    .values_list("pk", "organization_id")[:PURGE_BATCH]
+                )
+                if not batch:
+                    return purged
+                Detection.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+                per_org = Counter(org_id for _, org_id in batch)
+                orgs = Organization.objects.in_bulk(list(per_org))
+                for org_id, count in sorted(per_org.items()):
+                    audit(
+                        actor=SYSTEM,
+                        action="detections.purged",
+                        organization=orgs[org_id],
+                        target_type="detection",
+                        metadata={
+                            "purged": count,
+                            "older_than": cutoff.isoformat(),
+                            "retention_days": settings.HASHHUB_DETECTION_RETENTION_DAYS,
+                        },
+                    )
+            purged += len(batch)

@@ -1,0 +1,423 @@
+"""The match service: one function per way of asking, each following DESIGN.md's match path.
+
+``match_hashes`` parses, asks ``sharing`` what the caller may match, searches the index, filters
+to those lists in the database, applies the caller's allow list, and records a detection (with an
+audit line and webhooks) when anything matched. ``match_image`` hashes an upload in memory and
+then does the same. Views and API views stay thin and call these.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from hub.audit import Actor, audit
+from hub.errors import ServiceError
+from hub.models import Organization
+from lists.hashtypes import (
+    PDQ_MIN_QUALITY,
+    HashParseError,
+    all_signal_types,
+    compute_all,
+    decode_image,
+    get_signal_type,
+)
+from matching import webhooks
+from matching.engine import get_engine
+from matching.models import AllowedHash, Detection
+from sharing.selectors import MatchableList, lists_matchable_by
+
+MAX_HASHES = 1000
+"""The most hashes one match request may carry (API contract v1)."""
+
+ALLOW_LIST_DISTANCE = {"pdq": 10, "phash": 4}
+"""How near a perceptual submission must be to an allow-listed hash to count as that content.
+
+Tighter than the match radius: an allow-list entry says "this picture is benign", and a
+re-encoded or resized copy of one picture stays within these distances, while a different picture
+that merely resembles it does not. Exact types must be equal.
+"""
+
+
+@dataclass
+class HashQuery:
+    """One submitted hash: its position in the request and, once parsed, its canonical bytes."""
+
+    index: int
+    signal_type: str
+    text: str
+    value: bytes | None = None
+    error: dict[str, Any] | None = None
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    allow_listed: bool = False
+
+    def as_result(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.signal_type,
+            "value": self.text,
+            "error": self.error,
+            "matches": self.matches,
+        }
+        if self.allow_listed:
+            body["allow_listed"] = True
+        return body
+
+
+@dataclass
+class MatchOutcome:
+    results: list[HashQuery]
+    detection: Detection | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "results": [query.as_result() for query in self.results],
+            "detection": self.detection.public_id if self.detection else None,
+        }
+
+
+def radii_for(requested: object) -> dict[str, int]:
+    """The radius per signal type: the type's default, lowered (never raised) by the request."""
+    radii = {t.name: t.default_max_distance for t in all_signal_types()}
+    if requested is None:
+        return radii
+    if not isinstance(requested, Mapping):
+        raise ServiceError(
+            "invalid_max_distance", 'max_distance must be an object such as {"pdq": 20}.'
+        )
+    for name, value in requested.items():
+        signal_type = get_signal_type(str(name))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ServiceError(
+                "invalid_max_distance",
+                f"max_distance for {signal_type.name} must be a whole number of bits, 0 or more.",
+                {"type": signal_type.name},
+            )
+        if value > signal_type.max_distance:
+            raise ServiceError(
+                "max_distance_too_large",
+                f"max_distance for {signal_type.name} may be at most {signal_type.max_distance} "
+                f"bits on this hub; {value} was asked.",
+                {"type": signal_type.name, "max": signal_type.max_distance, "asked": value},
+            )
+        radii[signal_type.name] = value
+    return radii
+
+
+def parse_queries(items: Sequence[object]) -> list[HashQuery]:
+    """Parse each submitted ``{"type", "value"}``; a bad one carries its error, the rest go on."""
+    if len(items) > MAX_HASHES:
+        raise ServiceError(
+            "too_many_hashes",
+            f"At most {MAX_HASHES:,} hashes a request; split the batch.",
+            {"max": MAX_HASHES},
+        )
+    queries = []
+    for index, item in enumerate(items):
+        if (
+            not isinstance(item, Mapping)
+            or not isinstance(item.get("type"), str)
+            or not isinstance(item.get("value"), str)
+        ):
+            queries.append(
+                HashQuery(
+                    index,
+                    str(item.get("type", "")) if isinstance(item, Mapping) else "",
+                    "",
+                    error={
+                        "code": "invalid_item",
+                        "message": 'Each hash is an object {"type": str, "value": str}.',
+                    },
+                )
+            )
+            continue
+        query = HashQuery(index, item["type"], item["value"])
+        try:
+            signal_type = get_signal_type(item["type"])
+            query.value = signal_type.parse(item["value"])
+            query.signal_type = signal_type.name
+            query.text = signal_type.to_text(query.value)
+        except HashParseError as error:
+            query.error = {"code": error.code, "message": error.message}
+        queries.append(query)
+    return queries
+
+
+# The live entries, in the given lists, of the given hashes (by id, or by exact value).
+_ENTRIES_SQL = """
+WITH wanted AS (
+    SELECT id FROM lists_hash WHERE id = ANY(%(ids)s)
+    UNION
+    SELECT h.id FROM lists_hash h
+      JOIN unnest(%(types)s::varchar[], %(values)s::bytea[]) AS q(signal_type, value)
+        ON h.signal_type = q.signal_type AND h.value = q.value
+)
+SELECT e.hash_list_id, h.id, h.signal_type, h.value
+  FROM wanted w
+  JOIN lists_hash h ON h.id = w.id
+  JOIN lists_entry e ON e.hash_id = h.id
+ WHERE e.removed_seq IS NULL AND e.hash_list_id = ANY(%(lists)s)
+"""
+
+
+def _live_holders(
+    *, hash_ids: set[int], exact: set[tuple[str, bytes]], lists: Mapping[int, MatchableList]
+) -> dict[int, tuple[str, bytes, list[MatchableList]]]:
+    """hash id → (type, value, the allowed lists holding it live)."""
+    if not lists or (not hash_ids and not exact):
+        return {}
+    exact_pairs = sorted(exact)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ENTRIES_SQL,
+            {
+                "ids": sorted(hash_ids),
+                "types": [t for t, _ in exact_pairs],
+                "values": [v for _, v in exact_pairs],
+                "lists": list(lists),
+            },
+        )
+        rows = cursor.fetchall()
+    holders: dict[int, tuple[str, bytes, list[MatchableList]]] = {}
+    for list_pk, hash_id, signal_type, value in rows:
+        entry = holders.setdefault(hash_id, (signal_type, bytes(value), []))
+        entry[2].append(lists[list_pk])
+    return holders
+
+
+def _search(queries: list[HashQuery], radii: Mapping[str, int]) -> dict[int, list[tuple[int, int]]]:
+    """Query index → [(hash id, distance)] for the perceptual queries, from the match index."""
+    by_type: dict[str, list[HashQuery]] = defaultdict(list)
+    for query in queries:
+        if query.value is not None and get_signal_type(query.signal_type).kind == "perceptual":
+            by_type[query.signal_type].append(query)
+    found: dict[int, list[tuple[int, int]]] = {}
+    engine = get_engine()
+    for name, group in by_type.items():
+        hits = engine.search(name, [q.value for q in group if q.value is not None], radii[name])
+        for query, query_hits in zip(group, hits, strict=True):
+            found[query.index] = query_hits
+    return found
+
+
+def _match_object(
+    holder: MatchableList, distance: int, signal_type: str, value: bytes
+) -> dict[str, Any]:
+    return {
+        "list": holder.as_dict(),
+        "distance": distance,
+        "matched_value": get_signal_type(signal_type).to_text(value),
+    }
+
+
+def _sort_key(match: dict[str, Any]) -> tuple[int, int, str, str]:
+    tier_order = {"verified": 0, "own": 1, "community": 2}
+    return (
+        match["distance"],
+        tier_order.get(match["list"]["tier"], 9),
+        match["list"]["name"],
+        match["list"]["id"],
+    )
+
+
+def _attach_matches(
+    queries: list[HashQuery], radii: Mapping[str, int], lists: Mapping[int, MatchableList]
+) -> None:
+    perceptual_hits = _search(queries, radii)
+    exact = {
+        (q.signal_type, q.value)
+        for q in queries
+        if q.value is not None and q.index not in perceptual_hits
+    }
+    hash_ids = {hash_id for hits in perceptual_hits.values() for hash_id, _ in hits}
+    holders = _live_holders(hash_ids=hash_ids, exact=exact, lists=lists)
+    by_value = {(t, v): (hash_id, found) for hash_id, (t, v, found) in holders.items()}
+    for query in queries:
+        if query.value is None:
+            continue
+        if query.index in perceptual_hits:
+            pairs = [
+                (holders[hash_id], distance)
+                for hash_id, distance in perceptual_hits[query.index]
+                if hash_id in holders
+            ]
+        else:
+            hit = by_value.get((query.signal_type, query.value))
+            pairs = [(holders[hit[0]], 0)] if hit else []
+        query.matches = sorted(
+            (
+                _match_object(holder, distance, signal_type, value)
+                for (signal_type, value, found), distance in pairs
+                for holder in found
+            ),
+            key=_sort_key,
+        )
+
+
+def _apply_allow_list(org: Organization, queries: list[HashQuery]) -> None:
+    """Drop the matches of submissions on the caller's allow list, and count each suppression."""
+    matched = [q for q in queries if q.matches and q.value is not None]
+    if not matched:
+        return
+    allowed = list(
+        AllowedHash.objects.filter(
+            organization=org, signal_type__in={q.signal_type for q in matched}
+        ).values_list("pk", "signal_type", "value")
+    )
+    if not allowed:
+        return
+    used: list[int] = []
+    for query in matched:
+        signal_type = get_signal_type(query.signal_type)
+        limit = ALLOW_LIST_DISTANCE.get(signal_type.name, 0)
+        for pk, allowed_type, value in allowed:
+            if allowed_type == signal_type.name and (
+                signal_type.distance(query.value, bytes(value)) <= limit  # type: ignore[arg-type]
+            ):
+                query.matches = []
+                query.allow_listed = True
+                used.append(pk)
+                break
+    if used:
+        AllowedHash.objects.filter(pk__in=used).update(
+            suppressed_count=F("suppressed_count") + 1, last_suppressed_at=timezone.now()
+        )
+
+
+def _record_detection(
+    *, org: Organization, actor: Actor, queries: list[HashQuery], content_ref: str
+) -> Detection | None:
+    matched = [q for q in queries if q.matches]
+    if not matched:
+        return None
+    found = [m for q in matched for m in q.matches]
+    with transaction.atomic():
+        detection = Detection.objects.create(
+            organization=org,
+            api_key=actor.api_key,
+            source_label=actor.label[:200],
+            content_ref=content_ref,
+            submitted=[
+                {"type": q.signal_type, "value": q.text} for q in queries if q.value is not None
+            ],
+            matches=[q.as_result() for q in matched],
+            match_count=len(found),
+            tiers=sorted({m["list"]["tier"] for m in found}),
+            categories=sorted({m["list"]["category"] for m in found}),
+        )
+        audit(
+            actor=actor,
+            action="detection.created",
+            organization=org,
+            target_type="detection",
+            target_id=detection.public_id,
+            metadata={
+                "match_count": detection.match_count,
+                "tiers": detection.tiers,
+                "categories": detection.categories,
+                "content_ref": content_ref,
+            },
+        )
+        webhooks.detection_notify(detection=detection)
+    return detection
+
+
+def _clean_content_ref(content_ref: object) -> str:
+    if content_ref is None:
+        return ""
+    if not isinstance(content_ref, str) or len(content_ref) > 500:
+        raise ServiceError(
+            "invalid_content_ref", "content_ref must be a string of at most 500 characters."
+        )
+    return content_ref
+
+
+def match_hashes(
+    *,
+    org: Organization,
+    items: Sequence[object],
+    actor: Actor,
+    max_distance: object = None,
+    content_ref: object = None,
+) -> MatchOutcome:
+    """Match submitted hashes against everything ``org`` may match (DESIGN.md, "The match path").
+
+    Side effects when anything matched: a Detection, an audit event ``detection.created`` and
+    webhook deliveries queued after commit; allow-listed submissions bump their counters.
+    """
+    radii = radii_for(max_distance)
+    reference = _clean_content_ref(content_ref)
+    queries = parse_queries(items)
+    return _match(org=org, actor=actor, queries=queries, radii=radii, content_ref=reference)
+
+
+def _match(
+    *,
+    org: Organization,
+    actor: Actor,
+    queries: list[HashQuery],
+    radii: Mapping[str, int],
+    content_ref: str,
+) -> MatchOutcome:
+    lists = lists_matchable_by(org=org)
+    _attach_matches(queries, radii, lists)
+    _apply_allow_list(org, queries)
+    detection = _record_detection(org=org, actor=actor, queries=queries, content_ref=content_ref)
+    return MatchOutcome(queries, detection)
+
+
+@dataclass
+class ImageMatchOutcome:
+    hashes: dict[str, dict[str, Any]]
+    outcome: MatchOutcome
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hashes": self.hashes, **self.outcome.as_dict()}
+
+
+def match_image(
+    *,
+    org: Organization,
+    data: bytes,
+    actor: Actor,
+    max_distance: object = None,
+    content_ref: object = None,
+) -> ImageMatchOutcome:
+    """Hash an upload in memory (decoded once), then match every hash computed from it.
+
+    The image bytes are never written anywhere; only the hashes go on. A PDQ hash below quality
+    50 is reported with an error ``low_quality`` and not matched: flat images all hash alike.
+    """
+    radii = radii_for(max_distance)
+    reference = _clean_content_ref(content_ref)
+    computed = compute_all(
+        decode_image(
+            data,
+            max_bytes=settings.HASHHUB_MAX_UPLOAD_BYTES,
+            max_pixels=settings.HASHHUB_MAX_IMAGE_PIXELS,
+        )
+    )
+    hashes: dict[str, dict[str, Any]] = {}
+    queries: list[HashQuery] = []
+    for position, (name, result) in enumerate(computed.items()):
+        hashes[name] = {"value": result.text}
+        query = HashQuery(position, name, result.text, value=result.value)
+        if result.quality is not None:
+            hashes[name]["quality"] = result.quality
+        if result.low_quality:
+            query.value = None
+            query.error = {
+                "code": "low_quality",
+                "message": f"The {name} hash has quality {result.quality}, below "
+                f"{PDQ_MIN_QUALITY}: the image is too plain to match reliably, so it was not "
+                "matched.",
+            }
+        queries.append(query)
+    outcome = _match(org=org, actor=actor, queries=queries, radii=radii, content_ref=reference)
+    return ImageMatchOutcome(hashes, outcome)

@@ -1,0 +1,58 @@
+"""Celery tasks of the matching app: each receives ids, loads, and calls one function."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from hub.celery import ScopedTask, app
+from matching import digest, engine, review, webhooks
+
+
+@app.task(base=ScopedTask, name="matching.deliver_webhook", acks_late=True)
+def deliver_webhook(
+    *,
+    organization_id: int,
+    endpoint_id: int,
+    detection_id: int | None,
+    event: str,
+    event_id: str,
+    attempt: int = 1,
+) -> None:
+    """One delivery attempt; a failed attempt enqueues the next one after a growing delay."""
+    done = webhooks.webhook_attempt(
+        endpoint_id=endpoint_id,
+        detection_id=detection_id,
+        event=event,
+        event_id=event_id,
+        attempt=attempt,
+    )
+    if not done and attempt < settings.HASHHUB_WEBHOOK_MAX_ATTEMPTS:
+        deliver_webhook.apply_async(
+            kwargs={
+                "organization_id": organization_id,
+                "endpoint_id": endpoint_id,
+                "detection_id": detection_id,
+                "event": event,
+                "event_id": event_id,
+                "attempt": attempt + 1,
+            },
+            countdown=webhooks.retry_delay_seconds(attempt),
+        )
+
+
+@app.task(base=ScopedTask, name="matching.purge_detections")
+def purge_detections() -> int:
+    """Delete detections older than the retention setting (daily, from beat)."""
+    return review.detections_purge()
+
+
+@app.task(base=ScopedTask, name="matching.send_digests")
+def send_digests() -> int:
+    """E-mail each organisation's owners and admins yesterday's detections (daily, from beat)."""
+    return digest.digests_send()
+
+
+@app.task(base=ScopedTask, name="matching.write_index_snapshot")
+def write_index_snapshot() -> int:
+    """Write the match index snapshot that web processes load at start (hourly, from beat)."""
+    return engine.snapshot_write()

@@ -1,0 +1,21 @@
+"""Detection review, the allow list and webhooks, under ``/o/<org_slug>/`` (see hub.urls)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from matching import views, webhook_views
+
+urlpatterns = [
+    path("detections/", views.detections, name="detections"),
+    path("detections/chart/", views.detections_chart, name="detections_chart"),
+    path("detections/<str:detection_id>/", views.detection_detail, name="detection_detail"),
+    path("detections/<str:detection_id>/review/", views.detection_review, name="detection_review"),
+    path("allow-list/", views.allow_list, name="allow_list"),
+    path("allow-list/<str:allowed_id>/remove/", views.allow_list_remove, name="allow_list_remove"),
+    path("webhooks/", webhook_views.webhooks, name="webhooks"),
+    path("webhooks/<str:endpoint_id>/", webhook_views.webhook_detail, name="webhook_detail"),
+    path("webhooks/<str:endpoint_id>/delete/", webhook_views.webhook_delete, name="webhook_delete"),
+    path("webhooks/<str:endpoint_id>/test/", webhook_views.webhook_test, name="webhook_test"),
+    path("webhooks/<str:endpoint_id>/rotate/", webhook_views.webhook_rotate, name="webhook_rotate"),
+]

@@ -1,0 +1,349 @@
+"""Web pages of detections: the review queue, one detection and its review, the allow list, and
+the detections-per-day chart the dashboard loads.
+
+Reading takes ``org.read``, reviewing ``detections.review``; a detection or allow-list row of
+another organisation is the same 404 as a missing one (matching.review's selectors). The rules
+live in matching.review: these views translate forms to calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from hub.audit import Actor
+from hub.decorators import org_permission
+from hub.errors import ServiceError
+from hub.middleware import OrgRequest
+from lists.hashtypes import get_signal_type
+from lists.models import HashList
+from matching import review
+from matching.models import AllowedHash, Detection
+
+PAGE_SIZE = 50
+CHART_DAYS = 30
+TIER_CHOICES = [("", "Any tier")] + [(tier, tier.title()) for tier in review.TIERS]
+
+
+class DetectionFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        choices=[("", "Any status"), *Detection.Status.choices], required=False
+    )
+    tier = forms.ChoiceField(choices=TIER_CHOICES, required=False)
+    category = forms.ChoiceField(
+        choices=[("", "Any category"), *HashList.Category.choices], required=False
+    )
+
+
+class ReviewForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[
+            ("confirm", "Confirm"),
+            ("false_positive", "False positive"),
+            ("dismiss", "Dismiss"),
+        ]
+    )
+    category = forms.ChoiceField(choices=[("", ""), *HashList.Category.choices], required=False)
+    note = forms.CharField(required=False, max_length=review.MAX_NOTE)
+
+
+# --- the queue --------------------------------------------------------------------------------
+
+
+def _partial(request: OrgRequest) -> bool:
+    """An htmx swap of the results, not a full page (a history restore wants the full page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+@require_GET
+@org_permission("org.read")
+def detections(request: OrgRequest, org_slug: str) -> HttpResponse:
+    filters = DetectionFilterForm(request.GET)
+    context: dict[str, Any] = {"filters": filters, "page": None}
+    if not filters.is_valid():
+        return render(request, "matching/detections.html", context, status=400)
+    chosen = {name: value for name, value in filters.cleaned_data.items() if value}
+    queue = review.detections_of(org=request.organization, **chosen)
+    context["page"] = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    context["filtered"] = bool(chosen)
+    context["query"] = urlencode(chosen)
+    template = "matching/_detection_rows.html" if _partial(request) else "matching/detections.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+# --- one detection ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatchRow:
+    type: str
+    submitted: str
+    list: dict[str, Any]
+    distance: int | None
+    matched_value: str
+
+    @property
+    def contributor(self) -> str:
+        if self.list.get("anonymous") or not self.list.get("contributor"):
+            return "Anonymous member"
+        return str(self.list["contributor"])
+
+
+def _match_rows(detection: Detection) -> list[MatchRow]:
+    return [
+        MatchRow(
+            type=str(result.get("type", "")),
+            submitted=str(result.get("value", "")),
+            list=match.get("list") or {},
+            distance=match.get("distance"),
+            matched_value=str(match.get("matched_value", "")),
+        )
+        for result in detection.matches or []
+        for match in result.get("matches") or []
+    ]
+
+
+def _render_detail(
+    request: OrgRequest, detection: Detection, form: ReviewForm | None = None, status: int = 200
+) -> HttpResponse:
+    categories = sorted(set(detection.categories))
+    context = {
+        "detection": detection,
+        "submitted": review.submitted_hashes(detection),
+        "match_rows": _match_rows(detection),
+        "form": form,
+        "categories": HashList.Category.choices,
+        "suggested_category": categories[0] if len(categories) == 1 else "",
+    }
+    return render(request, "matching/detection_detail.html", context, status=status)
+
+
+@require_GET
+@org_permission("org.read")
+def detection_detail(request: OrgRequest, org_slug: str, detection_id: str) -> HttpResponse:
+    detection = review.get_detection_for_org(org=request.organization, public_id=detection_id)
+    return _render_detail(request, detection)
+
+
+@require_POST
+@org_permission("detections.review")
+def detection_review(request: OrgRequest, org_slug: str, detection_id: str) -> HttpResponse:
+    detection = review.get_detection_for_org(org=request.organization, public_id=detection_id)
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        return _render_detail(request, detection, form, status=400)
+    data, actor = form.cleaned_data, Actor.from_request(request)
+    try:
+        if data["action"] == "confirm":
+            result = review.detection_confirm(
+                detection=detection, category=data["category"], note=data["note"], actor=actor
+            )
+            messages.success(
+                request,
+                f"Confirmed: {result.added} hash{'es' if result.added != 1 else ''} added to "
+                f"“{result.hash_list.name}”, {result.already_present} already there.",
+            )
+        elif data["action"] == "false_positive":
+            allowed = review.detection_mark_false_positive(
+                detection=detection, note=data["note"], actor=actor
+            )
+            messages.success(
+                request,
+                f"Marked as a false positive: {allowed} hash{'es' if allowed != 1 else ''} "
+                "added to the allow list.",
+            )
+        else:
+            review.detection_dismiss(detection=detection, note=data["note"], actor=actor)
+            messages.success(request, "Dismissed.")
+    except ServiceError as error:
+        form.add_error(None, error.message)
+        return _render_detail(request, detection, form, status=error.status)
+    return redirect("detection_detail", org_slug=org_slug, detection_id=detection.public_id)
+
+
+# --- the allow list ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AllowedRow:
+    allowed: AllowedHash
+    value: str
+
+
+def _allowed_row(allowed: AllowedHash) -> AllowedRow:
+    return AllowedRow(allowed, get_signal_type(allowed.signal_type).to_text(bytes(allowed.value)))
+
+
+@require_GET
+@org_permission("org.read")
+def allow_list(request: OrgRequest, org_slug: str) -> HttpResponse:
+    page = Paginator(review.allow_list_of(org=request.organization), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    rows = [_allowed_row(allowed) for allowed in page]
+    return render(request, "matching/allow_list.html", {"page": page, "rows": rows})
+
+
+@require_POST
+@org_permission("detections.review")
+def allow_list_remove(request: OrgRequest, org_slug: str, allowed_id: str) -> HttpResponse:
+    allowed = review.get_allowed_for_org(org=request.organization, public_id=allowed_id)
+    shown = _allowed_row(allowed).value
+    review.allowed_hash_remove(allowed=allowed, actor=Actor.from_request(request))
+    messages.success(request, f"{allowed.signal_type} {shown} is no longer on the allow list.")
+    return redirect("allow_list", org_slug=org_slug)
+
+
+# --- the chart --------------------------------------------------------------------------------
+
+
+@require_GET
+@org_permission("org.read")
+def detections_chart(request: OrgRequest, org_slug: str) -> HttpResponse:
+    days = review.detections_per_day(org=request.organization, days=CHART_DAYS)
+    return render(request, "matching/_chart.html", {"chart": BarChart.of(days)})
+
+
+# Colours of the tiers in the chart and its legend (the stylesheet repeats them as classes).
+TIER_COLOURS = {"verified": "#b3261e", "own": "#1f5fbf", "community": "#e08a00"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    tier: str
+    count: int
+    y: float
+    height: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class Bar:
+    day: review.DayCount
+    x: float
+    width: float
+    segments: list[Segment]
+    label: str  # the x-axis label, on some days only
+
+    @property
+    def centre(self) -> float:
+        return self.x + self.width / 2
+
+
+@dataclass(frozen=True)
+class Tick:
+    value: int
+    y: float
+
+
+@dataclass(frozen=True)
+class BarChart:
+    """The geometry of a stacked bar chart of detections per day, in SVG user units."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    plot_width: int
+    plot_height: int
+    bars: list[Bar]
+    ticks: list[Tick]
+    legend: list[tuple[str, str, int]]  # (tier, colour, total in the period)
+    total: int
+
+    WIDTH = 760
+    HEIGHT = 260
+    LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 36
+
+    @property
+    def baseline(self) -> int:
+        return self.top + self.plot_height
+
+    @property
+    def first(self) -> review.DayCount:
+        return self.bars[0].day
+
+    @property
+    def last(self) -> review.DayCount:
+        return self.bars[-1].day
+
+    @property
+    def busiest(self) -> review.DayCount:
+        return max((bar.day for bar in self.bars), key=lambda d: (d.total, d.day))
+
+    @classmethod
+    def of(cls, days: list[review.DayCount]) -> BarChart:
+        plot_width = cls.WIDTH - cls.LEFT - cls.RIGHT
+        plot_height = cls.HEIGHT - cls.TOP - cls.BOTTOM
+        # A detection with matches in two tiers is a segment in each: the bars stack segments.
+        peak = max((sum(day.by_tier().values()) for day in days), default=0)
+        step = _tick_step(peak)
+        top_value = max(step, -(-peak // step) * step)
+        scale = plot_height / top_value
+        band = plot_width / max(len(days), 1)
+        baseline = cls.TOP + plot_height
+        bars = []
+        for index, day in enumerate(days):
+            y = float(baseline)
+            segments = []
+            for tier in review.TIERS:
+                count = day.by_tier()[tier]
+                if count:
+                    height = count * scale
+                    y -= height
+                    segments.append(
+                        Segment(tier, count, round(y, 2), round(height, 2), TIER_COLOURS[tier])
+                    )
+            last = index == len(days) - 1
+            label = f"{day.day.day} {day.day:%b}" if index % 5 == 0 or last else ""
+            bars.append(
+                Bar(
+                    day,
+                    round(cls.LEFT + index * band + band * 0.15, 2),
+                    round(band * 0.7, 2),
+                    segments,
+                    label,
+                )
+            )
+        ticks = [
+            Tick(value, round(baseline - value * scale, 2))
+            for value in range(0, top_value + 1, step)
+        ]
+        legend = [
+            (tier, TIER_COLOURS[tier], sum(day.by_tier()[tier] for day in days))
+            for tier in review.TIERS
+        ]
+        return cls(
+            width=cls.WIDTH,
+            height=cls.HEIGHT,
+            left=cls.LEFT,
+            top=cls.TOP,
+            plot_width=plot_width,
+            plot_height=plot_height,
+            bars=bars,
+            ticks=ticks,
+            legend=legend,
+            total=sum(day.total for day in days),
+        )
+
+
+def _tick_step(peak: int, most: int = 5) -> int:
+    """A step of 1, 2 or 5 times a power of ten giving at most ``most`` intervals up to ``peak``."""
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * magnitude
+            if peak <= step * most:
+                return step
+        magnitude *= 10

@@ -1,0 +1,618 @@
+"""Webhooks: the endpoints an organisation registers, and signed deliveries of its detections.
+
+An endpoint is a URL plus a secret that HashHub generates. Each event (``detection.created`` when a
+match request found something, ``ping`` when an admin presses "Send test") is POSTed as JSON by a
+Celery task (``matching.tasks.deliver_webhook``), one attempt at a time; a failed attempt is retried
+with backoff, and every attempt is kept as a ``WebhookDelivery`` row the organisation can read.
+
+The signature scheme (also shown on the webhooks page)::
+
+    X-HashHub-Timestamp: <unix seconds>
+    X-HashHub-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
+
+A receiver recomputes the HMAC over the raw body it received, compares in constant time and
+rejects old timestamps; :func:`webhook_signature_verify` is that check.
+
+A webhook URL is chosen by a customer and fetched by our servers, so it is an SSRF vector: the
+guard refuses every address that is not public (loopback, private, link-local, shared, metadata,
+...), checks again at each delivery, and connects to the very address it checked (a DNS answer
+that changes between the check and the connection cannot redirect the request inside).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+from django_scopes import scope
+
+from hub.audit import Actor, audit
+from hub.errors import ServiceError
+from hub.lib.ids import new_public_id
+from hub.models import Organization
+from matching.models import Detection, WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a marker, not a secret)
+SIGNATURE_VERSION = "v1"
+USER_AGENT = "HashHub-Webhooks/1.0 (+https://hashhub.invalid/docs/webhooks)"
+EVENT_DETECTION = "detection.created"
+EVENT_PING = "ping"
+DEFAULT_TOLERANCE_SECONDS = 300
+
+# What is kept of an error or a redirect target in the delivery log.
+ERROR_MAX_CHARS = 500
+# Retries: 30 s, 2 min, 8 min, 32 min, ~2 h, then at most 6 h apart, each with +/-10 % jitter so
+# that a receiver coming back after an outage is not hit by every queued event at once.
+RETRY_BASE_SECONDS = 30
+RETRY_FACTOR = 4
+RETRY_CAP_SECONDS = 6 * 3600
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Cloud instance metadata services: refused even inside an allowed network, because an allowed
+# private range (say 169.254.0.0/16 for a sidecar) must never open the cloud credentials too.
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, ...
+        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+        ipaddress.ip_address("169.254.170.2"),  # AWS ECS task credentials
+    }
+)
+SHARED_NETWORK = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
+NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
+
+
+# --- the SSRF guard ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A checked URL: where to connect (``address``) and what to tell the server (``host``)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+
+def _allowed_networks() -> list[IPNetwork]:
+    return [
+        ipaddress.ip_network(network, strict=False)
+        for network in settings.HASHHUB_WEBHOOK_ALLOWED_NETWORKS
+    ]
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), which is what is reached."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64_NETWORK:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _address_refusal(address: IPAddress, allowed: list[IPNetwork]) -> str | None:
+    """Why HashHub will not connect to ``address`` (a phrase), or None when it may."""
+    embedded = _embedded_ipv4(address)
+    if address in METADATA_ADDRESSES or (embedded is not None and embedded in METADATA_ADDRESSES):
+        return "a cloud metadata address"
+    if any(address in network for network in allowed):
+        return None
+    if embedded is not None:
+        reason = _address_refusal(embedded, allowed)
+        return f"{reason} (inside an IPv6 address)" if reason else None
+    checks = (
+        (address.is_unspecified, "an unspecified address"),
+        (address.is_loopback, "a loopback address"),
+        (address.is_link_local, "a link-local address"),
+        (address.is_multicast, "a multicast address"),
+        (address in SHARED_NETWORK, "a shared (carrier-grade NAT) address"),
+        (address.is_private, "a private address"),
+        (address.is_reserved, "a reserved address"),
+        (not address.is_global, "not a public address"),
+    )
+    return next((reason for refused, reason in checks if refused), None)
+
+
+def _not_allowed(url_host: str, detail: str) -> ServiceError:
+    return ServiceError(
+        "webhook_url_not_allowed",
+        f"HashHub will not send webhooks to {url_host}: {detail}. Use a public address"
+        " (ask the hub operator to allow a private network if your receiver lives in one).",
+        details={"host": url_host},
+    )
+
+
+def _target_for(url: str) -> _Target:
+    """Parse, resolve and check ``url``; the first resolved address is the one to connect to.
+
+    Raises ServiceError ``invalid_url``, ``webhook_url_not_allowed`` or (when the name does not
+    resolve, which may pass) ``webhook_host_unresolvable``.
+    """
+    if not isinstance(url, str) or not url or len(url) > 2000:
+        raise ServiceError("invalid_url", "Enter a URL of at most 2,000 characters.")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ServiceError("invalid_url", "This is not a valid URL.") from None
+    if parts.scheme not in ("http", "https"):
+        raise ServiceError("invalid_url", "A webhook URL must start with https:// or http://.")
+    if parts.username is not None or parts.password is not None:
+        raise ServiceError(
+            "invalid_url",
+            "A webhook URL must not contain a user name or password; the signature proves"
+            " that a delivery comes from HashHub.",
+        )
+    raw_host = (parts.hostname or "").rstrip(".")
+    if not raw_host:
+        raise ServiceError("invalid_url", "A webhook URL needs a host name.")
+    try:
+        host = raw_host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ServiceError("invalid_url", f"“{raw_host}” is not a valid host name.") from None
+    if host in METADATA_HOSTS:
+        raise _not_allowed(host, "it is a cloud metadata service")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise ServiceError(
+            "webhook_host_unresolvable", f"The host name {host} could not be resolved."
+        ) from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address.
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise ServiceError("webhook_host_unresolvable", f"The host name {host} has no address.")
+    allowed = _allowed_networks()
+    for address in addresses:
+        reason = _address_refusal(address, allowed)
+        if reason is not None:
+            # Every address must pass: a client may connect to any of them.
+            shown = host if host == str(address) else f"{host} ({address})"
+            raise _not_allowed(shown, f"it is {reason}")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return _Target(parts.scheme, host, port, path, str(addresses[0]))
+
+
+def webhook_url_check(url: str) -> None:
+    """Refuse a URL HashHub must not POST to (SSRF guard). Resolves the host; no other effect.
+
+    http/https only, no credentials; every resolved address must be public (not loopback,
+    private, link-local, multicast, reserved, unspecified or shared, also when wrapped in an
+    IPv6 address) unless it lies in ``settings.HASHHUB_WEBHOOK_ALLOWED_NETWORKS``; cloud
+    metadata names and addresses are refused always. Raises ServiceError ``invalid_url``,
+    ``webhook_url_not_allowed`` or ``webhook_host_unresolvable``.
+    """
+    _target_for(url)
+
+
+# --- signing ------------------------------------------------------------------------------------
+
+
+def _secret_new() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-HashHub-Signature`` value: ``v1=`` + hex HMAC-SHA256 of ``"<timestamp>.<body>"``."""
+    signed = str(timestamp).encode() + b"." + body
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
+
+
+def webhook_signature_verify(
+    secret: str,
+    timestamp: str | int,
+    body: bytes | str,
+    header: str,
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+    *,
+    now: float | None = None,
+) -> bool:
+    """How a receiver checks a delivery: the signature matches and the timestamp is recent.
+
+    ``body`` must be the raw request body as received (not re-serialised JSON). ``header`` may
+    hold several comma-separated signatures; one valid ``v1`` is enough. Constant-time compare.
+    """
+    try:
+        sent_at = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    current = time.time() if now is None else now
+    if abs(current - sent_at) > tolerance:
+        return False
+    raw = body.encode() if isinstance(body, str) else body
+    expected = webhook_signature(secret, sent_at, raw)
+    candidates = [part.strip() for part in (header or "").split(",")]
+    return any(hmac.compare_digest(expected, candidate) for candidate in candidates if candidate)
+
+
+def webhook_payload(
+    *,
+    event: str,
+    event_id: str,
+    organization: Organization,
+    detection: Detection | None,
+    created: datetime,
+) -> bytes:
+    """The JSON body of one event; a ``ping`` carries no detection.
+
+    ``detection.matches`` is stored in the API's match shape (an anonymous list's contributor is
+    already null there), so it is sent as it is.
+    """
+    payload: dict[str, Any] = {
+        "id": event_id,
+        "event": event,
+        "created": created.isoformat(),
+        "organization": organization.slug,
+    }
+    if detection is not None:
+        payload["detection"] = {
+            "id": detection.public_id,
+            "created": detection.created.isoformat(),
+            "content_ref": detection.content_ref,
+            "status": detection.status,
+            "submitted": detection.submitted,
+            "matches": detection.matches,
+            "match_count": detection.match_count,
+        }
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def webhook_headers(*, secret: str, event: str, event_id: str, body: bytes) -> dict[str, str]:
+    """The headers of one signed delivery (a fresh timestamp each attempt)."""
+    timestamp = int(time.time())
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-HashHub-Event": event,
+        "X-HashHub-Delivery": event_id,
+        "X-HashHub-Timestamp": str(timestamp),
+        "X-HashHub-Signature": webhook_signature(secret, timestamp, body),
+    }
+
+
+# --- selectors ----------------------------------------------------------------------------------
+
+
+def webhooks_of(*, org: Organization) -> QuerySet[WebhookEndpoint]:
+    """The organisation's endpoints that are not deleted, oldest first."""
+    return WebhookEndpoint.objects.filter(organization=org, deleted_at__isnull=True)
+
+
+def get_webhook_for_org(*, org: Organization, public_id: str) -> WebhookEndpoint:
+    """One endpoint of ``org``; the same 404 for a missing, deleted or another org's endpoint."""
+    endpoint = webhooks_of(org=org).filter(public_id=public_id).first()
+    if endpoint is None:
+        raise Http404("No such webhook.")
+    return endpoint
+
+
+def deliveries_of(*, endpoint: WebhookEndpoint, limit: int = 100) -> list[WebhookDelivery]:
+    """The endpoint's latest delivery attempts, newest first."""
+    rows = WebhookDelivery.objects.filter(
+        organization_id=endpoint.organization_id, endpoint=endpoint
+    ).select_related("detection")
+    return list(rows[:limit])
+
+
+def last_deliveries(*, endpoints: list[WebhookEndpoint]) -> dict[int, WebhookDelivery]:
+    """Each endpoint's most recent attempt (endpoint pk -> delivery), for the list page."""
+    if not endpoints:
+        return {}
+    rows = (
+        WebhookDelivery.objects.filter(
+            organization_id=endpoints[0].organization_id, endpoint__in=endpoints
+        )
+        .order_by("endpoint_id", "-created", "-id")
+        .distinct("endpoint_id")
+    )
+    return {row.endpoint_id: row for row in rows}
+
+
+# --- services -----------------------------------------------------------------------------------
+
+
+def _enqueue(*, endpoint: WebhookEndpoint, detection_id: int | None, event: str) -> str:
+    """Queue the first attempt of one event once the current transaction commits."""
+    from matching import tasks  # tasks imports this module: import late
+
+    event_id = new_public_id()
+    send = functools.partial(
+        tasks.deliver_webhook.apply_async,
+        kwargs={
+            "organization_id": endpoint.organization_id,
+            "endpoint_id": endpoint.pk,
+            "detection_id": detection_id,
+            "event": event,
+            "event_id": event_id,
+            "attempt": 1,
+        },
+    )
+    # robust: a broker outage after the commit is logged, not raised into the caller's response.
+    transaction.on_commit(send, robust=True)
+    return event_id
+
+
+def _audit_endpoint(endpoint: WebhookEndpoint, action: str, actor: Actor, **extra: str) -> None:
+    audit(
+        actor=actor,
+        action=action,
+        organization=endpoint.organization,
+        target_type="webhook",
+        target_id=endpoint.public_id,
+        metadata={"url": endpoint.url, **extra},
+    )
+
+
+@transaction.atomic
+def webhook_create(
+    *, org: Organization, url: str, description: str, actor: Actor
+) -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint; returns it and its secret (to be shown once). Audited.
+
+    Raises ServiceError ``invalid_url``, ``webhook_url_not_allowed``, ``webhook_host_unresolvable``
+    or ``invalid_description``.
+    """
+    url = url.strip()
+    description = description.strip()
+    if len(description) > 200:
+        raise ServiceError("invalid_description", "Keep the description to 200 characters.")
+    webhook_url_check(url)
+    secret = _secret_new()
+    endpoint = WebhookEndpoint.objects.create(
+        organization=org,
+        url=url,
+        description=description,
+        secret=secret,
+        created_by=actor.user,
+    )
+    _audit_endpoint(endpoint, "webhook.created", actor, description=description)
+    return endpoint, secret
+
+
+@transaction.atomic
+def webhook_delete(*, endpoint: WebhookEndpoint, actor: Actor) -> None:
+    """Stop deliveries to an endpoint (queued retries are skipped); keeps its log. Audited."""
+    endpoint.deleted_at = timezone.now()
+    endpoint.enabled = False
+    endpoint.save(update_fields=["deleted_at", "enabled"])
+    _audit_endpoint(endpoint, "webhook.deleted", actor)
+
+
+@transaction.atomic
+def webhook_rotate(*, endpoint: WebhookEndpoint, actor: Actor) -> str:
+    """Replace the endpoint's secret at once and return the new one (shown once). Audited.
+
+    Attempts already queued are signed with the new secret when they run.
+    """
+    secret = _secret_new()
+    endpoint.secret = secret
+    endpoint.save(update_fields=["secret"])
+    _audit_endpoint(endpoint, "webhook.secret_rotated", actor)
+    return secret
+
+
+@transaction.atomic
+def webhook_ping(*, endpoint: WebhookEndpoint, actor: Actor) -> str:
+    """Queue a ``ping`` event to the endpoint (after commit) and return its event id. Audited."""
+    event_id = _enqueue(endpoint=endpoint, detection_id=None, event=EVENT_PING)
+    _audit_endpoint(endpoint, "webhook.tested", actor, event_id=event_id)
+    return event_id
+
+
+def detection_notify(*, detection: Detection) -> None:
+    """Queue a ``detection.created`` delivery to each live endpoint of the detection's org.
+
+    Called by the match service in the transaction that created ``detection``; the tasks are
+    sent after it commits, so a worker never looks for a detection that is not there yet.
+    """
+    with scope(organization=detection.organization_id):
+        endpoints = list(
+            WebhookEndpoint.objects.filter(
+                organization_id=detection.organization_id,
+                enabled=True,
+                deleted_at__isnull=True,
+            )
+        )
+        for endpoint in endpoints:
+            _enqueue(endpoint=endpoint, detection_id=detection.pk, event=EVENT_DETECTION)
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the checked address, while Host names the URL's host."""
+
+    def __init__(self, target: _Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.pinned_address = target.address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.pinned_address, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """TLS to the checked address; SNI and certificate verification use the URL's host name."""
+
+    def __init__(self, target: _Target, timeout: float) -> None:
+        self.tls_context = ssl.create_default_context()
+        super().__init__(target.host, target.port, timeout=timeout, context=self.tls_context)
+        self.pinned_address = target.address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.pinned_address, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.sock = self.tls_context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    response_status: int | None = None
+    error: str = ""
+
+
+def _post(target: _Target, headers: dict[str, str], body: bytes) -> _Outcome:
+    """One POST to the pinned address; redirects are reported, never followed."""
+    timeout = float(settings.HASHHUB_WEBHOOK_TIMEOUT_SECONDS)
+    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    connection = connection_class(target, timeout)
+    try:
+        connection.request("POST", target.path, body=body, headers=headers)
+        response = connection.getresponse()
+        # A little of the body is read so the server sees a clean close; none of it is kept.
+        response.read(4096)
+        status = response.status
+        if 200 <= status < 300:
+            return _Outcome(ok=True, response_status=status)
+        if 300 <= status < 400:
+            location = response.getheader("Location") or "(no Location)"
+            return _Outcome(
+                ok=False,
+                response_status=status,
+                error=f"The receiver answered {status} with a redirect to {location}; "
+                "HashHub does not follow redirects: register the final URL.",
+            )
+        return _Outcome(
+            ok=False, response_status=status, error=f"The receiver answered HTTP {status}."
+        )
+    except TimeoutError:
+        return _Outcome(ok=False, error=f"No answer within {timeout:g} seconds.")
+    except (OSError, http.client.HTTPException) as error:
+        return _Outcome(ok=False, error=f"{type(error).__name__}: {error}")
+    finally:
+        connection.close()
+
+
+def _record(
+    *,
+    endpoint: WebhookEndpoint,
+    detection: Detection | None,
+    event: str,
+    event_id: str,
+    attempt: int,
+    status: str,
+    response_status: int | None = None,
+    error: str = "",
+    started: float,
+) -> WebhookDelivery:
+    return WebhookDelivery.objects.create(
+        organization_id=endpoint.organization_id,
+        endpoint=endpoint,
+        detection=detection,
+        event=event,
+        event_id=event_id,
+        attempt=attempt,
+        status=status,
+        response_status=response_status,
+        error=error[:ERROR_MAX_CHARS],
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
+
+
+def webhook_attempt(
+    *, endpoint_id: int, detection_id: int | None, event: str, event_id: str, attempt: int
+) -> bool:
+    """Make one delivery attempt and log it; True when finished, False when it should be retried.
+
+    Runs inside the organisation's scope (the task is a ScopedTask). Finished means delivered
+    (2xx), refused by the SSRF guard, or nothing to do (endpoint deleted or disabled, detection
+    purged). The URL is checked again now (DNS may have changed since it was registered) and the
+    connection goes to the address that was checked. A failure at the last allowed attempt is
+    logged as ``gave_up``. Writes one WebhookDelivery row per attempt that reaches the network
+    stage; never the secret.
+    """
+    endpoint = WebhookEndpoint.objects.select_related("organization").filter(pk=endpoint_id).first()
+    if endpoint is None or endpoint.deleted_at is not None or not endpoint.enabled:
+        return True
+    detection = None
+    if detection_id is not None:
+        detection = Detection.objects.filter(
+            pk=detection_id, organization_id=endpoint.organization_id
+        ).first()
+        if detection is None:
+            return True  # purged (retention) before it could be delivered
+    started = time.monotonic()
+    last = attempt >= settings.HASHHUB_WEBHOOK_MAX_ATTEMPTS
+    failed = WebhookDelivery.Status.GAVE_UP if last else WebhookDelivery.Status.FAILED
+    log = functools.partial(
+        _record,
+        endpoint=endpoint,
+        detection=detection,
+        event=event,
+        event_id=event_id,
+        attempt=attempt,
+        started=started,
+    )
+    try:
+        target = _target_for(endpoint.url)
+    except ServiceError as error:
+        if error.code == "webhook_host_unresolvable":
+            log(status=failed, error=error.message)  # DNS may come back: retry
+            return False
+        log(status=WebhookDelivery.Status.REFUSED, error=error.message)
+        return True
+    body = webhook_payload(
+        event=event,
+        event_id=event_id,
+        organization=endpoint.organization,
+        detection=detection,
+        created=detection.created if detection is not None else timezone.now(),
+    )
+    headers = webhook_headers(secret=endpoint.secret, event=event, event_id=event_id, body=body)
+    outcome = _post(target, headers, body)
+    if outcome.ok:
+        log(status=WebhookDelivery.Status.SUCCEEDED, response_status=outcome.response_status)
+        return True
+    log(status=failed, response_status=outcome.response_status, error=outcome.error)
+    logger.info("webhook %s attempt %d failed: %s", endpoint.public_id, attempt, outcome.error)
+    return False
+
+
+def retry_delay_seconds(attempt: int) -> int:
+    """Seconds to wait after failed ``attempt`` (1-based): 30 s x 4^(n-1), at most 6 h, +/-10 %."""
+    base = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * RETRY_FACTOR ** max(0, attempt - 1))
+    spread = base // 10
+    return min(RETRY_CAP_SECONDS, base - spread + secrets.randbelow(2 * spread + 1))
