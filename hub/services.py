@@ -23,6 +23,9 @@ from hub.permissions import ROLES_GRANTABLE_BY, Role
 
 # Sent inside the transaction that created an organisation; `lists` gives it its own lists.
 organization_created = Signal()
+# Sent (inside the transaction) when staff approve or suspend an organisation, so that sharing can
+# grant or revoke community access, which hub may not import.
+organization_approval_changed = Signal()
 
 API_KEY_PREFIX = "hh_"
 
@@ -80,6 +83,7 @@ def organization_set_approved(*, org: Organization, approved: bool, actor: Actor
         target_type="organization",
         target_id=org.slug,
     )
+    organization_approval_changed.send(sender=Organization, organization=org, actor=actor)
     return org
 
 

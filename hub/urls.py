@@ -26,6 +26,8 @@ api_v1_patterns: list[URLPattern | URLResolver] = [
     path("me", api.WhoAmIApi.as_view(), name="api_me"),
     path("", include("lists.api_urls")),
     path("", include("matching.api_urls")),
+    path("", include("sharing.api_urls")),
+    path("", include("sharing.dispute_api_urls")),
 ]
 
 urlpatterns = [
@@ -39,12 +41,15 @@ urlpatterns = [
     path("o/<slug:org_slug>/", include(org_patterns)),
     path("o/<slug:org_slug>/lists/", include("lists.urls")),
     path("o/<slug:org_slug>/", include("matching.urls")),
+    path("o/<slug:org_slug>/community/", include("sharing.urls")),
+    path("o/<slug:org_slug>/disputes/", include("sharing.dispute_urls")),
     path("staff/organizations/", views.staff_organizations, name="staff_organizations"),
     path(
         "staff/organizations/<slug:slug>/approve/",
         views.staff_organization_approve,
         name="staff_organization_approve",
     ),
+    path("staff/lists/", include("sharing.staff_urls")),
     path("api/v1/", include(api_v1_patterns)),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),

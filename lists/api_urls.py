@@ -1,3 +1,9 @@
+"""List endpoints of API v1 that only ever concern the caller's own lists.
+
+``lists``, ``lists/<id>`` and ``lists/<id>/entries`` are served by sharing.api_urls, whose views
+extend lists.api with the community lists (lists may not import sharing).
+"""
+
 from __future__ import annotations
 
 from django.urls import path
@@ -6,9 +12,6 @@ from lists import api
 
 urlpatterns = [
     path("hashtypes", api.HashTypesApi.as_view(), name="api_hashtypes"),
-    path("lists", api.ListsApi.as_view(), name="api_lists"),
-    path("lists/<str:list_id>", api.ListDetailApi.as_view(), name="api_list"),
-    path("lists/<str:list_id>/entries", api.EntriesApi.as_view(), name="api_list_entries"),
     path(
         "lists/<str:list_id>/entries/remove",
         api.EntriesRemoveApi.as_view(),

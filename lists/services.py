@@ -196,6 +196,20 @@ def _advance_sequence(count: int) -> None:
             cursor.execute("UPDATE lists_changecounter SET last = last + %s WHERE id = 1", [count])
 
 
+def sequence_allocate(count: int) -> int:
+    """Take ``count`` numbers of the change sequence for changes made outside this module.
+
+    Returns the first; the numbers are ``first .. first + count - 1``. Holds the sequence lock until
+    the caller's transaction commits (see lists.models), so call it last, inside the transaction
+    that writes the numbered rows.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("sequence_allocate must run inside the transaction that uses it")
+    first = _lock_sequence() + 1
+    _advance_sequence(count)
+    return first
+
+
 def sequence_last() -> int:
     """The last committed change number: a cheap check for readers (index, export)."""
     with connection.cursor() as cursor:

@@ -32,7 +32,15 @@ from lists.hashtypes import (
 from matching import webhooks
 from matching.engine import get_engine
 from matching.models import AllowedHash, Detection
-from sharing.selectors import MatchableList, lists_matchable_by
+from sharing.selectors import (
+    TIER_COMMUNITY,
+    MatchableList,
+    corroboration_counts,
+    disputed_entries,
+    ignores_disputed,
+    lists_matchable_by,
+)
+from sharing.services import impact_record
 
 MAX_HASHES = 1000
 """The most hashes one match request may carry (API contract v1)."""
@@ -206,16 +214,6 @@ def _search(queries: list[HashQuery], radii: Mapping[str, int]) -> dict[int, lis
     return found
 
 
-def _match_object(
-    holder: MatchableList, distance: int, signal_type: str, value: bytes
-) -> dict[str, Any]:
-    return {
-        "list": holder.as_dict(),
-        "distance": distance,
-        "matched_value": get_signal_type(signal_type).to_text(value),
-    }
-
-
 def _sort_key(match: dict[str, Any]) -> tuple[int, int, str, str]:
     tier_order = {"verified": 0, "own": 1, "community": 2}
     return (
@@ -226,8 +224,23 @@ def _sort_key(match: dict[str, Any]) -> tuple[int, int, str, str]:
     )
 
 
+@dataclass(frozen=True)
+class _Hit:
+    """One (list, stored hash) a query matched, before it becomes a match object."""
+
+    holder: MatchableList
+    hash_id: int
+    signal_type: str
+    value: bytes
+    distance: int
+
+
 def _attach_matches(
-    queries: list[HashQuery], radii: Mapping[str, int], lists: Mapping[int, MatchableList]
+    queries: list[HashQuery],
+    radii: Mapping[str, int],
+    lists: Mapping[int, MatchableList],
+    *,
+    org: Organization,
 ) -> None:
     perceptual_hits = _search(queries, radii)
     exact = {
@@ -237,27 +250,49 @@ def _attach_matches(
     }
     hash_ids = {hash_id for hits in perceptual_hits.values() for hash_id, _ in hits}
     holders = _live_holders(hash_ids=hash_ids, exact=exact, lists=lists)
-    by_value = {(t, v): (hash_id, found) for hash_id, (t, v, found) in holders.items()}
+    by_value = {(t, v): hash_id for hash_id, (t, v, _) in holders.items()}
+    hits_by_query: dict[int, list[_Hit]] = {}
     for query in queries:
         if query.value is None:
             continue
         if query.index in perceptual_hits:
             pairs = [
-                (holders[hash_id], distance)
+                (hash_id, distance)
                 for hash_id, distance in perceptual_hits[query.index]
                 if hash_id in holders
             ]
         else:
-            hit = by_value.get((query.signal_type, query.value))
-            pairs = [(holders[hit[0]], 0)] if hit else []
-        query.matches = sorted(
-            (
-                _match_object(holder, distance, signal_type, value)
-                for (signal_type, value, found), distance in pairs
-                for holder in found
-            ),
-            key=_sort_key,
-        )
+            exact_id = by_value.get((query.signal_type, query.value))
+            pairs = [(exact_id, 0)] if exact_id is not None else []
+        hits_by_query[query.index] = [
+            _Hit(holder, hash_id, holders[hash_id][0], holders[hash_id][1], distance)
+            for hash_id, distance in pairs
+            for holder in holders[hash_id][2]
+        ]
+    every_hit = [hit for hits in hits_by_query.values() for hit in hits]
+    corroboration = corroboration_counts(hit.hash_id for hit in every_hit)
+    # Disputes concern shared entries: the caller's own lists are its own judgement.
+    disputed = disputed_entries(
+        (hit.holder.pk, hit.hash_id) for hit in every_hit if hit.holder.tier == TIER_COMMUNITY
+    )
+    # Read the caller's preference only when it can matter (misses cost no extra query).
+    ignore_disputed = bool(disputed) and ignores_disputed(org=org)
+    for query in queries:
+        matches = []
+        for hit in hits_by_query.get(query.index, []):
+            is_disputed = (hit.holder.pk, hit.hash_id) in disputed
+            if is_disputed and ignore_disputed:
+                continue
+            matches.append(
+                {
+                    "list": hit.holder.as_dict(),
+                    "distance": hit.distance,
+                    "matched_value": get_signal_type(hit.signal_type).to_text(hit.value),
+                    "corroboration": corroboration.get(hit.hash_id, 0),
+                    "disputed": is_disputed,
+                }
+            )
+        query.matches = sorted(matches, key=_sort_key)
 
 
 def _apply_allow_list(org: Organization, queries: list[HashQuery]) -> None:
@@ -291,7 +326,12 @@ def _apply_allow_list(org: Organization, queries: list[HashQuery]) -> None:
 
 
 def _record_detection(
-    *, org: Organization, actor: Actor, queries: list[HashQuery], content_ref: str
+    *,
+    org: Organization,
+    actor: Actor,
+    queries: list[HashQuery],
+    content_ref: str,
+    lists: Mapping[int, MatchableList],
 ) -> Detection | None:
     matched = [q for q in queries if q.matches]
     if not matched:
@@ -325,6 +365,13 @@ def _record_detection(
             },
         )
         webhooks.detection_notify(detection=detection)
+        # The contributors' impact counts: one per community match, never who matched.
+        community = {m["list"]["id"] for m in found if m["list"]["tier"] == TIER_COMMUNITY}
+        if community:
+            pks = {hl.public_id: pk for pk, hl in lists.items()}
+            impact_record(
+                list_pks=[pks[m["list"]["id"]] for m in found if m["list"]["id"] in community]
+            )
     return detection
 
 
@@ -366,9 +413,11 @@ def _match(
     content_ref: str,
 ) -> MatchOutcome:
     lists = lists_matchable_by(org=org)
-    _attach_matches(queries, radii, lists)
+    _attach_matches(queries, radii, lists, org=org)
     _apply_allow_list(org, queries)
-    detection = _record_detection(org=org, actor=actor, queries=queries, content_ref=content_ref)
+    detection = _record_detection(
+        org=org, actor=actor, queries=queries, content_ref=content_ref, lists=lists
+    )
     return MatchOutcome(queries, detection)
 
 

@@ -1,18 +1,32 @@
-"""What an organisation may match against: the one place that decides it (DESIGN.md, match path 3).
+"""What an organisation may match against and read: the one place that decides it.
 
-Today that is the organisation's own lists; community subscriptions (issue 5) and entitled
-verified sources (issue 6) extend :func:`lists_matchable_by`, and every caller (the match service,
-the export feed, webhooks) follows without change.
+``lists_matchable_by`` answers DESIGN.md's match path step 3: the organisation's own lists, plus
+the shared lists of other approved organisations it subscribes to (tier ``community``). Entitled
+verified sources (issue 6) extend it. Every caller (the match service, the export feed, the
+catalogue, the list API) follows without change.
+
+Anonymity: a community list of an anonymous owner is described with ``contributor = None`` and
+``anonymous = True``; nothing returned here to another organisation names or orders by its owner.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from hub.errors import ServiceError
 from hub.models import Organization
+from lists.models import HashList
+
+TIER_OWN = "own"
+TIER_COMMUNITY = "community"
 
 
 @dataclass(frozen=True)
@@ -43,32 +57,326 @@ class MatchableList:
         }
 
 
+# The (subscriber, list) pairs with community access now: a shared list (open or anonymous, not
+# deleted) of an approved owner, an approved subscriber that is not the owner, and a subscription
+# to the list or to its category without an opt-out of the list. ``orgs`` limits the subscribers
+# (NULL: all), ``lists`` the lists, ``owners`` the owners; the services' access log and the
+# matchable set are both computed from this one statement.
+_ACCESS_SQL = """
+SELECT sub.id AS org_id, l.id AS list_id
+  FROM lists_hashlist l
+  JOIN hub_organization owner ON owner.id = l.organization_id AND owner.approved
+  JOIN hub_organization sub ON sub.approved AND sub.id <> l.organization_id
+ WHERE l.deleted_at IS NULL
+   AND l.visibility IN ('open', 'anonymous')
+   AND (%(orgs)s::bigint[] IS NULL OR sub.id = ANY(%(orgs)s::bigint[]))
+   AND (%(lists)s::bigint[] IS NULL OR l.id = ANY(%(lists)s::bigint[]))
+   AND (%(owners)s::bigint[] IS NULL OR l.organization_id = ANY(%(owners)s::bigint[]))
+   AND (
+        EXISTS (SELECT 1 FROM sharing_subscription s
+                 WHERE s.organization_id = sub.id AND s.hash_list_id = l.id AND NOT s.excluded)
+     OR (EXISTS (SELECT 1 FROM sharing_subscription s
+                  WHERE s.organization_id = sub.id AND s.hash_list_id IS NULL
+                    AND s.category = l.category)
+         AND NOT EXISTS (SELECT 1 FROM sharing_subscription s
+                          WHERE s.organization_id = sub.id AND s.hash_list_id = l.id
+                            AND s.excluded))
+   )
+"""
+
+
+def access_pairs(
+    *,
+    orgs: Iterable[int] | None = None,
+    lists: Iterable[int] | None = None,
+    owners: Iterable[int] | None = None,
+) -> set[tuple[int, int]]:
+    """(subscriber org pk, list pk) for every community access that holds now, filtered."""
+    params = {
+        "orgs": None if orgs is None else list(orgs),
+        "lists": None if lists is None else list(lists),
+        "owners": None if owners is None else list(owners),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_ACCESS_SQL, params)
+        return {(org_id, list_id) for org_id, list_id in cursor.fetchall()}
+
+
+_LIST_SELECT = (
+    "SELECT l.id, l.public_id, l.name, l.category, l.visibility, l.organization_id, o.name"
+)
+_LIST_FROM = " FROM lists_hashlist l JOIN hub_organization o ON o.id = l.organization_id"
+_LIST_COLUMNS = _LIST_SELECT + _LIST_FROM
+
+
+def _described(row: tuple[Any, ...], org: Organization) -> MatchableList:
+    pk, public_id, name, category, visibility, owner_id, owner_name = row
+    own = owner_id == org.pk
+    anonymous = not own and visibility == HashList.Visibility.ANONYMOUS
+    return MatchableList(
+        pk=pk,
+        public_id=public_id,
+        name=name,
+        category=category,
+        tier=TIER_OWN if own else TIER_COMMUNITY,
+        contributor=None if anonymous else owner_name,
+        anonymous=anonymous,
+    )
+
+
 def lists_matchable_by(
     *, org: Organization, include_deleted: bool = False
 ) -> dict[int, MatchableList]:
     """The lists ``org`` matches against, keyed by primary key.
 
-    ``include_deleted`` adds the organisation's deleted lists, whose tombstones the export feed
+    ``include_deleted`` adds the organisation's own deleted lists, whose tombstones the export feed
     must still carry so that a platform matching locally drops their hashes.
     """
-    # Every match request asks this, so it is one hand-written statement, not an ORM query. It
-    # names the organisation itself: other organisations' lists will be read here once sharing
-    # exists, so the caller's scope cannot be what filters it.
-    sql = "SELECT id, public_id, name, category FROM lists_hashlist WHERE organization_id = %s"
-    if not include_deleted:
-        sql += " AND deleted_at IS NULL"
+    # Every match request asks this, so it is hand-written SQL: the own lists and the community
+    # access pairs in one round trip. Built from constants only; values are bound parameters.
+    sql = (
+        _LIST_COLUMNS  # noqa: S608
+        + " WHERE (l.organization_id = %(org)s"
+        + ("" if include_deleted else " AND l.deleted_at IS NULL")
+        + ") OR l.id IN (SELECT list_id FROM ("
+        + _ACCESS_SQL
+        + ") AS access)"
+    )
+    params: dict[str, Any] = {"org": org.pk, "orgs": [org.pk], "lists": None, "owners": None}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [org.pk])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return {
-        pk: MatchableList(
-            pk=pk,
-            public_id=public_id,
-            name=name,
-            category=category,
-            tier="own",
-            contributor=org.name,
-            anonymous=False,
+    return {row[0]: _described(row, org) for row in rows}
+
+
+def lists_described(*, org: Organization, pks: Iterable[int]) -> dict[int, MatchableList]:
+    """The given lists as ``org`` sees them (for feed items of lists it no longer matches)."""
+    wanted = list(pks)
+    if not wanted:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_LIST_COLUMNS + " WHERE l.id = ANY(%s)", [wanted])
+        return {row[0]: _described(row, org) for row in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class CatalogueItem:
+    """One shared list of another organisation, as the community catalogue shows it."""
+
+    hash_list: MatchableList
+    size: int
+    size_by_type: dict[str, int]
+    last_change: dt.datetime | None
+    subscribers: int
+    subscribed: bool
+    via_category: bool
+    excluded: bool
+    description: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.hash_list.as_dict(),
+            "description": self.description,
+            "visibility": "shared",
+            "subscribed": self.subscribed,
+            "subscribed_via_category": self.via_category,
+            "size": self.size,
+            "size_by_type": self.size_by_type,
+            "last_change": self.last_change.isoformat() if self.last_change else None,
+            "subscribers": self.subscribers,
+        }
+
+
+def _subscriber_counts(list_pks: list[int]) -> dict[int, int]:
+    counts: dict[int, int] = dict.fromkeys(list_pks, 0)
+    for _, list_pk in access_pairs(lists=list_pks):
+        counts[list_pk] += 1
+    return counts
+
+
+def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> list[CatalogueItem]:
+    """The shared lists of other approved organisations, for an approved ``org``.
+
+    Ordered by category, name and the list's random id, never by owner, so the order says nothing
+    about who shares what. An unapproved organisation sees an empty catalogue.
+    """
+    if not org.approved:
+        return []
+    sql = (
+        _LIST_SELECT
+        + ", l.live_counts, l.last_change_at, l.description"
+        + _LIST_FROM
+        + " WHERE l.deleted_at IS NULL AND l.visibility IN ('open', 'anonymous')"
+        + " AND o.approved AND l.organization_id <> %(org)s"
+    )
+    params: dict[str, Any] = {"org": org.pk}
+    if category:
+        sql += " AND l.category = %(category)s"
+        params["category"] = category
+    if public_id:
+        sql += " AND l.public_id = %(public_id)s"
+        params["public_id"] = public_id
+    sql += " ORDER BY l.category, l.name, l.public_id"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    list_pks = [row[0] for row in rows]
+    subscribers = _subscriber_counts(list_pks)
+    mine = subscription_state(org=org)
+    items = []
+    for row in rows:
+        described = _described(row[:7], org)
+        live_counts, last_change, description = row[7:]
+        counts = json.loads(live_counts) if isinstance(live_counts, str) else live_counts
+        by_type = {k: int(v) for k, v in (counts or {}).items() if v}
+        explicit = mine.lists.get(described.pk)
+        via_category = described.category in mine.categories and explicit is None
+        subscribed = explicit is True or via_category
+        items.append(
+            CatalogueItem(
+                hash_list=described,
+                size=sum(by_type.values()),
+                size_by_type=by_type,
+                last_change=last_change,
+                subscribers=subscribers[described.pk],
+                subscribed=subscribed,
+                via_category=via_category,
+                excluded=explicit is False,
+                description=description,
+            )
         )
-        for pk, public_id, name, category in rows
-    }
+    return items
+
+
+def catalogue_item(*, org: Organization, public_id: str) -> CatalogueItem:
+    """One catalogue list by its public id; 404 ``not_found`` when ``org`` may not see it."""
+    found = catalogue(org=org, public_id=public_id)
+    if not found:
+        raise ServiceError("not_found", "No such list.", status=404)
+    return found[0]
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """Subscriptions: per list (True: subscribed, False: opted out of its category), categories."""
+
+    lists: dict[int, bool]
+    categories: set[str]
+
+
+def subscription_state(*, org: Organization) -> SubscriptionState:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT hash_list_id, category, excluded FROM sharing_subscription"
+            " WHERE organization_id = %s",
+            [org.pk],
+        )
+        rows = cursor.fetchall()
+    return SubscriptionState(
+        lists={list_pk: not excluded for list_pk, _, excluded in rows if list_pk is not None},
+        categories={category for list_pk, category, _ in rows if list_pk is None},
+    )
+
+
+def list_readable_by(*, org: Organization, public_id: str) -> tuple[HashList, MatchableList]:
+    """A list ``org`` may read: its own (live) list or one in its catalogue. Else 404.
+
+    Returns the model (for entry pages) and how ``org`` sees it (tier, contributor).
+    """
+    from django_scopes import scopes_disabled
+
+    with scopes_disabled():
+        hash_list = (
+            HashList.objects.select_related("organization")
+            .filter(public_id=public_id, deleted_at__isnull=True)
+            .first()
+        )
+    if hash_list is None:
+        raise ServiceError("not_found", "No such list.", status=404)
+    if hash_list.organization_id == org.pk:
+        row = (
+            hash_list.pk,
+            hash_list.public_id,
+            hash_list.name,
+            hash_list.category,
+            hash_list.visibility,
+            org.pk,
+            org.name,
+        )
+        return hash_list, _described(row, org)
+    return hash_list, catalogue_item(org=org, public_id=public_id).hash_list
+
+
+def access_log(*, org: Organization) -> list[tuple[int, int, bool]]:
+    """(seq, list pk, granted) of every community access change of ``org``, in sequence order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT seq, hash_list_id, granted FROM sharing_accessevent"
+            " WHERE organization_id = %s ORDER BY seq",
+            [org.pk],
+        )
+        return [(seq, list_pk, granted) for seq, list_pk, granted in cursor.fetchall()]
+
+
+def corroboration_counts(hash_ids: Iterable[int]) -> dict[int, int]:
+    """hash id → how many distinct organisations (and, later, sources) hold it live."""
+    wanted = list(set(hash_ids))
+    if not wanted:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.hash_id, count(DISTINCT l.organization_id)"
+            "  FROM lists_entry e JOIN lists_hashlist l ON l.id = e.hash_list_id"
+            " WHERE e.hash_id = ANY(%s) AND e.removed_seq IS NULL AND l.deleted_at IS NULL"
+            " GROUP BY e.hash_id",
+            [wanted],
+        )
+        return {hash_id: int(count) for hash_id, count in cursor.fetchall()}
+
+
+def disputed_entries(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Of the given (list pk, hash id) pairs, those with open disputes from enough organisations."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT d.hash_list_id, d.hash_id FROM sharing_dispute d"
+            "  JOIN unnest(%s::bigint[], %s::bigint[]) AS q(list_id, hash_id)"
+            "    ON d.hash_list_id = q.list_id AND d.hash_id = q.hash_id"
+            " WHERE d.status = 'open'"
+            " GROUP BY d.hash_list_id, d.hash_id"
+            " HAVING count(DISTINCT d.organization_id) >= %s",
+            [[p[0] for p in wanted], [p[1] for p in wanted], settings.HASHHUB_DISPUTE_THRESHOLD],
+        )
+        return {(list_pk, hash_id) for list_pk, hash_id in cursor.fetchall()}
+
+
+def ignores_disputed(*, org: Organization) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ignore_disputed FROM sharing_sharingpreferences WHERE organization_id = %s",
+            [org.pk],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def week_start(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def impact_weeks(*, hash_list: HashList, weeks: int = 12) -> list[tuple[dt.date, int]]:
+    """(Monday, matches for other organisations) for the last ``weeks`` weeks, zeros included."""
+    this_week = week_start(timezone.now().date())
+    first = this_week - dt.timedelta(weeks=weeks - 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT week, matches FROM sharing_listimpact WHERE hash_list_id = %s AND week >= %s",
+            [hash_list.pk, first],
+        )
+        counts = dict(cursor.fetchall())
+    return [
+        (first + dt.timedelta(weeks=i), int(counts.get(first + dt.timedelta(weeks=i), 0)))
+        for i in range(weeks)
+    ]

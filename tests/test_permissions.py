@@ -241,6 +241,13 @@ TABLE: dict[str, Page | Api] = {
         get=Keys(200, 404), post=Keys(200, 404, scope="lists:write"), data=ENTRIES
     ),
     "api_list_entries_remove": Api(post=Keys(200, 404, scope="lists:write"), data=ENTRIES),
+    # Org A's list is private: not in anyone's catalogue (its owner subscribes to nothing of its own).
+    "api_list_subscription": Api(
+        put=Keys(404, 404, scope="lists:admin"), delete=Keys(404, 404, scope="lists:admin")
+    ),
+    "api_category_subscription": Api(
+        put=Keys(200, 200, scope="lists:admin"), delete=Keys(200, 200, scope="lists:admin")
+    ),
     "api_match": Api(post=Keys(200, 200, scope="match"), data={"hashes": ENTRIES["entries"]}),
     # A JSON body carries no image: refused alike for every key that may match.
     "api_match_image": Api(post=Keys(400, 400, scope="match")),
@@ -364,6 +371,7 @@ OTHER_KWARGS: dict[str, Callable[[World], str]] = {
     "uidb36": lambda w: "1",
     "pk": lambda w: "1",  # a WebAuthn authenticator that does not exist
     "rest": lambda w: "v1/no-such-endpoint",
+    "category": lambda w: "csam",
 }
 
 

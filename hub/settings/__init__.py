@@ -278,6 +278,8 @@ HASHHUB_INVITATION_DAYS = env_int("HASHHUB_INVITATION_DAYS", 7, minimum=1)
 # --- matching, detections and webhooks ---
 # Detections older than this are purged by a daily beat task.
 HASHHUB_DETECTION_RETENTION_DAYS = env_int("HASHHUB_DETECTION_RETENTION_DAYS", 90, minimum=1)
+# A shared entry is reported ``disputed: true`` once this many organisations dispute it (open).
+HASHHUB_DISPUTE_THRESHOLD = env_int("HASHHUB_DISPUTE_THRESHOLD", 2, minimum=1)
 # Where the index snapshot task writes the memory-mapped arrays every web process loads.
 HASHHUB_INDEX_DIR = Path(env_str("HASHHUB_INDEX_DIR", str(VAR_DIR / "index")))
 # Webhook URLs may not reach loopback, private, link-local or metadata addresses; networks listed

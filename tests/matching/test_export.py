@@ -28,7 +28,7 @@ def replay(
         assert response.status_code == 200, response.content
         page = response.json()
         for item in page["items"]:
-            assert item["seq"] > last_seq
+            assert item["seq"] >= last_seq
             last_seq = item["seq"]
             key = (item["list"]["id"], item["type"], item["value"])
             if item["op"] == "add":

@@ -88,6 +88,8 @@ def test_an_exact_hash_in_an_own_list_matches_with_the_list_described(
         },
         "distance": 0,
         "matched_value": md5,
+        "corroboration": 1,
+        "disputed": False,
     }
 
 

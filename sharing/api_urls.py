@@ -1,0 +1,23 @@
+"""The list endpoints of API v1 that know about sharing (they replace lists' own-only views)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from sharing import api
+
+urlpatterns = [
+    path("lists", api.ListsApi.as_view(), name="api_lists"),
+    path("lists/<str:list_id>", api.ListDetailApi.as_view(), name="api_list"),
+    path("lists/<str:list_id>/entries", api.EntriesApi.as_view(), name="api_list_entries"),
+    path(
+        "lists/<str:list_id>/subscription",
+        api.SubscriptionApi.as_view(),
+        name="api_list_subscription",
+    ),
+    path(
+        "subscriptions/categories/<str:category>",
+        api.CategorySubscriptionApi.as_view(),
+        name="api_category_subscription",
+    ),
+]

@@ -1,0 +1,295 @@
+"""Writes of community sharing: visibility, subscriptions, the access log, impact, preferences.
+
+Every change that can alter who matches a list ends with :func:`access_sync`, which compares
+"who has access now" (sharing.selectors.access_pairs) with the access log and appends a numbered
+grant or revoke for each difference. Matching reads the live answer on every request, so effects
+are immediate; the export feed replays the log, so a platform matching locally is told too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from hub.audit import Actor, audit
+from hub.errors import ServiceError
+from hub.models import Organization
+from lists.models import HashList
+from lists.services import audit_list, sequence_allocate
+from sharing.models import AccessEvent, ListImpact, SharingPreferences, Subscription
+from sharing.selectors import access_pairs, catalogue_item, week_start
+
+VISIBILITY_EXPLAINED = {
+    HashList.Visibility.PRIVATE: (
+        "Only your organisation sees this list and matches against it. Subscribers stop "
+        "matching it at once, and platforms matching locally receive removals for its hashes."
+    ),
+    HashList.Visibility.OPEN: (
+        "Every approved member organisation can see this list's name, category, size and "
+        "hashes, with your organisation named as the contributor, subscribe to it and match "
+        "against it. They never see who on your team added a hash, your notes or your labels."
+    ),
+    HashList.Visibility.ANONYMOUS: (
+        "Every approved member organisation can see this list's name, category, size and "
+        "hashes, subscribe to it and match against it, shown as from an anonymous member: "
+        "nothing they can reach names your organisation, your people or your API keys. Hub "
+        "staff can look the owner up only through an audited action that you will see."
+    ),
+}
+
+
+def _recorded_access(
+    *, orgs: list[int] | None, lists: list[int] | None, owners: list[int] | None
+) -> set[tuple[int, int]]:
+    """(org, list) pairs whose latest access event is a grant, with the same filters."""
+    sql = """
+        SELECT org_id, list_id FROM (
+            SELECT DISTINCT ON (a.organization_id, a.hash_list_id)
+                   a.organization_id AS org_id, a.hash_list_id AS list_id, a.granted
+              FROM sharing_accessevent a JOIN lists_hashlist l ON l.id = a.hash_list_id
+             WHERE (%(orgs)s::bigint[] IS NULL OR a.organization_id = ANY(%(orgs)s::bigint[]))
+               AND (%(lists)s::bigint[] IS NULL OR a.hash_list_id = ANY(%(lists)s::bigint[]))
+               AND (%(owners)s::bigint[] IS NULL
+                    OR l.organization_id = ANY(%(owners)s::bigint[]))
+             ORDER BY a.organization_id, a.hash_list_id, a.seq DESC
+        ) AS latest WHERE granted
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"orgs": orgs, "lists": lists, "owners": owners})
+        return {(org_id, list_id) for org_id, list_id in cursor.fetchall()}
+
+
+@transaction.atomic
+def access_sync(
+    *,
+    orgs: Iterable[int] | None = None,
+    lists: Iterable[int] | None = None,
+    owners: Iterable[int] | None = None,
+) -> tuple[int, int]:
+    """Append grant and revoke events where the access log differs from the access rules.
+
+    The filters limit the pairs looked at (subscriber orgs, lists, list owners). Takes the change
+    sequence's lock first, so concurrent syncs and entry writes are ordered and no pair gets two
+    grants. Returns (grants, revokes).
+    """
+    filters = {
+        "orgs": None if orgs is None else list(orgs),
+        "lists": None if lists is None else list(lists),
+        "owners": None if owners is None else list(owners),
+    }
+    # Lock before reading, so what we compare is what the numbers we take will follow.
+    first = sequence_allocate(0)
+    now = access_pairs(**filters)
+    recorded = _recorded_access(**filters)
+    changes = sorted((pair, True) for pair in now - recorded)
+    changes += sorted((pair, False) for pair in recorded - now)
+    if not changes:
+        return 0, 0
+    first = sequence_allocate(len(changes))
+    AccessEvent.objects.bulk_create(
+        AccessEvent(organization_id=org_id, hash_list_id=list_id, seq=first + i, granted=granted)
+        for i, ((org_id, list_id), granted) in enumerate(changes)
+    )
+    grants = sum(1 for _, granted in changes if granted)
+    return grants, len(changes) - grants
+
+
+@transaction.atomic
+def list_visibility_set(*, hash_list: HashList, visibility: str, actor: Actor) -> HashList:
+    """Make a self-managed list private, open or anonymous. Audited; access follows at once.
+
+    Only an approved organisation may share (``org_not_approved``). The caller checks the role
+    (``sharing.manage``, or the API scope ``lists:admin``).
+    """
+    if visibility not in HashList.Visibility.values:
+        raise ServiceError(
+            "invalid_visibility",
+            "visibility must be one of: private, open, anonymous.",
+            {"allowed": list(HashList.Visibility.values)},
+        )
+    if hash_list.deleted_at is not None:
+        raise ServiceError("list_deleted", "This list has been deleted.", status=404)
+    org = hash_list.organization
+    if org is None:
+        raise ServiceError("not_shareable", "Only an organisation's own lists can be shared.")
+    if visibility != HashList.Visibility.PRIVATE and not org.approved:
+        raise ServiceError(
+            "org_not_approved",
+            "Your organisation must be approved by the hub's staff before it can share lists.",
+            status=403,
+        )
+    previous = hash_list.visibility
+    if previous == visibility:
+        return hash_list
+    hash_list.visibility = visibility
+    hash_list.save(update_fields=["visibility"])
+    audit_list(
+        actor=actor,
+        action="list.visibility_changed",
+        hash_list=hash_list,
+        metadata={"name": hash_list.name, "from": previous, "to": visibility},
+    )
+    access_sync(lists=[hash_list.pk])
+    return hash_list
+
+
+def _audit_subscription(
+    org: Organization, actor: Actor, action: str, target_type: str, target_id: str
+) -> None:
+    # The subscriber's own audit log; the owner's never learns who subscribed.
+    audit(
+        actor=actor,
+        action=action,
+        organization=org,
+        target_type=target_type,
+        target_id=target_id,
+    )
+
+
+def _require_approved(org: Organization) -> None:
+    if not org.approved:
+        raise ServiceError(
+            "org_not_approved",
+            "Your organisation must be approved by the hub's staff before it can use shared lists.",
+            status=403,
+        )
+
+
+@transaction.atomic
+def subscription_list_set(
+    *, org: Organization, public_id: str, subscribed: bool, actor: Actor
+) -> bool:
+    """Subscribe ``org`` to one catalogue list, or unsubscribe it. Audited; effective at once.
+
+    Unsubscribing a list that a category subscription covers records an opt-out, so the list
+    stays off. Raises 404 ``not_found`` for a list not in the org's catalogue. Returns whether
+    anything changed.
+    """
+    _require_approved(org)
+    item = catalogue_item(org=org, public_id=public_id)
+    list_pk = item.hash_list.pk
+    if subscribed == item.subscribed:
+        return False
+    covered = item.hash_list.category in _categories(org)
+    # An opt-out row (when subscribing) or a subscription row (when leaving) goes either way.
+    Subscription.objects.filter(organization=org, hash_list_id=list_pk).delete()
+    if subscribed != covered:
+        Subscription.objects.create(
+            organization=org,
+            hash_list_id=list_pk,
+            excluded=not subscribed,
+            created_by_label=actor.label[:200],
+        )
+    action = "subscription.added" if subscribed else "subscription.removed"
+    _audit_subscription(org, actor, action, "list", item.hash_list.public_id)
+    access_sync(orgs=[org.pk], lists=[list_pk])
+    return True
+
+
+def _categories(org: Organization) -> set[str]:
+    return set(
+        Subscription.objects.filter(organization=org, hash_list__isnull=True).values_list(
+            "category", flat=True
+        )
+    )
+
+
+@transaction.atomic
+def subscription_category_set(
+    *, org: Organization, category: str, subscribed: bool, actor: Actor
+) -> bool:
+    """Subscribe ``org`` to every shared list of a category, now and later, or stop. Audited.
+
+    Subscribing to a category clears earlier opt-outs of its lists (the choice is "all of them");
+    unsubscribing keeps lists subscribed one by one. Returns whether anything changed.
+    """
+    _require_approved(org)
+    if category not in HashList.Category.values:
+        raise ServiceError(
+            "invalid_category",
+            "category must be one of: csam, se.",
+            {"allowed": list(HashList.Category.values)},
+        )
+    current = Subscription.objects.filter(
+        organization=org, hash_list__isnull=True, category=category
+    )
+    opt_outs = Subscription.objects.filter(
+        organization=org, hash_list__category=category, excluded=True
+    )
+    if subscribed == current.exists():
+        return False
+    opt_outs.delete()
+    if subscribed:
+        Subscription.objects.create(
+            organization=org, category=category, created_by_label=actor.label[:200]
+        )
+    else:
+        current.delete()
+    action = "subscription.category_added" if subscribed else "subscription.category_removed"
+    _audit_subscription(org, actor, action, "category", category)
+    access_sync(orgs=[org.pk])
+    return True
+
+
+def impact_record(*, list_pks: Iterable[int]) -> None:
+    """Count community matches against shared lists for this week (one per list per match)."""
+    counts = Counter(list_pks)
+    if not counts:
+        return
+    week = week_start(timezone.now().date())
+    for list_pk, count in sorted(counts.items()):
+        updated = ListImpact.objects.filter(hash_list_id=list_pk, week=week).update(
+            matches=F("matches") + count
+        )
+        if not updated:
+            with connection.cursor() as cursor:
+                # Two requests may both find no row: the constraint decides, and adds instead.
+                cursor.execute(
+                    "INSERT INTO sharing_listimpact (hash_list_id, week, matches)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (hash_list_id, week)"
+                    " DO UPDATE SET matches = sharing_listimpact.matches + EXCLUDED.matches",
+                    [list_pk, week, count],
+                )
+
+
+@transaction.atomic
+def preferences_set(*, org: Organization, ignore_disputed: bool, actor: Actor) -> None:
+    """Whether ``org``'s matches leave out community entries marked disputed. Audited."""
+    prefs, _ = SharingPreferences.objects.get_or_create(organization=org)
+    if prefs.ignore_disputed == ignore_disputed:
+        return
+    prefs.ignore_disputed = ignore_disputed
+    prefs.save(update_fields=["ignore_disputed"])
+    audit(
+        actor=actor,
+        action="sharing.preferences_changed",
+        organization=org,
+        target_type="organization",
+        target_id=org.slug,
+        metadata={"ignore_disputed": ignore_disputed},
+    )
+
+
+@transaction.atomic
+def list_owner_reveal(*, hash_list: HashList, reason: str, actor: Actor) -> Organization:
+    """Staff only: who owns a (possibly anonymous) list. The owner's audit log records it.
+
+    ``reason`` is required and kept with the event; the staff check is the caller's.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ServiceError("reason_required", "Say why you need to know who owns this list.")
+    owner = hash_list.organization
+    if owner is None:
+        raise ServiceError("not_found", "No such list.", status=404)
+    audit_list(
+        actor=actor,
+        action="list.owner_revealed",
+        hash_list=hash_list,
+        metadata={"name": hash_list.name, "visibility": hash_list.visibility, "reason": reason},
+    )
+    return owner
