@@ -61,6 +61,10 @@ class HashList(models.Model):
     organization = models.ForeignKey(
         Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="hash_lists"
     )
+    # A verified list belongs to an upstream source instead of an organisation (one per category).
+    source = models.ForeignKey(
+        "lists.Source", null=True, blank=True, on_delete=models.PROTECT, related_name="hash_lists"
+    )
     name = models.CharField(max_length=120)
     category = models.CharField(max_length=8, choices=Category.choices)
     description = models.TextField(blank=True)
@@ -85,6 +89,15 @@ class HashList(models.Model):
                 fields=("organization", "name"),
                 condition=Q(deleted_at__isnull=True),
                 name="list_name_unique_per_org",
+            ),
+            models.UniqueConstraint(
+                fields=("source", "category"),
+                condition=Q(source__isnull=False),
+                name="one_list_per_source_and_category",
+            ),
+            models.CheckConstraint(
+                condition=Q(organization__isnull=True) | Q(source__isnull=True),
+                name="list_owned_by_org_or_source",
             ),
         )
 
@@ -252,3 +265,135 @@ class ImportJob(models.Model):
         if not self.total_lines:
             return 0
         return min(99, int(self.processed_lines * 100 / self.total_lines))
+
+
+class Source(models.Model):
+    """An upstream verified feed that hub staff register; it owns one list per category.
+
+    ``config`` holds what the adapter needs (URLs, formats, the *names* of environment variables
+    that hold credentials); credentials themselves never live in the database, the UI or logs.
+    ``checkpoint`` is the adapter's position, advanced in the same transaction as each page.
+    """
+
+    class Kind(models.TextChoices):
+        NCMEC = "ncmec", "NCMEC hash-sharing API"
+        STOPNCII = "stopncii", "StopNCII-style JSON"
+        FEED = "feed", "File or URL feed (CSV, TSV, JSON lines)"
+        HASHHUB = "hashhub", "Another HashHub (federation)"
+
+    class Access(models.TextChoices):
+        ALL = "all", "Every approved organisation"
+        GRANTED = "granted", "Only organisations granted access by staff"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    name = models.CharField(max_length=120, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    description = models.TextField(blank=True)
+    default_category = models.CharField(
+        max_length=8, choices=HashList.Category.choices, default=HashList.Category.CSAM
+    )
+    config = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    access = models.CharField(max_length=8, choices=Access.choices, default=Access.GRANTED)
+    # How often beat runs an import, in minutes (0: only by hand).
+    interval_minutes = models.PositiveIntegerField(default=0)
+    checkpoint = models.JSONField(default=dict, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SourceRecord(models.Model):
+    """The hashes an upstream record (by its upstream key) currently contributes to a list.
+
+    A later record with the same key replaces them; a deletion by key removes them. A hash held
+    by several records of a list stays until the last of them lets it go.
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    hash_list = models.ForeignKey(HashList, on_delete=models.CASCADE, related_name="+")
+    hash_ids = ArrayField(models.BigIntegerField(), default=list)
+    labels = ArrayField(models.CharField(max_length=40), default=list, blank=True)
+    # For snapshot feeds: the snapshot that last named this record (the sweep removes the rest).
+    snapshot = models.CharField(max_length=80, blank=True)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(fields=("source", "key"), name="one_record_per_source_key"),
+        )
+        indexes = (
+            GinIndex(fields=("hash_ids",), name="source_record_hashes_gin"),
+            models.Index(fields=("source", "snapshot"), name="source_record_by_snapshot"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.key}"
+
+
+class ImportRun(models.Model):
+    """One import of a source by a Celery worker: counts, progress, per-record errors."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=200, blank=True)  # who or what started it
+    created = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    seen = models.PositiveBigIntegerField(default=0)
+    added = models.PositiveBigIntegerField(default=0)
+    updated = models.PositiveBigIntegerField(default=0)
+    removed = models.PositiveBigIntegerField(default=0)
+    rejected = models.PositiveBigIntegerField(default=0)
+    expected = models.PositiveBigIntegerField(null=True, blank=True)  # records, when known
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    checkpoint_before = models.JSONField(default=dict, blank=True)
+    checkpoint_after = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("-created",)
+
+    def __str__(self) -> str:
+        return f"run {self.public_id} of {self.source_id} ({self.status})"
+
+    @property
+    def percent(self) -> int | None:
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        if not self.expected:
+            return None
+        read = self.seen + self.rejected  # a rejected record was read all the same
+        return min(99, int(read * 100 / self.expected))
+
+
+class ImportRunError(models.Model):
+    """A record an import rejected, with where it stood upstream."""
+
+    run = models.ForeignKey(ImportRun, on_delete=models.CASCADE, related_name="errors")
+    position = models.CharField(max_length=200)
+    code = models.CharField(max_length=64)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"{self.position}: {self.code}"

@@ -316,8 +316,17 @@ _ALL_TARGETS = """
 """
 
 
-def _tombstone(hash_list: HashList, targets: str, who: Provenance, reason: str) -> int:
-    """Give each target entry the next change number and a removal record. Returns how many."""
+def _tombstone(
+    hash_list: HashList,
+    targets: str,
+    who: Provenance,
+    reason: str,
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Give each target entry the next change number and a removal record. Returns how many.
+
+    ``params`` binds the target query's own parameters beyond ``list``.
+    """
     last = _lock_sequence()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -343,6 +352,7 @@ def _tombstone(hash_list: HashList, targets: str, who: Provenance, reason: str) 
                 "key": who.key_id,
                 "label": who.label,
                 "reason": reason,
+                **(params or {}),
             },
         )
         by_type = {signal_type: int(n) for signal_type, n in cursor.fetchall()}

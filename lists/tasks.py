@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from hub.celery import ScopedTask, app
 from lists.importing import import_job_run
 
@@ -8,3 +10,34 @@ from lists.importing import import_job_run
 def run_import_job(*, job_id: int, organization_id: int) -> None:
     """Run one bulk upload (organization_id opens its scope; see ScopedTask)."""
     import_job_run(job_id=job_id)
+
+
+@app.task(name="lists.source_run", acks_late=True, bind=True, max_retries=30)
+def source_run(self: Any, run_id: int) -> None:
+    """Run one import of an upstream source (lists.sources.run_execute).
+
+    While another process runs the same source, try again a minute later.
+    """
+    from django_scopes import scopes_disabled
+
+    from hub.errors import ServiceError
+    from lists.sources import run_execute
+
+    try:
+        with scopes_disabled():
+            run_execute(run_id=run_id)
+    except ServiceError as error:
+        if error.code != "source_busy":
+            raise
+        raise self.retry(countdown=60) from None
+
+
+@app.task(name="lists.schedule_sources")
+def schedule_sources() -> int:
+    """Queue a run for each enabled source whose interval has passed since its last run."""
+    from django_scopes import scopes_disabled
+
+    from lists.sources import sources_due_run
+
+    with scopes_disabled():
+        return sources_due_run()

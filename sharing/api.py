@@ -57,7 +57,7 @@ class ListsApi(lists_api.ListsApi):
         operation_id="lists_list",
         summary="The caller's own lists and the community catalogue",
         parameters=[
-            OpenApiParameter("tier", str, description="own or community; both when absent"),
+            OpenApiParameter("tier", str, description="own, verified or community; all if absent"),
             OpenApiParameter("category", str, enum=list(HashList.Category.values)),
         ],
         responses=dict,
@@ -66,8 +66,9 @@ class ListsApi(lists_api.ListsApi):
         org = _org(request)
         tier = request.query_params.get("tier", "")
         category = request.query_params.get("category", "")
-        if tier not in ("", selectors.TIER_OWN, selectors.TIER_COMMUNITY):
-            raise ServiceError("invalid_tier", "tier must be own or community.")
+        tiers = ("", selectors.TIER_OWN, selectors.TIER_COMMUNITY, selectors.TIER_VERIFIED)
+        if tier not in tiers:
+            raise ServiceError("invalid_tier", "tier must be own, community or verified.")
         if category and category not in HashList.Category.values:
             raise ServiceError("invalid_category", "category must be one of: csam, se.")
         items: list[dict[str, Any]] = []
@@ -79,6 +80,9 @@ class ListsApi(lists_api.ListsApi):
             ]
             stats = list_selectors.list_stats(lists=own)
             items += [lists_api.list_object(hl, stats[hl.pk]) for hl in own]
+        if tier in ("", selectors.TIER_VERIFIED):
+            verified = selectors.verified_lists(org=org, category=category)
+            items += [item.as_dict() for item in verified]
         if tier in ("", selectors.TIER_COMMUNITY):
             items += [item.as_dict() for item in selectors.catalogue(org=org, category=category)]
         return Response({"lists": items})
@@ -97,6 +101,8 @@ class ListDetailApi(lists_api.ListDetailApi):
         hash_list, seen = selectors.list_readable_by(org=_org(request), public_id=list_id)
         if seen.tier == selectors.TIER_OWN:
             return Response(_own_list_object(hash_list))
+        if seen.tier == selectors.TIER_VERIFIED:
+            return Response(selectors.verified_item(org=_org(request), public_id=list_id).as_dict())
         return Response(selectors.catalogue_item(org=_org(request), public_id=list_id).as_dict())
 
     @extend_schema(
@@ -129,14 +135,17 @@ class ListDetailApi(lists_api.ListDetailApi):
         return Response(_own_list_object(hash_list))
 
 
-def _community_entry(entry: Entry) -> dict[str, Any]:
+def _community_entry(entry: Entry, *, with_labels: bool = False) -> dict[str, Any]:
     signal_type = get_signal_type(entry.hash.signal_type)
-    return {
+    body: dict[str, Any] = {
         "id": entry.public_id,
         "type": signal_type.name,
         "value": signal_type.to_text(bytes(entry.hash.value)),
         "added_at": entry.added_at.isoformat(),
     }
+    if with_labels:  # a verified source's labels are its classification, shared on purpose
+        body["labels"] = entry.labels
+    return body
 
 
 class EntriesApi(lists_api.EntriesApi):
@@ -173,7 +182,10 @@ class EntriesApi(lists_api.EntriesApi):
             )
         return Response(
             {
-                "entries": [_community_entry(e) for e in page.entries],
+                "entries": [
+                    _community_entry(e, with_labels=seen.tier == selectors.TIER_VERIFIED)
+                    for e in page.entries
+                ],
                 "next_cursor": page.next_cursor,
             }
         )

@@ -22,7 +22,7 @@ from django_scopes import ScopedManager
 
 from hub.lib.ids import new_public_id
 from hub.models import Organization, User
-from lists.models import Entry, Hash, HashList
+from lists.models import Entry, Hash, HashList, Source
 
 
 class Subscription(models.Model):
@@ -186,3 +186,22 @@ class SharingPreferences(models.Model):
 
     def __str__(self) -> str:
         return f"sharing preferences of {self.organization_id}"
+
+
+class SourceEntitlement(models.Model):
+    """Staff's grant to an organisation to match a source whose access is "granted only"."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="entitlements")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    granted_by_label = models.CharField(max_length=200)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=("source", "organization"), name="one_entitlement_per_source_and_org"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} may match {self.source_id}"

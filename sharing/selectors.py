@@ -25,6 +25,7 @@ from hub.errors import ServiceError
 from hub.models import Organization
 from lists.models import HashList
 
+TIER_VERIFIED = "verified"
 TIER_OWN = "own"
 TIER_COMMUNITY = "community"
 
@@ -61,7 +62,9 @@ class MatchableList:
 # deleted) of an approved owner, an approved subscriber that is not the owner, and a subscription
 # to the list or to its category without an opt-out of the list. ``orgs`` limits the subscribers
 # (NULL: all), ``lists`` the lists, ``owners`` the owners; the services' access log and the
-# matchable set are both computed from this one statement.
+# matchable set are both computed from this one statement. Its second half is the verified
+# tier: every approved organisation matches a source open to all, and a gated source only with
+# a staff grant (an entitlement); sources have no owner organisation, so ``owners`` skips them.
 _ACCESS_SQL = """
 SELECT sub.id AS org_id, l.id AS list_id
   FROM lists_hashlist l
@@ -82,6 +85,18 @@ SELECT sub.id AS org_id, l.id AS list_id
                           WHERE s.organization_id = sub.id AND s.hash_list_id = l.id
                             AND s.excluded))
    )
+UNION ALL
+SELECT sub.id, l.id
+  FROM lists_hashlist l
+  JOIN lists_source src ON src.id = l.source_id
+  JOIN hub_organization sub ON sub.approved
+ WHERE l.deleted_at IS NULL
+   AND %(owners)s::bigint[] IS NULL
+   AND (%(orgs)s::bigint[] IS NULL OR sub.id = ANY(%(orgs)s::bigint[]))
+   AND (%(lists)s::bigint[] IS NULL OR l.id = ANY(%(lists)s::bigint[]))
+   AND (src.access = 'all'
+        OR EXISTS (SELECT 1 FROM sharing_sourceentitlement g
+                    WHERE g.source_id = src.id AND g.organization_id = sub.id))
 """
 
 
@@ -103,16 +118,31 @@ def access_pairs(
 
 
 _LIST_SELECT = (
-    "SELECT l.id, l.public_id, l.name, l.category, l.visibility, l.organization_id, o.name"
+    "SELECT l.id, l.public_id, l.name, l.category, l.visibility, l.organization_id,"
+    " COALESCE(o.name, src.name), l.source_id"
 )
-_LIST_FROM = " FROM lists_hashlist l JOIN hub_organization o ON o.id = l.organization_id"
+_LIST_FROM = (
+    " FROM lists_hashlist l LEFT JOIN hub_organization o ON o.id = l.organization_id"
+    " LEFT JOIN lists_source src ON src.id = l.source_id"
+)
 _LIST_COLUMNS = _LIST_SELECT + _LIST_FROM
 
 
 def _described(row: tuple[Any, ...], org: Organization) -> MatchableList:
-    pk, public_id, name, category, visibility, owner_id, owner_name = row
+    pk, public_id, name, category, visibility, owner_id, owner_name, source_id = row
+    if source_id is not None:
+        return MatchableList(
+            pk=pk,
+            public_id=public_id,
+            name=name,
+            category=category,
+            tier=TIER_VERIFIED,
+            contributor=owner_name,
+            anonymous=False,
+        )
     own = owner_id == org.pk
-    anonymous = not own and visibility == HashList.Visibility.ANONYMOUS
+    # Only an open list names its owner to others: a list made private may have been anonymous.
+    anonymous = not own and visibility != HashList.Visibility.OPEN
     return MatchableList(
         pk=pk,
         public_id=public_id,
@@ -174,6 +204,16 @@ class CatalogueItem:
     description: str
 
     def as_dict(self) -> dict[str, Any]:
+        if self.hash_list.tier == TIER_VERIFIED:
+            return {
+                **self.hash_list.as_dict(),
+                "description": self.description,
+                "visibility": "verified",
+                "subscribed": True,
+                "size": self.size,
+                "size_by_type": self.size_by_type,
+                "last_change": self.last_change.isoformat() if self.last_change else None,
+            }
         return {
             **self.hash_list.as_dict(),
             "description": self.description,
@@ -187,10 +227,40 @@ class CatalogueItem:
         }
 
 
-def _subscriber_counts(list_pks: list[int]) -> dict[int, int]:
-    counts: dict[int, int] = dict.fromkeys(list_pks, 0)
-    for _, list_pk in access_pairs(lists=list_pks):
+# The shared lists (of the given ones) that their own owner's category subscription takes in.
+_OWNER_COVERED_SQL = """
+SELECT l.id
+  FROM lists_hashlist l
+  JOIN hub_organization owner ON owner.id = l.organization_id AND owner.approved
+ WHERE l.id = ANY(%s::bigint[])
+   AND l.deleted_at IS NULL
+   AND l.visibility IN ('open', 'anonymous')
+   AND EXISTS (SELECT 1 FROM sharing_subscription s
+                WHERE s.organization_id = owner.id AND s.hash_list_id IS NULL
+                  AND s.category = l.category)
+   AND NOT EXISTS (SELECT 1 FROM sharing_subscription s
+                    WHERE s.organization_id = owner.id AND s.hash_list_id = l.id AND s.excluded)
+"""
+
+
+def subscriber_counts(list_pks: Iterable[int]) -> dict[int, int]:
+    """How many organisations subscribe to each list, to it or to its whole category.
+
+    The owner counts like any other organisation when its category subscription takes the list
+    in (it matches the list as its own either way): left out, every list of a category
+    subscriber would show one subscriber fewer than the others, and so tell which lists such an
+    organisation owns (DESIGN.md, invariant 3).
+    """
+    wanted = list(list_pks)
+    counts: dict[int, int] = dict.fromkeys(wanted, 0)
+    if not wanted:
+        return counts
+    for _, list_pk in access_pairs(lists=wanted):
         counts[list_pk] += 1
+    with connection.cursor() as cursor:
+        cursor.execute(_OWNER_COVERED_SQL, [wanted])
+        for (list_pk,) in cursor.fetchall():
+            counts[list_pk] += 1
     return counts
 
 
@@ -221,12 +291,12 @@ def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> 
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     list_pks = [row[0] for row in rows]
-    subscribers = _subscriber_counts(list_pks)
+    subscribers = subscriber_counts(list_pks)
     mine = subscription_state(org=org)
     items = []
     for row in rows:
-        described = _described(row[:7], org)
-        live_counts, last_change, description = row[7:]
+        described = _described(row[:8], org)
+        live_counts, last_change, description = row[8:]
         counts = json.loads(live_counts) if isinstance(live_counts, str) else live_counts
         by_type = {k: int(v) for k, v in (counts or {}).items() if v}
         explicit = mine.lists.get(described.pk)
@@ -251,6 +321,52 @@ def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> 
 def catalogue_item(*, org: Organization, public_id: str) -> CatalogueItem:
     """One catalogue list by its public id; 404 ``not_found`` when ``org`` may not see it."""
     found = catalogue(org=org, public_id=public_id)
+    if not found:
+        raise ServiceError("not_found", "No such list.", status=404)
+    return found[0]
+
+
+def verified_lists(
+    *, org: Organization, category: str = "", public_id: str = ""
+) -> list[CatalogueItem]:
+    """The verified source lists ``org`` is entitled to (always matched: no subscription)."""
+    pairs = access_pairs(orgs=[org.pk])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LIST_SELECT
+            + ", l.live_counts, l.last_change_at, l.description"
+            + _LIST_FROM
+            + " WHERE l.source_id IS NOT NULL AND l.id = ANY(%s)"
+            + (" AND l.category = %s" if category else " AND %s = ''")
+            + (" AND l.public_id = %s" if public_id else " AND %s = ''")
+            + " ORDER BY l.category, l.name, l.public_id",
+            [[list_pk for _, list_pk in pairs], category, public_id],
+        )
+        rows = cursor.fetchall()
+    items = []
+    for row in rows:
+        live_counts, last_change, description = row[8:]
+        counts = json.loads(live_counts) if isinstance(live_counts, str) else live_counts
+        by_type = {k: int(v) for k, v in (counts or {}).items() if v}
+        items.append(
+            CatalogueItem(
+                hash_list=_described(row[:8], org),
+                size=sum(by_type.values()),
+                size_by_type=by_type,
+                last_change=last_change,
+                subscribers=0,
+                subscribed=True,
+                via_category=False,
+                excluded=False,
+                description=description,
+            )
+        )
+    return items
+
+
+def verified_item(*, org: Organization, public_id: str) -> CatalogueItem:
+    """One verified list ``org`` is entitled to; 404 ``not_found`` otherwise."""
+    found = verified_lists(org=org, public_id=public_id)
     if not found:
         raise ServiceError("not_found", "No such list.", status=404)
     return found[0]
@@ -302,8 +418,11 @@ def list_readable_by(*, org: Organization, public_id: str) -> tuple[HashList, Ma
             hash_list.visibility,
             org.pk,
             org.name,
+            None,
         )
         return hash_list, _described(row, org)
+    if hash_list.source_id is not None:
+        return hash_list, verified_item(org=org, public_id=public_id).hash_list
     return hash_list, catalogue_item(org=org, public_id=public_id).hash_list
 
 
@@ -319,13 +438,23 @@ def access_log(*, org: Organization) -> list[tuple[int, int, bool]]:
 
 
 def corroboration_counts(hash_ids: Iterable[int]) -> dict[int, int]:
-    """hash id → how many distinct organisations (and, later, sources) hold it live."""
+    """hash id → how many distinct organisations and sources hold it live.
+
+    Each anonymous list counts as a holder of its own, apart from its owner's other lists:
+    counted with them, a hash in an open list of X and an anonymous list would count 1 when X
+    owns both and 2 otherwise, telling a subscriber who owns the anonymous list (DESIGN.md,
+    invariant 3). An organisation that holds a hash in an anonymous list and elsewhere is
+    therefore counted more than once.
+    """
     wanted = list(set(hash_ids))
     if not wanted:
         return {}
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT e.hash_id, count(DISTINCT l.organization_id)"
+            "SELECT e.hash_id, count(DISTINCT CASE"
+            "   WHEN l.visibility = 'anonymous' THEN 'list ' || l.id"
+            "   WHEN l.source_id IS NOT NULL THEN 'source ' || l.source_id"
+            "   ELSE 'org ' || l.organization_id END)"
             "  FROM lists_entry e JOIN lists_hashlist l ON l.id = e.hash_list_id"
             " WHERE e.hash_id = ANY(%s) AND e.removed_seq IS NULL AND l.deleted_at IS NULL"
             " GROUP BY e.hash_id",

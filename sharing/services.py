@@ -14,13 +14,20 @@ from collections.abc import Iterable
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django_scopes import scopes_disabled
 
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import Organization
-from lists.models import HashList
+from lists.models import HashList, Source
 from lists.services import audit_list, sequence_allocate
-from sharing.models import AccessEvent, ListImpact, SharingPreferences, Subscription
+from sharing.models import (
+    AccessEvent,
+    ListImpact,
+    SharingPreferences,
+    SourceEntitlement,
+    Subscription,
+)
 from sharing.selectors import access_pairs, catalogue_item, week_start
 
 VISIBILITY_EXPLAINED = {
@@ -293,3 +300,57 @@ def list_owner_reveal(*, hash_list: HashList, reason: str, actor: Actor) -> Orga
         metadata={"name": hash_list.name, "visibility": hash_list.visibility, "reason": reason},
     )
     return owner
+
+
+def _source_list_pks(source: Source) -> list[int]:
+    return list(HashList.objects.filter(source=source).values_list("pk", flat=True))
+
+
+@transaction.atomic
+def entitlement_set(*, source: Source, org: Organization, granted: bool, actor: Actor) -> bool:
+    """Staff grant (or withdraw) an organisation's access to a gated source. Audited in the
+    organisation's log; matching and the export feed follow at once. Returns whether it changed.
+    """
+    existing = SourceEntitlement.objects.filter(source=source, organization=org)
+    if granted == existing.exists():
+        return False
+    if granted:
+        SourceEntitlement.objects.create(
+            source=source, organization=org, granted_by_label=actor.label[:200]
+        )
+    else:
+        existing.delete()
+    audit(
+        actor=actor,
+        action="source.access_granted" if granted else "source.access_revoked",
+        organization=org,
+        target_type="source",
+        target_id=source.public_id,
+        metadata={"source": source.name},
+    )
+    with scopes_disabled():
+        access_sync(orgs=[org.pk], lists=_source_list_pks(source))
+    return True
+
+
+@transaction.atomic
+def source_access_set(*, source: Source, access: str, actor: Actor) -> Source:
+    """Open a source to every approved organisation, or to granted ones only. Audited."""
+    if access not in Source.Access.values:
+        raise ServiceError("invalid_access", "access must be one of: all, granted.")
+    if source.access == access:
+        return source
+    previous = source.access
+    source.access = access
+    source.save(update_fields=["access"])
+    audit(
+        actor=actor,
+        action="source.access_changed",
+        organization=None,
+        target_type="source",
+        target_id=source.public_id,
+        metadata={"source": source.name, "from": previous, "to": access},
+    )
+    with scopes_disabled():
+        access_sync(lists=_source_list_pks(source))
+    return source

@@ -1,5 +1,12 @@
+"""Staff pages of sharing, under ``/staff/lists/`` (included by hub.urls)."""
+
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from sharing import views
+
+urlpatterns = [
+    path("", views.staff_lists, name="staff_lists"),
+    path("<str:list_id>/reveal/", views.staff_list_reveal, name="staff_list_reveal"),
+]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ TO_ORG_A = Redirect("/o/org-a/")
 TO_MEMBERS = Redirect("/o/org-a/members/")
 TO_KEYS = Redirect("/o/org-a/keys/")
 TO_CHANGE_PASSWORD = Redirect("/accounts/password/change/")
+TO_COMMUNITY = Redirect("/o/org-a/community/")
 
 
 class Web(NamedTuple):
@@ -169,7 +171,12 @@ class Api:
 
 # --- the table: one line per URL pattern ------------------------------------------------------
 
-ENTRIES = {"entries": [{"type": "md5", "value": "d41d8cd98f00b204e9800998ecf8427e"}]}
+MD5_OF_NOTHING = "d41d8cd98f00b204e9800998ecf8427e"
+ENTRIES = {"entries": [{"type": "md5", "value": MD5_OF_NOTHING}]}
+
+# The upstream source and run of the staff pages (made in _build_world with these ids).
+SOURCE_ID = "source-perm"
+RUN_ID = "run-perm"
 
 TABLE: dict[str, Page | Api] = {
     # hub: landing, health, organisations, invitations
@@ -241,7 +248,7 @@ TABLE: dict[str, Page | Api] = {
         get=Keys(200, 404), post=Keys(200, 404, scope="lists:write"), data=ENTRIES
     ),
     "api_list_entries_remove": Api(post=Keys(200, 404, scope="lists:write"), data=ENTRIES),
-    # Org A's list is private: not in anyone's catalogue (its owner subscribes to nothing of its own).
+    # Org A's list is private: in nobody's catalogue (and an owner never subscribes to its own).
     "api_list_subscription": Api(
         put=Keys(404, 404, scope="lists:admin"), delete=Keys(404, 404, scope="lists:admin")
     ),
@@ -276,6 +283,89 @@ TABLE: dict[str, Page | Api] = {
     "allow_list_remove": Page(
         get=org_page(405, 405), post=org_page(Redirect("/o/org-a/allow-list/"), 403)
     ),
+    # sharing: the community catalogue, one's own shared lists, subscriptions, visibility, impact.
+    # Org A's list is private: its own page shows a preview, and it is in nobody's catalogue.
+    "community": Page(get=org_page(200, 200)),
+    "community_shared": Page(get=org_page(200, 200)),
+    "community_list": Page(get=org_page(200, 200)),
+    "community_subscription": Page(
+        get=org_page(405, 405), post=org_page(404, 403), data={"subscribed": "1"}
+    ),
+    "community_category_subscription": Page(
+        get=org_page(405, 405),
+        post=org_page(TO_COMMUNITY, 403),
+        data={"category": "csam", "subscribed": "1"},
+    ),
+    "community_preferences": Page(
+        get=org_page(405, 405), post=org_page(TO_COMMUNITY, 403), data={"ignore_disputed": "on"}
+    ),
+    # Without the confirmation box ticked the change is refused: 400.
+    "list_visibility": Page(
+        get=org_page(200, 200), post=org_page(400, 403), data={"visibility": "open"}
+    ),
+    "list_impact": Page(get=org_page(200, 200)),
+    # sharing: disputes. Org A's dispute is one a third organisation raised on A's shared list, so
+    # Alice may reject it or retract the entry, but has nothing of her own to withdraw (404).
+    "disputes": Page(get=org_page(200, 200)),
+    # Org A's list is its own: nothing to dispute (400 own_list).
+    "dispute_new": Page(
+        get=org_page(400, 403),
+        post=org_page(400, 403),
+        data={"type": "md5", "value": MD5_OF_NOTHING, "reason": "not_csam"},
+    ),
+    "dispute_detail": Page(get=org_page(200, 200)),
+    "dispute_withdraw": Page(get=org_page(405, 405), post=org_page(404, 403)),
+    "dispute_reject": Page(
+        get=org_page(405, 405),
+        post=org_page(Redirect("/o/org-a/disputes/dispute-org-a/"), 403),
+        data={"note": "The hash is correct; we checked it again."},
+    ),
+    "dispute_retract": Page(
+        get=org_page(405, 405), post=org_page(Redirect("/o/org-a/disputes/dispute-org-a/"), 403)
+    ),
+    "api_disputes": Api(
+        get=Keys(200, 200),
+        post=Keys(404, 404, scope="lists:write"),
+        data={"list": "no-such-list", "type": "md5", "value": MD5_OF_NOTHING, "reason": "other"},
+    ),
+    # sharing: staff look a list up; revealing its owner is a POST with a reason (audited).
+    "staff_lists": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    # Upstream sources: staff only, 404 for everyone else.
+    "staff_sources": Page(
+        get=Web(LOGIN, 404, 404, 404, 200), post=Web(LOGIN, 404, 404, 404, 400), data={"name": ""}
+    ),
+    "staff_source": Page(
+        get=Web(LOGIN, 404, 404, 404, 200),
+        post=Web(LOGIN, 404, 404, 404, 400),
+        data={"interval_minutes": "-1"},
+    ),
+    "staff_source_run_now": Page(
+        get=Web(LOGIN, 404, 404, 404, 405),
+        post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/")),
+    ),
+    # No file in the form: a message, back to the source.
+    "staff_source_upload": Page(
+        get=Web(LOGIN, 404, 404, 404, 405),
+        post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/")),
+    ),
+    "staff_source_run": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_source_run_progress": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_source_entitlements": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_source_access": Page(
+        get=Web(LOGIN, 404, 404, 404, 405),
+        post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/entitlements/")),
+        data={"access": "all"},
+    ),
+    "staff_source_entitlement_set": Page(
+        get=Web(LOGIN, 404, 404, 404, 405),
+        post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/entitlements/")),
+        data={"granted": "1"},
+    ),
+    "staff_list_reveal": Page(
+        get=Web(LOGIN, 404, 404, 404, 405),
+        post=Web(LOGIN, 404, 404, 404, 200),
+        data={"reason": "a complaint about this list"},
+    ),
     # lists: pages (valid POSTs redirect to random ids, so the POSTed data here is refused: 400)
     "lists": Page(
         get=org_page(200, 200), post=org_page(400, 403), data={"name": "", "category": "se"}
@@ -300,12 +390,8 @@ TABLE: dict[str, Page | Api] = {
     "account_signup": Page(get=users(200, HOME), post=users(400, HOME)),
     "account_reauthenticate": Page(get=users(LOGIN, 200), post=users(LOGIN, 400)),
     # Re-authentication by an e-mailed code is switched off (settings): refused once logged in.
-    "account_request_reauthentication_code": Page(
-        get=users(LOGIN, 403), post=users(LOGIN, 403)
-    ),
-    "account_confirm_reauthentication_code": Page(
-        get=users(LOGIN, 403), post=users(LOGIN, 403)
-    ),
+    "account_request_reauthentication_code": Page(get=users(LOGIN, 403), post=users(LOGIN, 403)),
+    "account_confirm_reauthentication_code": Page(get=users(LOGIN, 403), post=users(LOGIN, 403)),
     "account_email": Page(get=users(LOGIN, 200), post=users(LOGIN, Redirect("/accounts/email/"))),
     "account_email_verification_sent": Page(get=everyone(200)),
     "account_change_password": Page(get=users(LOGIN, 200), post=users(LOGIN, 400)),
@@ -372,7 +458,24 @@ OTHER_KWARGS: dict[str, Callable[[World], str]] = {
     "pk": lambda w: "1",  # a WebAuthn authenticator that does not exist
     "rest": lambda w: "v1/no-such-endpoint",
     "category": lambda w: "csam",
+    # Upstream sources belong to no organisation: staff see them all (made in _build_world).
+    "source_id": lambda w: SOURCE_ID,
+    "run_id": lambda w: RUN_ID,
 }
+
+
+def _new_source() -> None:
+    from lists.models import ImportRun, Source
+    from lists.sources import source_create
+
+    source = source_create(
+        name="Permission feed",
+        kind="feed",
+        config={"url": "http://127.0.0.1:9/feed.csv", "format": "csv"},
+        actor=Actor(system="test"),
+    )
+    Source.objects.filter(pk=source.pk).update(public_id=SOURCE_ID)
+    ImportRun.objects.create(source=source, public_id=RUN_ID, trigger="test")
 
 
 def _new_list(org: Organization) -> str:
@@ -394,9 +497,6 @@ def _new_import_job(org: Organization) -> str:
         return ImportJob.objects.create(
             organization=org, hash_list=target, filename="h.csv"
         ).public_id
-
-
-MD5_OF_NOTHING = "d41d8cd98f00b204e9800998ecf8427e"
 
 
 def _new_detection(org: Organization) -> str:
@@ -433,12 +533,40 @@ def _new_webhook(org: Organization) -> str:
     return endpoint.public_id
 
 
+def _new_dispute(org: Organization) -> str:
+    """A dispute on ``org``'s anonymous shared list, raised by a third (approved) organisation.
+
+    So ``org`` has received it (its owner may reject it or retract the entry) but not raised it.
+    """
+    from lists.services import EntryInput, entry_add, list_create
+    from sharing.disputes import dispute_create
+    from sharing.services import list_visibility_set
+
+    system = Actor(system="test")
+    disputer = OrganizationFactory.create(name="Disputer", slug=f"disputer-{org.slug}")
+    value = secrets.token_hex(16)  # a made-up md5
+    with scope(organization=org.pk):
+        shared = list_create(org=org, name="Shared", category="csam", actor=system)
+        entry_add(hash_list=shared, items=[EntryInput("md5", value)], actor=system)
+        list_visibility_set(hash_list=shared, visibility="anonymous", actor=system)
+    with scope(organization=disputer.pk):
+        dispute = dispute_create(
+            org=disputer, list_public_id=shared.public_id, signal_type="md5", value=value,
+            reason="not_csam", actor=system,
+        )  # fmt: skip
+        # A fixed id, so that the redirects of dispute_reject and dispute_retract can be written.
+        dispute.public_id = f"dispute-{org.slug}"
+        dispute.save(update_fields=["public_id"])
+    return dispute.public_id
+
+
 OBJECT_MAKERS: dict[str, Callable[[Organization], str]] = {
     "list_id": _new_list,
     "job_id": _new_import_job,
     "detection_id": _new_detection,
     "allowed_id": _new_allowed_hash,
     "endpoint_id": _new_webhook,
+    "dispute_id": _new_dispute,
 }
 
 
@@ -480,6 +608,7 @@ def _build_world() -> World:
     key_a = make_key(org_a, ALL_SCOPES, name="A's key")
     key_b = make_key(org_b, ALL_SCOPES, name="B's key")
     old_key, old_secret = make_key(org_a, ALL_SCOPES, name="A's old key")
+    _new_source()
     with scope(organization=org_a.pk):
         services.api_key_revoke(key=old_key, actor=Actor(system="test"))
     return World(
@@ -638,7 +767,7 @@ def _assert_status(response: HttpResponse, expected: Status) -> None:
 
 
 def _is_refusal(expected: Status) -> bool:
-    return expected in (LOGIN, REAUTH) or expected in (401, 403, 404, 405)
+    return expected in (LOGIN, REAUTH) or expected in (400, 401, 403, 404, 405)
 
 
 # Every model of these apps is compared before and after a refused request...

@@ -281,9 +281,15 @@ HASHHUB_DETECTION_RETENTION_DAYS = env_int("HASHHUB_DETECTION_RETENTION_DAYS", 9
 # A shared entry is reported ``disputed: true`` once this many organisations dispute it (open).
 HASHHUB_DISPUTE_THRESHOLD = env_int("HASHHUB_DISPUTE_THRESHOLD", 2, minimum=1)
 # Where the index snapshot task writes the memory-mapped arrays every web process loads.
+# Feed files uploaded by staff for file-based sources (lists.importers.feed).
+HASHHUB_FEED_DIR = Path(env_str("HASHHUB_FEED_DIR", str(VAR_DIR / "feeds")))
 HASHHUB_INDEX_DIR = Path(env_str("HASHHUB_INDEX_DIR", str(VAR_DIR / "index")))
 # Webhook URLs may not reach loopback, private, link-local or metadata addresses; networks listed
 # here (CIDR, e.g. "127.0.0.1/32") are let through all the same. The tests allow 127.0.0.1.
+# Upstream source imports: per-request timeout, attempts and first backoff delay (doubling).
+HASHHUB_SOURCE_HTTP_TIMEOUT = float(env_int("HASHHUB_SOURCE_HTTP_TIMEOUT_SECONDS", 60, minimum=1))
+HASHHUB_SOURCE_HTTP_ATTEMPTS = env_int("HASHHUB_SOURCE_HTTP_ATTEMPTS", 5, minimum=1)
+HASHHUB_SOURCE_HTTP_BACKOFF = float(env_int("HASHHUB_SOURCE_HTTP_BACKOFF_SECONDS", 2, minimum=0))
 HASHHUB_WEBHOOK_ALLOWED_NETWORKS = env_list("HASHHUB_WEBHOOK_ALLOWED_NETWORKS", [])
 HASHHUB_WEBHOOK_TIMEOUT_SECONDS = env_int("HASHHUB_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 HASHHUB_WEBHOOK_MAX_ATTEMPTS = env_int("HASHHUB_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
@@ -296,6 +302,10 @@ CELERY_BEAT_SCHEDULE = {
     "daily-detection-digest": {
         "task": "matching.send_digests",
         "schedule": crontab(hour=7, minute=0),
+    },
+    "source-imports-due": {
+        "task": "lists.schedule_sources",
+        "schedule": 60.0,
     },
     "match-index-snapshot": {
         "task": "matching.write_index_snapshot",

@@ -1,0 +1,133 @@
+"""What every upstream adapter gives the import runner, and what it may raise.
+
+An adapter turns one upstream format into :class:`Page` objects: records to apply, per-record
+errors, and the checkpoint to store once the page is applied. The runner (lists.sources) applies
+each page and stores its checkpoint in one transaction, so a crash between pages loses nothing
+and a crash inside a page leaves the old checkpoint: the next run fetches that page again, and
+applying it twice gives the state once gives (adds of live entries and removals of absent ones
+change nothing).
+
+Adapters never touch the database; they are given the source's ``config`` (plain settings, plus
+the *names* of environment variables that hold credentials), a :class:`Credentials` reader and
+an :class:`~lists.importers.http.Http` client with timeouts and retries.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from lists.importers.http import Http
+
+ADD = "add"
+REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One upstream record.
+
+    ``hashes`` are (signal type, text value) pairs in the upstream's own spelling; the runner
+    parses and canonicalises them (a bad one becomes a per-record error). ``key`` is the
+    upstream's id for the record: a later ``add`` with the same key *replaces* the hashes the key
+    contributed (an update), and a ``remove`` with a key needs no hashes. Records without a key
+    add or remove exactly their hashes. ``category`` is ``csam`` or ``se`` (empty: the source's
+    default); ``labels`` become the entries' labels (e.g. NCMEC's A1..B2 classification).
+    """
+
+    position: str
+    op: str
+    hashes: tuple[tuple[str, str], ...] = ()
+    key: str = ""
+    category: str = ""
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A record the adapter could not read; the rest of the page still applies."""
+
+    position: str
+    code: str
+    message: str
+
+
+@dataclass
+class Page:
+    """What one fetch yields.
+
+    ``checkpoint`` is the adapter's state to resume after this page. For *snapshot* feeds
+    (what is absent from the new file is removed) every page of one snapshot carries the same
+    ``snapshot`` id and the last one ``snapshot_complete=True``: the runner then removes the
+    source's entries that no page of that snapshot named. ``expected`` is the total number of
+    records of the run when the upstream says (for the progress bar).
+    """
+
+    records: list[Record]
+    checkpoint: dict[str, Any]
+    errors: list[RecordError] = field(default_factory=list)
+    snapshot: str = ""
+    snapshot_complete: bool = False
+    expected: int | None = None
+
+
+class SourceError(Exception):
+    """The run cannot go on: the checkpoint stays where the last good page left it.
+
+    ``code`` is machine-readable (``auth_failed``, ``http_error``, ``timeout``,
+    ``malformed_page``, ``unsafe_xml``, ``bad_config``, ``credentials_missing``...); ``message``
+    is a sentence for staff. Never put credentials in either.
+    """
+
+    def __init__(self, code: str, message: str, *, position: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.position = position
+
+
+class Credentials:
+    """Reads credentials from the environment variables a source's config names."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def get(self, config: Mapping[str, Any], name_key: str) -> str:
+        """The value of the environment variable named by ``config[name_key]``."""
+        variable = config.get(name_key)
+        if not variable:
+            raise SourceError("bad_config", f"The source's configuration needs {name_key!r}.")
+        value = self._environ.get(str(variable))
+        if not value:
+            raise SourceError(
+                "credentials_missing",
+                f"The environment variable {variable} (named by {name_key}) is not set.",
+            )
+        return value
+
+
+class Adapter(ABC):
+    """One upstream format. Subclasses set ``kind`` and implement ``pages``."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, *, config: Mapping[str, Any], credentials: Credentials, http: Http) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.http = http
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The config, cleaned; raise SourceError("bad_config", ...) when it cannot work."""
+        return dict(config)
+
+    @abstractmethod
+    def pages(self, checkpoint: Mapping[str, Any]) -> Iterator[Page]:
+        """Pages from ``checkpoint`` on (empty: from the start), until the upstream has no more.
+
+        Raise SourceError for anything that must stop the run (auth failure after retries, a
+        malformed page, unsafe XML). A page's checkpoint is stored only once it is applied.
+        """

@@ -1,0 +1,598 @@
+"""Upstream verified sources: registering them and running their imports.
+
+An import run asks the source's adapter (lists.importers) for pages from the stored checkpoint
+on, and applies each page *and* its checkpoint in one transaction. So:
+
+- killing the worker at any moment loses at most the page in flight, whose checkpoint was not
+  stored; the next run fetches it again, and applying a page twice gives what applying it once
+  gives (an add of a live entry or a removal of an absent one changes nothing);
+- a page the adapter cannot read fails the run with its code and leaves the checkpoint where
+  the last good page put it;
+- one run at a time per source, by a PostgreSQL advisory lock held by the running connection:
+  a worker that dies releases it with its connection, and the next run marks the dead one's
+  row failed ("abandoned").
+
+Records with an upstream key (NCMEC's member and entry id, a peer hub's list and hash) are
+tracked in SourceRecord: a later record with the same key replaces the hashes it contributes,
+a deletion by key removes them, and a hash leaves a list only when no record of that list still
+holds it. Snapshot feeds key each row by its hash; when the last page of a snapshot is applied,
+every record the snapshot did not name is removed the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django_scopes import scopes_disabled
+
+from hub.audit import SYSTEM, Actor, audit
+from hub.errors import ServiceError
+from lists.hashtypes import HashParseError, get_signal_type
+from lists.importers import adapter_class
+from lists.importers.base import ADD, REMOVE, Credentials, Page, Record, SourceError
+from lists.importers.http import Http
+from lists.models import HashList, ImportRun, ImportRunError, Source, SourceRecord
+from lists.services import ParsedEntry, Provenance, _apply_adds, _tombstone, normalise_labels
+
+logger = logging.getLogger(__name__)
+
+MAX_ERRORS_KEPT = 10_000
+"""Per-record errors stored per run; the count goes on past it."""
+
+HEARTBEAT_STALE = timedelta(minutes=10)
+
+_LOCK_NAMESPACE = 0x48485352  # "HHSR": our advisory-lock class for source runs
+
+
+# --- registering ----------------------------------------------------------------------------
+
+
+def _clean_config(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    if kind not in Source.Kind.values:
+        raise ServiceError(
+            "invalid_kind",
+            f"kind must be one of: {', '.join(Source.Kind.values)}.",
+            {"allowed": list(Source.Kind.values)},
+        )
+    if not isinstance(config, Mapping):
+        raise ServiceError("bad_config", "config must be an object.")
+    try:
+        return adapter_class(kind).check_config(config)
+    except SourceError as error:
+        raise ServiceError(error.code, error.message) from None
+
+
+def source_lists(source: Source) -> dict[str, HashList]:
+    """The source's list per category, made on first use ("<name> CSAM", "<name> SE")."""
+    # Source lists belong to no organisation: outside every tenant scope.
+    with scopes_disabled():
+        lists = {hl.category: hl for hl in HashList.objects.filter(source=source)}
+        for category, label in HashList.Category.choices:
+            if category not in lists:
+                lists[category], _ = HashList.objects.get_or_create(
+                    source=source,
+                    category=category,
+                    defaults={"name": f"{source.name} {label}"[:120], "organization": None},
+                )
+    return lists
+
+
+def _audit_source(source: Source, action: str, actor: Actor, **metadata: Any) -> None:
+    audit(
+        actor=actor,
+        action=action,
+        organization=None,
+        target_type="source",
+        target_id=source.public_id,
+        metadata={"name": source.name, **metadata},
+    )
+
+
+@transaction.atomic
+def source_create(
+    *,
+    name: str,
+    kind: str,
+    config: Mapping[str, Any],
+    default_category: str = HashList.Category.CSAM,
+    access: str = Source.Access.GRANTED,
+    interval_minutes: int = 0,
+    description: str = "",
+    actor: Actor,
+) -> Source:
+    """Register an upstream source and make its CSAM and SE lists. Audited (no credentials)."""
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise ServiceError("invalid_name", "Give the source a name of 1 to 120 characters.")
+    if Source.objects.filter(name=name).exists():
+        raise ServiceError("name_taken", "A source with this name exists already.", status=409)
+    if default_category not in HashList.Category.values:
+        raise ServiceError("invalid_category", "category must be one of: csam, se.")
+    if access not in Source.Access.values:
+        raise ServiceError("invalid_access", "access must be one of: all, granted.")
+    if interval_minutes < 0:
+        raise ServiceError("invalid_interval", "interval_minutes must be 0 or more.")
+    source = Source.objects.create(
+        name=name,
+        kind=kind,
+        config=_clean_config(kind, config),
+        default_category=default_category,
+        access=access,
+        interval_minutes=interval_minutes,
+        description=description.strip(),
+    )
+    source_lists(source)
+    _audit_source(source, "source.created", actor, kind=kind, access=access)
+    return source
+
+
+_EDITABLE = {"description", "enabled", "interval_minutes", "config", "default_category"}
+
+
+@transaction.atomic
+def source_update(*, source: Source, actor: Actor, **changes: Any) -> Source:
+    """Change a source's settings (not its access: sharing.services.source_access_set). Audited."""
+    unknown = set(changes) - _EDITABLE
+    if unknown:
+        raise ServiceError("invalid_field", f"Cannot change: {', '.join(sorted(unknown))}.")
+    if "config" in changes:
+        changes["config"] = _clean_config(source.kind, changes["config"])
+    if changes.get("default_category", source.default_category) not in HashList.Category.values:
+        raise ServiceError("invalid_category", "category must be one of: csam, se.")
+    if int(changes.get("interval_minutes", 0)) < 0:
+        raise ServiceError("invalid_interval", "interval_minutes must be 0 or more.")
+    for name, value in changes.items():
+        setattr(source, name, value)
+    source.save()
+    _audit_source(source, "source.updated", actor, fields=sorted(changes))
+    return source
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def _enqueue(run: ImportRun) -> None:
+    from lists.tasks import source_run
+
+    transaction.on_commit(lambda: source_run.delay(run.pk))
+
+
+@transaction.atomic
+def run_create(
+    *, source: Source, trigger: str, enqueue: bool = True, actor: Actor | None = None
+) -> ImportRun:
+    """Queue an import of ``source`` (a Celery task after commit), or return the one pending.
+
+    ``enqueue=False`` makes the row only, for a caller that runs it itself (fetchsource). A new
+    run is audited (``source.run_requested``) as ``actor``, or as the trigger.
+    """
+    Source.objects.select_for_update().filter(pk=source.pk).first()
+    pending = (
+        ImportRun.objects.filter(
+            source=source, status__in=[ImportRun.Status.QUEUED, ImportRun.Status.RUNNING]
+        )
+        .order_by("created")
+        .first()
+    )
+    if pending is not None and not _is_stale(pending):
+        return pending
+    run = ImportRun.objects.create(
+        source=source, trigger=trigger[:200], checkpoint_before=source.checkpoint
+    )
+    _audit_source(
+        source, "source.run_requested", actor or Actor(system=trigger[:200]), run=run.public_id
+    )
+    if enqueue:
+        _enqueue(run)
+    return run
+
+
+def _is_stale(run: ImportRun) -> bool:
+    beat = run.heartbeat_at or run.created
+    return timezone.now() - beat > HEARTBEAT_STALE
+
+
+def _try_lock(source: Source) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, source.pk])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock(source: Source) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, source.pk])
+
+
+@dataclass
+class PageResult:
+    seen: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    errors: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def run_execute(
+    *,
+    run_id: int,
+    http: Http | None = None,
+    credentials: Credentials | None = None,
+    on_page: Any = None,
+) -> ImportRun:
+    """Run a queued import in this process (the Celery task's body; fetchsource calls it too).
+
+    Returns the finished run: ``succeeded``, or ``failed`` with ``error_code`` and
+    ``error_message``. Another process already running the same source: the run fails with
+    ``source_busy`` and changes nothing. ``on_page(run)`` is called after each applied page.
+    """
+    with scopes_disabled():
+        return _run_execute(run_id, http, credentials, on_page)
+
+
+def _run_execute(
+    run_id: int, http: Http | None, credentials: Credentials | None, on_page: Any
+) -> ImportRun:
+    run = ImportRun.objects.select_related("source").get(pk=run_id)
+    source = run.source
+    if run.status not in (ImportRun.Status.QUEUED, ImportRun.Status.RUNNING):
+        return run
+    if not _try_lock(source):
+        # Someone else is running this source (maybe this very run): leave the row alone.
+        raise ServiceError(
+            "source_busy", "Another import of this source is running; try again later.", status=409
+        )
+    client = http or Http()
+    try:
+        # We hold the lock: any other "running" run of this source belongs to a dead worker.
+        ImportRun.objects.filter(source=source, status=ImportRun.Status.RUNNING).exclude(
+            pk=run.pk
+        ).update(
+            status=ImportRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error_code="abandoned",
+            error_message="The worker running this import stopped; a later run resumed it.",
+        )
+        source.refresh_from_db()
+        now = timezone.now()
+        run.status = ImportRun.Status.RUNNING
+        run.started_at = now
+        run.heartbeat_at = now
+        run.checkpoint_before = source.checkpoint
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "checkpoint_before"])
+        Source.objects.filter(pk=source.pk).update(last_run_at=now)
+        adapter = adapter_class(source.kind)(
+            config=source.config, credentials=credentials or Credentials(), http=client
+        )
+        lists = source_lists(source)
+        for page in adapter.pages(dict(source.checkpoint)):
+            _apply_page_and_checkpoint(source, lists, run, page)
+            if on_page is not None:
+                on_page(run)
+    except SourceError as error:
+        return _finish(run, error.code, error.message)
+    except Exception:
+        logger.exception("import run %s of source %s failed", run.public_id, source.name)
+        return _finish(run, "internal_error", "The import stopped on an unexpected error.")
+    finally:
+        if http is None:
+            client.close()
+        _unlock(source)
+    return _finish(run, "", "")
+
+
+def _finish(run: ImportRun, code: str, message: str) -> ImportRun:
+    now = timezone.now()
+    run.status = ImportRun.Status.FAILED if code else ImportRun.Status.SUCCEEDED
+    run.finished_at = now
+    run.error_code = code
+    run.error_message = message
+    source = Source.objects.get(pk=run.source_id)
+    run.checkpoint_after = source.checkpoint
+    run.save()
+    if code:
+        Source.objects.filter(pk=source.pk).update(last_error=f"{code}: {message}"[:2000])
+    else:
+        Source.objects.filter(pk=source.pk).update(last_success_at=now, last_error="")
+    return run
+
+
+@transaction.atomic
+def _apply_page_and_checkpoint(
+    source: Source, lists: Mapping[str, HashList], run: ImportRun, page: Page
+) -> None:
+    result = apply_page(source=source, lists=lists, page=page, run=run)
+    Source.objects.filter(pk=source.pk).update(checkpoint=page.checkpoint)
+    source.checkpoint = page.checkpoint
+    kept = ImportRunError.objects.filter(run=run).count()
+    room = max(0, MAX_ERRORS_KEPT - kept)
+    ImportRunError.objects.bulk_create(
+        ImportRunError(run=run, position=pos[:200], code=code[:64], message=message)
+        for pos, code, message in result.errors[:room]
+    )
+    run.pages += 1
+    run.seen += result.seen
+    run.added += result.added
+    run.updated += result.updated
+    run.removed += result.removed
+    run.rejected += len(result.errors)
+    if page.expected is not None:
+        run.expected = page.expected
+    run.heartbeat_at = timezone.now()
+    run.save(
+        update_fields=[
+            "pages",
+            "seen",
+            "added",
+            "updated",
+            "removed",
+            "rejected",
+            "expected",
+            "heartbeat_at",
+        ]
+    )
+
+
+# --- applying a page ------------------------------------------------------------------------
+
+
+@dataclass
+class _Wanted:
+    """One record, parsed: the list it goes to and its canonical hashes."""
+
+    key: str
+    op: str
+    category: str
+    labels: list[str]
+    hashes: list[tuple[str, bytes]]
+
+
+def _parse(source: Source, record: Record, result: PageResult) -> list[_Wanted]:
+    category = record.category or source.default_category
+    if category not in HashList.Category.values:
+        result.errors.append(
+            (record.position, "invalid_category", f"Unknown category {category!r}.")
+        )
+        return []
+    if record.op not in (ADD, REMOVE):
+        result.errors.append((record.position, "invalid_op", f"Unknown operation {record.op!r}."))
+        return []
+    try:
+        labels = normalise_labels(record.labels)
+    except ServiceError as error:
+        result.errors.append((record.position, error.code, error.message))
+        labels = []
+    hashes: list[tuple[str, bytes]] = []
+    for signal_name, text in record.hashes:
+        try:
+            signal_type = get_signal_type(signal_name.strip().lower())
+            hashes.append((signal_type.name, signal_type.parse(text)))
+        except HashParseError as error:
+            result.errors.append((record.position, error.code, f"{signal_name}: {error.message}"))
+        except ServiceError as error:
+            result.errors.append((record.position, error.code, error.message))
+    if record.key:
+        if record.op == ADD and not hashes:
+            if not record.hashes:
+                result.errors.append(
+                    (record.position, "no_hashes", "The record carries no hash to add.")
+                )
+            return []
+        return [_Wanted(record.key, record.op, category, labels, hashes)]
+    # Unkeyed: each hash stands alone, keyed by itself (and its list) so that a snapshot can
+    # tell which rows it named, and a removal releases exactly that hash.
+    return [
+        _Wanted(f"{category}:{name}:{value.hex()}", record.op, category, labels, [(name, value)])
+        for name, value in hashes
+    ]
+
+
+def _hash_ids(pairs: Iterable[tuple[str, bytes]]) -> dict[tuple[str, bytes], int]:
+    """Ids of the given hashes in the merged set, inserting the new ones."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
+    types = [t for t, _ in wanted]
+    values = [v for _, v in wanted]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO lists_hash (signal_type, value)"
+            " SELECT * FROM unnest(%s::varchar[], %s::bytea[]) ON CONFLICT DO NOTHING",
+            [types, values],
+        )
+        cursor.execute(
+            "SELECT h.id, h.signal_type, h.value FROM lists_hash h"
+            " JOIN unnest(%s::varchar[], %s::bytea[]) AS q(t, v)"
+            "   ON h.signal_type = q.t AND h.value = q.v",
+            [types, values],
+        )
+        return {(t, bytes(v)): pk for pk, t, v in cursor.fetchall()}
+
+
+def apply_page(
+    *, source: Source, lists: Mapping[str, HashList], page: Page, run: ImportRun
+) -> PageResult:
+    """Apply one page's records to the source's lists (inside the caller's transaction)."""
+    result = PageResult(errors=[(e.position, e.code, e.message) for e in page.errors])
+    result.seen = len(page.records)
+    wanted: dict[str, _Wanted] = {}
+    for record in page.records:
+        for item in _parse(source, record, result):
+            wanted[item.key] = item  # a later record with the same key wins
+    ids = _hash_ids(h for item in wanted.values() for h in item.hashes)
+    old = {
+        r.key: r
+        for r in SourceRecord.objects.filter(source=source, key__in=list(wanted)).select_related(
+            "hash_list"
+        )
+    }
+    by_pk = {hl.pk: hl for hl in lists.values()}
+    released: dict[int, set[int]] = defaultdict(set)  # list pk -> hash ids maybe to remove
+    adds: dict[int, dict[int, tuple[str, bytes, list[str]]]] = defaultdict(dict)
+    upserts: list[SourceRecord] = []
+    deletes: list[str] = []
+    now = timezone.now()
+    for key, item in wanted.items():
+        target = lists[item.category]
+        previous = old.get(key)
+        if previous is not None:
+            released[previous.hash_list_id].update(previous.hash_ids)
+        if item.op == REMOVE:
+            if previous is not None:
+                deletes.append(key)
+            continue
+        hash_ids = sorted({ids[h] for h in item.hashes})
+        if previous is not None and (
+            previous.hash_list_id != target.pk
+            or sorted(previous.hash_ids) != hash_ids
+            or list(previous.labels) != item.labels
+        ):
+            result.updated += 1
+        for pair in item.hashes:
+            adds[target.pk][ids[pair]] = (pair[0], pair[1], item.labels)
+        upserts.append(
+            SourceRecord(
+                source=source,
+                key=key,
+                hash_list=target,
+                hash_ids=hash_ids,
+                labels=item.labels,
+                snapshot=page.snapshot,
+                updated=now,
+            )
+        )
+    if deletes:
+        SourceRecord.objects.filter(source=source, key__in=deletes).delete()
+    if upserts:
+        SourceRecord.objects.bulk_create(
+            upserts,
+            update_conflicts=True,
+            unique_fields=["source", "key"],
+            update_fields=["hash_list", "hash_ids", "labels", "snapshot", "updated"],
+        )
+    who = Provenance(None, None, f"source {source.name} (run {run.public_id})"[:200])
+    for list_pk, rows in adds.items():
+        hash_list = by_pk[list_pk]
+        parsed = [
+            ParsedEntry(i, signal_type, value, labels, "")
+            for i, (signal_type, value, labels) in enumerate(rows.values())
+        ]
+        _, added = _apply_adds(hash_list, parsed, who)
+        result.added += added
+        _relabel(hash_list, rows)
+    for list_pk, maybe_gone in released.items():
+        result.removed += _release(by_pk.get(list_pk), maybe_gone - set(adds[list_pk]), who)
+    if page.snapshot and page.snapshot_complete:
+        result.removed += _sweep(source, by_pk, page.snapshot, who)
+    return result
+
+
+def _relabel(hash_list: HashList, rows: Mapping[int, tuple[str, bytes, list[str]]]) -> None:
+    """An update may change a record's labels (e.g. its classification): follow on live entries."""
+    by_labels: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for hash_id, (_, _, labels) in rows.items():
+        by_labels[tuple(labels)].append(hash_id)
+    with connection.cursor() as cursor:
+        for label_set, hash_ids in by_labels.items():
+            cursor.execute(
+                "UPDATE lists_entry SET labels = %s WHERE hash_list_id = %s"
+                " AND hash_id = ANY(%s) AND removed_seq IS NULL AND labels <> %s::varchar[]",
+                [list(label_set), hash_list.pk, hash_ids, list(label_set)],
+            )
+
+
+_RELEASED_TARGETS = """
+    SELECT e.id, h.signal_type FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id
+    WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL AND e.hash_id = ANY(%(ids)s)
+      AND NOT EXISTS (SELECT 1 FROM lists_sourcerecord r
+                       WHERE r.hash_list_id = e.hash_list_id AND r.hash_ids @> ARRAY[e.hash_id])
+"""
+
+
+def _release(hash_list: HashList | None, hash_ids: set[int], who: Provenance) -> int:
+    """Remove the hashes no record of the list holds any longer. Returns how many."""
+    if hash_list is None or not hash_ids:
+        return 0
+    return _tombstone(
+        hash_list, _RELEASED_TARGETS, who, "removed upstream", {"ids": sorted(hash_ids)}
+    )
+
+
+def _sweep(source: Source, by_pk: Mapping[int, HashList], snapshot: str, who: Provenance) -> int:
+    """After a complete snapshot: drop the records it did not name, and their hashes."""
+    stale = SourceRecord.objects.filter(source=source).exclude(snapshot=snapshot)
+    released: dict[int, set[int]] = defaultdict(set)
+    for list_pk, hash_ids in stale.values_list("hash_list_id", "hash_ids"):
+        released[list_pk].update(hash_ids)
+    stale.delete()
+    return sum(_release(by_pk.get(pk), ids, who) for pk, ids in released.items())
+
+
+@transaction.atomic
+def feed_file_store(*, source: Source, data: bytes, filename: str, actor: Actor) -> ImportRun:
+    """Keep an uploaded feed file for a ``feed`` source, point the source at it, queue a run.
+
+    The file is written whole under the feed directory (a temporary name, then renamed), so a
+    run never reads half a file; the source then reads it instead of any URL. Audited (name and
+    size, never the content).
+    """
+    import hashlib
+    import os
+    import tempfile
+
+    from django.conf import settings
+
+    if source.kind != Source.Kind.FEED:
+        raise ServiceError("not_a_feed", "Only a file or URL feed source takes an uploaded file.")
+    if not data:
+        raise ServiceError("empty_file", "The file is empty.")
+    if len(data) > settings.HASHHUB_MAX_HASH_FILE_BYTES:
+        raise ServiceError(
+            "file_too_large",
+            f"A feed file may be at most {settings.HASHHUB_MAX_HASH_FILE_BYTES:,} bytes.",
+            status=413,
+        )
+    directory = settings.HASHHUB_FEED_DIR / source.public_id
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    target = directory / f"{timezone.now():%Y%m%dT%H%M%S}-{digest[:12]}.feed"
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".upload-")
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    os.replace(temporary, target)
+    config = {k: v for k, v in source.config.items() if k not in ("url", "token_env")}
+    config["file"] = str(target.relative_to(settings.HASHHUB_FEED_DIR))
+    source.config = _clean_config(source.kind, config)
+    source.save(update_fields=["config"])
+    _audit_source(
+        source,
+        "source.file_uploaded",
+        actor,
+        filename=filename[:200],
+        bytes=len(data),
+        sha256=digest,
+    )
+    return run_create(source=source, trigger=actor.label, actor=actor)
+
+
+def sources_due_run() -> int:
+    """Queue runs for enabled sources with an interval that has passed. Returns how many."""
+    now = timezone.now()
+    queued = 0
+    for source in Source.objects.filter(enabled=True, interval_minutes__gt=0):
+        last = source.last_run_at
+        if last is None or now - last >= timedelta(minutes=source.interval_minutes):
+            run_create(source=source, trigger="schedule")
+            queued += 1
+    return queued
+
+
+def source_run_now(*, source: Source, actor: Actor = SYSTEM) -> ImportRun:
+    """Queue a run for ``actor`` (the staff UI's "Run now"); audited."""
+    return run_create(source=source, trigger=actor.label, actor=actor)

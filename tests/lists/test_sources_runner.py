@@ -1,0 +1,260 @@
+"""lists.sources: pages and checkpoints in one transaction, keyed updates, refcounts, snapshots.
+
+The adapter here is a scripted one (the real formats have their own tests against real HTTP
+servers); what is under test is the runner's bookkeeping against PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import pytest
+from django.db import connection
+from django_scopes import scopes_disabled
+
+from hub.audit import Actor
+from hub.errors import ServiceError
+from lists import sources
+from lists.importers.base import Adapter, Page, Record, RecordError, SourceError
+from lists.models import Entry, ImportRun, ImportRunError, Source, SourceRecord
+
+pytestmark = pytest.mark.django_db
+
+SYSTEM = Actor(system="test")
+
+
+class Scripted(Adapter):
+    """Serves ``SCRIPT`` (a list of pages) from the checkpoint's page number on."""
+
+    kind: ClassVar[str] = "feed"
+    SCRIPT: ClassVar[list[Page | SourceError]] = []
+
+    def pages(self, checkpoint: Mapping[str, Any]) -> Iterator[Page]:
+        for number in range(int(checkpoint.get("page", 0)), len(self.SCRIPT)):
+            step = self.SCRIPT[number]
+            if isinstance(step, SourceError):
+                raise step
+            yield step
+
+
+@pytest.fixture
+def source(monkeypatch: pytest.MonkeyPatch) -> Source:
+    monkeypatch.setattr(sources, "adapter_class", lambda kind: Scripted)
+    Scripted.SCRIPT = []
+    return sources.source_create(name="Scripted", kind="feed", config={}, actor=SYSTEM)
+
+
+def pdq() -> str:
+    return secrets.token_hex(32)
+
+
+def page(number: int, *records: Record, **extra: Any) -> Page:
+    return Page(records=list(records), checkpoint={"page": number + 1}, **extra)
+
+
+def run(source: Source) -> ImportRun:
+    queued = sources.run_create(source=source, trigger="test", enqueue=False)
+    return sources.run_execute(run_id=queued.pk)
+
+
+def live(source: Source) -> dict[str, set[tuple[str, str, tuple[str, ...]]]]:
+    """category -> {(type, value, labels)} of the source's live entries."""
+    found: dict[str, set[tuple[str, str, tuple[str, ...]]]] = {"csam": set(), "se": set()}
+    with scopes_disabled():
+        for entry in Entry.objects.filter(
+            hash_list__source=source, removed_seq__isnull=True
+        ).select_related("hash", "hash_list"):
+            found[entry.hash_list.category].add(
+                (entry.hash.signal_type, bytes(entry.hash.value).hex(), tuple(entry.labels))
+            )
+    return found
+
+
+def test_keyed_records_add_update_and_delete(source: Source) -> None:
+    a, b, c = pdq(), pdq(), pdq()
+    Scripted.SCRIPT = [
+        page(0, Record("p0#1", "add", (("pdq", a), ("md5", "ab" * 16)), key="m:1", labels=("A1",))),
+        page(1, Record("p1#1", "add", (("pdq", b),), key="m:2", category="se")),
+    ]
+    done = run(source)
+    assert done.status == "succeeded", done.error_message
+    assert (done.pages, done.seen, done.added, done.updated, done.removed) == (2, 2, 3, 0, 0)
+    assert live(source) == {
+        "csam": {("pdq", a, ("A1",)), ("md5", "ab" * 16, ("A1",))},
+        "se": {("pdq", b, ())},
+    }
+    # A later record with the same key replaces its hashes and labels; a deletion by key.
+    Scripted.SCRIPT += [
+        page(2, Record("p2#1", "add", (("pdq", c), ("md5", "ab" * 16)), key="m:1", labels=("B2",))),
+        page(3, Record("p3#1", "remove", key="m:2")),
+    ]
+    done = run(source)
+    assert done.status == "succeeded", done.error_message
+    assert (done.pages, done.added, done.updated, done.removed) == (2, 1, 1, 2)
+    assert live(source) == {
+        "csam": {("pdq", c, ("B2",)), ("md5", "ab" * 16, ("B2",))},
+        "se": set(),
+    }
+
+
+def test_a_hash_shared_by_two_records_stays_until_both_let_go(source: Source) -> None:
+    shared = pdq()
+    Scripted.SCRIPT = [
+        page(0, Record("1", "add", (("pdq", shared),), key="r1")),
+        page(1, Record("2", "add", (("pdq", shared),), key="r2")),
+        page(2, Record("3", "remove", key="r1")),
+    ]
+    run(source)
+    assert live(source)["csam"] == {("pdq", shared, ())}
+    Scripted.SCRIPT.append(page(3, Record("4", "remove", key="r2")))
+    run(source)
+    assert live(source)["csam"] == set()
+
+
+def test_bad_records_are_reported_with_their_position_and_the_rest_applies(
+    source: Source,
+) -> None:
+    good = pdq()
+    Scripted.SCRIPT = [
+        page(
+            0,
+            Record("line 1", "add", (("pdq", good),)),
+            Record("line 2", "add", (("pdq", "abc"),)),
+            Record("line 3", "add", (("nosuchtype", "00"),)),
+            Record("line 4", "add", (("md5", "cd" * 16),), category="weird"),
+            errors=[RecordError("line 5", "broken_row", "The row has 7 cells, not 2.")],
+        )
+    ]
+    done = run(source)
+    assert done.status == "succeeded"
+    assert done.rejected == 4
+    with scopes_disabled():
+        errors = list(ImportRunError.objects.filter(run=done).values_list("position", "code"))
+    assert [p for p, _ in errors] == ["line 5", "line 2", "line 3", "line 4"]
+    assert errors[-1][1] == "invalid_category"
+    assert live(source)["csam"] == {("pdq", good, ())}
+
+
+def test_a_failing_page_fails_the_run_and_keeps_the_checkpoint(source: Source) -> None:
+    first = pdq()
+    Scripted.SCRIPT = [
+        page(0, Record("1", "add", (("pdq", first),))),
+        SourceError("malformed_page", "Page 2 is not XML."),
+        page(2, Record("3", "add", (("pdq", pdq()),))),
+    ]
+    done = run(source)
+    assert (done.status, done.error_code) == ("failed", "malformed_page")
+    source.refresh_from_db()
+    assert source.checkpoint == {"page": 1}  # the good page's, not further
+    assert source.last_error.startswith("malformed_page")
+    assert live(source)["csam"] == {("pdq", first, ())}
+    Scripted.SCRIPT[1] = page(1, Record("2", "add", (("pdq", pdq()),)))  # the upstream is fixed
+    done = run(source)
+    assert done.status == "succeeded"
+    assert done.checkpoint_before == {"page": 1} and done.checkpoint_after == {"page": 3}
+    assert len(live(source)["csam"]) == 3
+
+
+def test_applying_pages_again_changes_nothing(source: Source) -> None:
+    values = [pdq() for _ in range(5)]
+    Scripted.SCRIPT = [
+        page(0, *[Record(str(i), "add", (("pdq", v),), key=f"k{i}") for i, v in enumerate(values)]),
+        page(1, Record("5", "remove", key="k0")),
+    ]
+    run(source)
+    before = live(source)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last FROM lists_changecounter")
+        sequence = cursor.fetchone()[0]
+    for page_number in (1, 0):  # the last page again, then every page (a full replay)
+        Source.objects.filter(pk=source.pk).update(checkpoint={"page": page_number})
+        again = run(source)
+        assert again.status == "succeeded"
+        assert live(source) == before
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last FROM lists_changecounter")
+        after_last_page_again = cursor.fetchone()[0]
+    # Re-applying the last page alone changed nothing at all (no change numbers taken).
+    Source.objects.filter(pk=source.pk).update(checkpoint={"page": 1})
+    again = run(source)
+    assert (again.added, again.removed, again.updated) == (0, 0, 0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last FROM lists_changecounter")
+        assert cursor.fetchone()[0] == after_last_page_again
+    assert sequence <= after_last_page_again
+
+
+def test_a_complete_snapshot_removes_what_it_no_longer_names(source: Source) -> None:
+    a, b, c = pdq(), pdq(), pdq()
+    Scripted.SCRIPT = [
+        page(0, Record("1", "add", (("pdq", a),)), snapshot="s1"),
+        page(1, Record("2", "add", (("pdq", b),)), snapshot="s1", snapshot_complete=True),
+    ]
+    run(source)
+    assert {v for _, v, _ in live(source)["csam"]} == {a, b}
+    Scripted.SCRIPT += [
+        page(2, Record("1", "add", (("pdq", b),)), snapshot="s2"),
+        page(3, Record("2", "add", (("pdq", c),)), snapshot="s2"),
+    ]
+    run(source)  # not complete yet: nothing removed
+    assert {v for _, v, _ in live(source)["csam"]} == {a, b, c}
+    Scripted.SCRIPT.append(page(4, snapshot="s2", snapshot_complete=True))
+    done = run(source)
+    assert done.removed == 1
+    assert {v for _, v, _ in live(source)["csam"]} == {b, c}
+    with scopes_disabled():
+        assert set(
+            SourceRecord.objects.filter(source=source).values_list("snapshot", flat=True)
+        ) == {"s2"}
+
+
+def test_one_run_at_a_time_per_source(source: Source) -> None:
+    Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
+    queued = sources.run_create(source=source, trigger="test", enqueue=False)
+    assert sources.run_create(source=source, trigger="again", enqueue=False) == queued
+    # Another connection holds the source's lock, as a running worker would.
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [sources._LOCK_NAMESPACE, source.pk])
+        with pytest.raises(ServiceError) as busy:
+            sources.run_execute(run_id=queued.pk)
+        assert busy.value.code == "source_busy"
+        queued.refresh_from_db()
+        assert queued.status == "queued"  # left alone for whoever holds the lock
+        assert live(source)["csam"] == set()
+    finally:
+        other.close()
+    assert sources.run_execute(run_id=queued.pk).status == "succeeded"
+
+
+def test_a_dead_workers_run_is_marked_abandoned_by_the_next(source: Source) -> None:
+    Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
+    dead = sources.run_create(source=source, trigger="test", enqueue=False)
+    ImportRun.objects.filter(pk=dead.pk).update(status="running")
+    ImportRun.objects.filter(pk=dead.pk).update(
+        heartbeat_at=dead.created - sources.HEARTBEAT_STALE * 2
+    )
+    fresh = sources.run_create(source=source, trigger="later", enqueue=False)
+    assert fresh.pk != dead.pk  # the stale one does not block a new run
+    assert sources.run_execute(run_id=fresh.pk).status == "succeeded"
+    dead.refresh_from_db()
+    assert (dead.status, dead.error_code) == ("failed", "abandoned")
+
+
+def test_source_validation_errors_have_codes(source: Source) -> None:
+    for kwargs, code in [
+        ({"name": ""}, "invalid_name"),
+        ({"name": "Scripted"}, "name_taken"),
+        ({"name": "X", "kind": "carrier-pigeon"}, "invalid_kind"),
+        ({"name": "X", "access": "everyone"}, "invalid_access"),
+        ({"name": "X", "default_category": "other"}, "invalid_category"),
+    ]:
+        arguments: dict[str, Any] = {"kind": "feed", "config": {}, "actor": SYSTEM} | kwargs
+        with pytest.raises(ServiceError) as refused:
+            sources.source_create(**arguments)
+        assert refused.value.code == code
