@@ -294,6 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _manage("migrate", "--no-input", "-v", "0")
         _manage("seeddemo", "--once")
         _manage("seedmatching", "--org", "acme", "--once")
+        _manage("seedsharing", "--once")
         print(
             "\n  HashHub is starting on http://127.0.0.1:8000\n"
             "  Demo logins (password: hashhub-demo-2026):\n"
