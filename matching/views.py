@@ -9,6 +9,7 @@ live in matching.review: these views translate forms to calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 from hub.audit import Actor
 from hub.decorators import org_permission
 from hub.errors import ServiceError
+from hub.lib.charts import BarPlot
 from hub.middleware import OrgRequest
 from lists.hashtypes import get_signal_type
 from lists.models import HashList
@@ -212,7 +214,7 @@ def allow_list_remove(request: OrgRequest, org_slug: str, allowed_id: str) -> Ht
 @org_permission("org.read")
 def detections_chart(request: OrgRequest, org_slug: str) -> HttpResponse:
     days = review.detections_per_day(org=request.organization, days=CHART_DAYS)
-    return render(request, "matching/_chart.html", {"chart": BarChart.of(days)})
+    return render(request, "matching/_chart.html", {"chart": DetectionChart.of(days)})
 
 
 # Colours of the tiers in the chart and its legend (the stylesheet repeats them as classes).
@@ -241,34 +243,48 @@ class Bar:
         return self.x + self.width / 2
 
 
-@dataclass(frozen=True)
-class Tick:
-    value: int
-    y: float
+@dataclass(frozen=True, kw_only=True)
+class DetectionChart(BarPlot):
+    """A stacked bar chart of detections per day, one segment per tier, with its legend."""
 
+    days: list[review.DayCount]
 
-@dataclass(frozen=True)
-class BarChart:
-    """The geometry of a stacked bar chart of detections per day, in SVG user units."""
+    @classmethod
+    def of(cls, days: list[review.DayCount]) -> DetectionChart:
+        # A detection with matches in two tiers is a segment in each: the bars stack segments.
+        peak = max((sum(day.by_tier().values()) for day in days), default=0)
+        return cls(days=days, bands=len(days), peak=peak)
 
-    width: int
-    height: int
-    left: int
-    top: int
-    plot_width: int
-    plot_height: int
-    bars: list[Bar]
-    ticks: list[Tick]
-    legend: list[tuple[str, str, int]]  # (tier, colour, total in the period)
-    total: int
+    @cached_property
+    def bars(self) -> list[Bar]:
+        bars = []
+        for index, day in enumerate(self.days):
+            y = float(self.baseline)
+            segments = []
+            for tier in review.TIERS:
+                count = day.by_tier()[tier]
+                if count:
+                    height = self.span(count)
+                    y -= height
+                    segments.append(
+                        Segment(tier, count, round(y, 2), round(height, 2), TIER_COLOURS[tier])
+                    )
+            last = index == len(self.days) - 1
+            label = f"{day.day.day} {day.day:%b}" if index % 5 == 0 or last else ""
+            bars.append(Bar(day, self.bar_x(index), self.bar_width, segments, label))
+        return bars
 
-    WIDTH = 760
-    HEIGHT = 260
-    LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 36
+    @cached_property
+    def legend(self) -> list[tuple[str, str, int]]:
+        """(tier, colour, total in the period) for each tier."""
+        return [
+            (tier, TIER_COLOURS[tier], sum(day.by_tier()[tier] for day in self.days))
+            for tier in review.TIERS
+        ]
 
     @property
-    def baseline(self) -> int:
-        return self.top + self.plot_height
+    def total(self) -> int:
+        return sum(day.total for day in self.days)
 
     @property
     def first(self) -> review.DayCount:
@@ -281,69 +297,3 @@ class BarChart:
     @property
     def busiest(self) -> review.DayCount:
         return max((bar.day for bar in self.bars), key=lambda d: (d.total, d.day))
-
-    @classmethod
-    def of(cls, days: list[review.DayCount]) -> BarChart:
-        plot_width = cls.WIDTH - cls.LEFT - cls.RIGHT
-        plot_height = cls.HEIGHT - cls.TOP - cls.BOTTOM
-        # A detection with matches in two tiers is a segment in each: the bars stack segments.
-        peak = max((sum(day.by_tier().values()) for day in days), default=0)
-        step = _tick_step(peak)
-        top_value = max(step, -(-peak // step) * step)
-        scale = plot_height / top_value
-        band = plot_width / max(len(days), 1)
-        baseline = cls.TOP + plot_height
-        bars = []
-        for index, day in enumerate(days):
-            y = float(baseline)
-            segments = []
-            for tier in review.TIERS:
-                count = day.by_tier()[tier]
-                if count:
-                    height = count * scale
-                    y -= height
-                    segments.append(
-                        Segment(tier, count, round(y, 2), round(height, 2), TIER_COLOURS[tier])
-                    )
-            last = index == len(days) - 1
-            label = f"{day.day.day} {day.day:%b}" if index % 5 == 0 or last else ""
-            bars.append(
-                Bar(
-                    day,
-                    round(cls.LEFT + index * band + band * 0.15, 2),
-                    round(band * 0.7, 2),
-                    segments,
-                    label,
-                )
-            )
-        ticks = [
-            Tick(value, round(baseline - value * scale, 2))
-            for value in range(0, top_value + 1, step)
-        ]
-        legend = [
-            (tier, TIER_COLOURS[tier], sum(day.by_tier()[tier] for day in days))
-            for tier in review.TIERS
-        ]
-        return cls(
-            width=cls.WIDTH,
-            height=cls.HEIGHT,
-            left=cls.LEFT,
-            top=cls.TOP,
-            plot_width=plot_width,
-            plot_height=plot_height,
-            bars=bars,
-            ticks=ticks,
-            legend=legend,
-            total=sum(day.total for day in days),
-        )
-
-
-def _tick_step(peak: int, most: int = 5) -> int:
-    """A step of 1, 2 or 5 times a power of ten giving at most ``most`` intervals up to ``peak``."""
-    magnitude = 1
-    while True:
-        for factor in (1, 2, 5):
-            step = factor * magnitude
-            if peak <= step * most:
-                return step
-        magnitude *= 10

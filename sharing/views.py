@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +27,8 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor
 from hub.decorators import org_permission, staff_required
 from hub.errors import ServiceError
+from hub.lib.charts import BarPlot
+from hub.lib.charts import tick_step as tick_step  # re-exported: tests import it from here
 from hub.middleware import OrgRequest
 from lists import selectors as list_selectors
 from lists.hashtypes import get_signal_type
@@ -409,33 +412,41 @@ class WeekBar:
         return round(self.x + self.width / 2, 2)
 
 
-@dataclass(frozen=True)
-class Tick:
-    value: int
-    y: float
+@dataclass(frozen=True, kw_only=True)
+class ImpactChart(BarPlot):
+    """A bar chart of matches per week, a single series (SVG, no JS needed)."""
 
+    weeks: list[tuple[dt.date, int]]
+    height: int = 240
 
-@dataclass(frozen=True)
-class ImpactChart:
-    """The geometry of a bar chart of matches per week, in SVG user units (no JS needed)."""
+    @classmethod
+    def of(cls, weeks: list[tuple[dt.date, int]]) -> ImpactChart:
+        peak = max((matches for _, matches in weeks), default=0)
+        return cls(weeks=weeks, bands=len(weeks), peak=peak)
 
-    width: int
-    height: int
-    left: int
-    top: int
-    plot_width: int
-    plot_height: int
-    bars: list[WeekBar]
-    ticks: list[Tick]
-    total: int
-
-    WIDTH = 760
-    HEIGHT = 240
-    LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 36
+    @cached_property
+    def bars(self) -> list[WeekBar]:
+        bars = []
+        for index, (week, matches) in enumerate(self.weeks):
+            height = round(self.span(matches), 2)
+            # Every other week is labelled, counted back from this week so that it always is.
+            labelled = (len(self.weeks) - 1 - index) % 2 == 0
+            bars.append(
+                WeekBar(
+                    week=week,
+                    matches=matches,
+                    x=self.bar_x(index),
+                    y=round(self.baseline - height, 2),
+                    width=self.bar_width,
+                    height=height,
+                    label=f"{week.day} {week:%b}" if labelled else "",
+                )
+            )
+        return bars
 
     @property
-    def baseline(self) -> int:
-        return self.top + self.plot_height
+    def total(self) -> int:
+        return sum(matches for _, matches in self.weeks)
 
     @property
     def first(self) -> WeekBar:
@@ -448,59 +459,6 @@ class ImpactChart:
     @property
     def busiest(self) -> WeekBar:
         return max(self.bars, key=lambda bar: (bar.matches, bar.week))
-
-    @classmethod
-    def of(cls, weeks: list[tuple[dt.date, int]]) -> ImpactChart:
-        plot_width = cls.WIDTH - cls.LEFT - cls.RIGHT
-        plot_height = cls.HEIGHT - cls.TOP - cls.BOTTOM
-        peak = max((matches for _, matches in weeks), default=0)
-        step = tick_step(peak)
-        top_value = max(step, -(-peak // step) * step)
-        scale = plot_height / top_value
-        band = plot_width / max(len(weeks), 1)
-        baseline = cls.TOP + plot_height
-        bars = []
-        for index, (week, matches) in enumerate(weeks):
-            height = round(matches * scale, 2)
-            # Every other week is labelled, counted back from this week so that it always is.
-            labelled = (len(weeks) - 1 - index) % 2 == 0
-            bars.append(
-                WeekBar(
-                    week=week,
-                    matches=matches,
-                    x=round(cls.LEFT + index * band + band * 0.15, 2),
-                    y=round(baseline - height, 2),
-                    width=round(band * 0.7, 2),
-                    height=height,
-                    label=f"{week.day} {week:%b}" if labelled else "",
-                )
-            )
-        ticks = [
-            Tick(value, round(baseline - value * scale, 2))
-            for value in range(0, top_value + 1, step)
-        ]
-        return cls(
-            width=cls.WIDTH,
-            height=cls.HEIGHT,
-            left=cls.LEFT,
-            top=cls.TOP,
-            plot_width=plot_width,
-            plot_height=plot_height,
-            bars=bars,
-            ticks=ticks,
-            total=sum(matches for _, matches in weeks),
-        )
-
-
-def tick_step(peak: int, most: int = 5) -> int:
-    """A step of 1, 2 or 5 times a power of ten giving at most ``most`` intervals up to ``peak``."""
-    magnitude = 1
-    while True:
-        for factor in (1, 2, 5):
-            step = factor * magnitude
-            if peak <= step * most:
-                return step
-        magnitude *= 10
 
 
 @require_GET
