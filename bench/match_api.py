@@ -13,11 +13,14 @@ import asyncio
 import json
 import os
 import random
+import re
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -44,6 +47,9 @@ N = int(os.environ.get("BENCH_N", "1000000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+# Threads per worker: 1 is gunicorn's sync worker; more uses gthread, so that a worker waiting
+# on PostgreSQL or Redis serves another request meanwhile.
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 PLANTED = 1000
 
 FILL_SQL = """
@@ -105,6 +111,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     env["HASHHUB_LOG_LEVEL"] = "WARNING"
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "hub.wsgi", "--workers", str(WORKERS),
+         *(["--worker-class", "gthread", "--threads", str(THREADS)] if THREADS > 1 else []),
          "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048"],
         cwd=ROOT, env=env,
     )  # fmt: skip
@@ -158,12 +165,57 @@ async def load(port: int, secret: str, planted: list[str], seconds: float) -> No
     wall = time.perf_counter() - started
     timings.sort()
     print(
-        f"match API, single-hash PDQ, N={N:,} stored, {WORKERS} gunicorn sync workers, "
+        f"match API, single-hash PDQ, N={N:,} stored, {WORKERS} gunicorn workers "
+        f"({'sync' if THREADS == 1 else f'gthread x {THREADS} threads'}), "
         f"concurrency {CONCURRENCY}, {wall:.1f} s: requests={len(timings):,} "
         f"({hits_sent} planted hits) throughput={len(timings) / wall:,.0f} req/s "
         f"p50={statistics.median(timings) * 1000:.2f} ms "
         f"p99={timings[int(len(timings) * 0.99) - 1] * 1000:.2f} ms "
         f"max={timings[-1] * 1000:.1f} ms errors={errors}"
+    )
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(secret)s"
+local hex = "0123456789abcdef"
+request = function()
+  local t = {}
+  for i = 1, 64 do
+    local n = math.random(1, 16)
+    t[i] = hex:sub(n, n)
+  end
+  return wrk.format(nil, "/api/v1/match", nil,
+    '{"hashes":[{"type":"pdq","value":"' .. table.concat(t) .. '"}]}')
+end
+"""
+
+
+def load_with_wrk(port: int, secret: str) -> None:
+    """The same load from wrk (C, one thread): the Python generator's own CPU use is left out."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % {"secret": secret})
+    try:
+        out = subprocess.run(
+            [str(shutil.which("wrk")), "-t1", f"-c{CONCURRENCY}", f"-d{int(SECONDS)}s",
+             "--latency", "-s", script.name, f"http://127.0.0.1:{port}/"],
+            capture_output=True, text=True, check=False, timeout=SECONDS + 60,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    figures = {
+        "rate": re.search(r"Requests/sec:\s+([\d.]+)", out),
+        "p50": re.search(r"\s50%\s+([\d.]+\w+)", out),
+        "p99": re.search(r"\s99%\s+([\d.]+\w+)", out),
+        "non2xx": re.search(r"Non-2xx or 3xx responses: (\d+)", out),
+        "socket": re.search(r"Socket errors: (.*)", out),
+    }
+    found = {k: (m.group(1) if m else "0") for k, m in figures.items()}
+    print(
+        f"wrk, concurrency {CONCURRENCY}, {int(SECONDS)} s: throughput={found['rate']} req/s "
+        f"p50={found['p50']} p99={found['p99']} non-2xx={found['non2xx']} "
+        f"socket errors={found['socket'] if figures['socket'] else 'none'}"
     )
 
 
@@ -220,6 +272,10 @@ def main() -> None:
         print(f"warm-up (index load in each worker) {time.perf_counter() - started:.1f} s")
         asyncio.run(load(port, secret, planted, SECONDS))
         print(f"server RSS (master + workers): {server_rss_mib(server):,.0f} MiB")
+        if shutil.which("wrk"):
+            load_with_wrk(port, secret)
+        else:
+            print("wrk not installed (apt-get install wrk): the C load generator was skipped")
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -510,18 +510,29 @@ def _relabel(hash_list: HashList, rows: Mapping[int, tuple[str, bytes, list[str]
 _RELEASED_TARGETS = """
     SELECT e.id, h.signal_type FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id
     WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL AND e.hash_id = ANY(%(ids)s)
-      AND NOT EXISTS (SELECT 1 FROM lists_sourcerecord r
-                       WHERE r.hash_list_id = e.hash_list_id AND r.hash_ids @> ARRAY[e.hash_id])
 """
+
+
+def _still_held(hash_list: HashList, hash_ids: list[int]) -> set[int]:
+    """Of ``hash_ids``, those some record of the list still holds (GIN overlap lookup)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT held FROM lists_sourcerecord r, unnest(r.hash_ids) AS held"
+            " WHERE r.hash_list_id = %s AND r.hash_ids && %s::bigint[] AND held = ANY(%s)",
+            [hash_list.pk, hash_ids, hash_ids],
+        )
+        return {held for (held,) in cursor.fetchall()}
 
 
 def _release(hash_list: HashList | None, hash_ids: set[int], who: Provenance) -> int:
     """Remove the hashes no record of the list holds any longer. Returns how many."""
     if hash_list is None or not hash_ids:
         return 0
-    return _tombstone(
-        hash_list, _RELEASED_TARGETS, who, "removed upstream", {"ids": sorted(hash_ids)}
-    )
+    candidates = sorted(hash_ids)
+    gone = sorted(set(candidates) - _still_held(hash_list, candidates))
+    if not gone:
+        return 0
+    return _tombstone(hash_list, _RELEASED_TARGETS, who, "removed upstream", {"ids": gone})
 
 
 def _sweep(source: Source, by_pk: Mapping[int, HashList], snapshot: str, who: Provenance) -> int:

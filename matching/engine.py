@@ -173,10 +173,13 @@ class MatchEngine:
     def search(self, signal_type: str, codes: Sequence[bytes], radius: int) -> list[list[Match]]:
         """For each code, every (hash id, distance) within ``radius`` among live hashes.
 
-        Applies every change committed before the call first (read-your-writes).
+        Applies every change committed before the call first (read-your-writes). The change
+        number is read before taking the lock, so threads of one process (gthread workers) do
+        not queue behind each other's database round trip.
         """
+        last = sequence_last() if self._version is not None else None
         with self._lock:
-            self._sync()
+            self._sync(last)
             index = self._indexes[signal_type]
             if not codes:
                 return []
@@ -194,11 +197,14 @@ class MatchEngine:
             index = self._indexes.get(signal_type)
             return len(index) if index is not None else 0
 
-    def _sync(self) -> None:
+    def _sync(self, last: int | None = None) -> None:
         if self._version is None:
             self._load()
             return
-        last = sequence_last()
+        if last is None or last < self._version:
+            # Read (again) under the lock: a number read before it may simply be older than what
+            # another thread has synced to since; only a fresh one going back means a restore.
+            last = sequence_last()
         if last < self._version:
             # The sequence went backwards: the database was restored (or a test rolled back).
             logger.warning(

@@ -137,3 +137,53 @@ def test_a_snapshot_ahead_of_the_database_is_ignored(org_a: Organization, tmp_pa
     engine = MatchEngine(tmp_path)
     assert engine.sync() == manifest["version"] - 100
     assert engine.started_from == "database"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_of_one_process_share_the_engine_and_each_reads_its_writes(
+    org_a: Organization, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gthread workers: searches in several threads while hashes are added; no rebuilds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    engine = MatchEngine()
+    hash_list = own_list(org_a)
+    add(hash_list, ("pdq", random_pdq()))
+    engine.sync()
+
+    def add_then_find(_: int) -> bool:
+        try:
+            value = random_pdq()
+            add(hash_list, ("pdq", value))
+            return all(len(ids_found(engine, flip(value, 3))) == 1 for _ in range(5))
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(add_then_find, range(24)))
+    assert engine.size("pdq") == 25
+    # A change number read before the lock and older than another thread's sync is not a restore.
+    assert "went back" not in caplog.text
+
+
+def test_a_stale_change_number_read_before_the_lock_is_not_taken_for_a_restore(
+    org_a: Organization, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matching import engine as engine_module
+
+    value = random_pdq()
+    add(own_list(org_a), ("pdq", value))
+    engine = MatchEngine()
+    engine.sync()
+    assert engine.version is not None
+    real = engine_module.sequence_last
+    stale = [engine.version - 1]  # what a thread read just before another one synced
+
+    def sequence_last() -> int:
+        return stale.pop() if stale else real()
+
+    monkeypatch.setattr(engine_module, "sequence_last", sequence_last)
+    assert len(ids_found(engine, value)) == 1
+    assert "went back" not in caplog.text
