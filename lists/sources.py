@@ -39,7 +39,15 @@ from lists.importers import adapter_class
 from lists.importers.base import ADD, REMOVE, Credentials, Page, Record, SourceError
 from lists.importers.http import Http
 from lists.models import HashList, ImportRun, ImportRunError, Source, SourceRecord
-from lists.services import ParsedEntry, Provenance, _apply_adds, _tombstone, normalise_labels
+from lists.services import (
+    _SQL_PUBLIC_ID,
+    Provenance,
+    _advance_sequence,
+    _count_changes,
+    _lock_sequence,
+    _tombstone,
+    normalise_labels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,16 @@ MAX_ERRORS_KEPT = 10_000
 """Per-record errors stored per run; the count goes on past it."""
 
 HEARTBEAT_STALE = timedelta(minutes=10)
+
+ANALYZE_EVERY_PAGES = 25
+"""A large import changes the tables faster than autovacuum re-reads their statistics, and the
+planner then scans a whole list where an index lookup would do: refresh them as the run goes."""
+
+
+def _analyze() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE lists_hash, lists_entry, lists_sourcerecord")
+
 
 _LOCK_NAMESPACE = 0x48485352  # "HHSR": our advisory-lock class for source runs
 
@@ -271,7 +289,9 @@ def _run_execute(
             config=source.config, credentials=credentials or Credentials(), http=client
         )
         lists = source_lists(source)
-        for page in adapter.pages(dict(source.checkpoint)):
+        for number, page in enumerate(adapter.pages(dict(source.checkpoint))):
+            if number % ANALYZE_EVERY_PAGES == 0:
+                _analyze()
             _apply_page_and_checkpoint(source, lists, run, page)
             if on_page is not None:
                 on_page(run)
@@ -426,66 +446,41 @@ def apply_page(
         for item in _parse(source, record, result):
             wanted[item.key] = item  # a later record with the same key wins
     ids = _hash_ids(h for item in wanted.values() for h in item.hashes)
-    old = {
-        r.key: r
-        for r in SourceRecord.objects.filter(source=source, key__in=list(wanted)).select_related(
-            "hash_list"
-        )
-    }
+    old = _records(source, list(wanted))
     by_pk = {hl.pk: hl for hl in lists.values()}
     released: dict[int, set[int]] = defaultdict(set)  # list pk -> hash ids maybe to remove
-    adds: dict[int, dict[int, tuple[str, bytes, list[str]]]] = defaultdict(dict)
-    upserts: list[SourceRecord] = []
+    adds: dict[int, dict[int, tuple[str, list[str]]]] = defaultdict(dict)
+    relabels: dict[int, dict[int, list[str]]] = defaultdict(dict)
+    upserts: list[tuple[str, int, list[int], list[str]]] = []
     deletes: list[str] = []
-    now = timezone.now()
     for key, item in wanted.items():
         target = lists[item.category]
         previous = old.get(key)
         if previous is not None:
-            released[previous.hash_list_id].update(previous.hash_ids)
+            released[previous.list_pk].update(previous.hash_ids)
         if item.op == REMOVE:
             if previous is not None:
                 deletes.append(key)
             continue
         hash_ids = sorted({ids[h] for h in item.hashes})
         if previous is not None and (
-            previous.hash_list_id != target.pk
+            previous.list_pk != target.pk
             or sorted(previous.hash_ids) != hash_ids
-            or list(previous.labels) != item.labels
+            or previous.labels != item.labels
         ):
             result.updated += 1
+            if previous.labels != item.labels:
+                # Entries already live keep their row: their labels follow the update.
+                relabels[target.pk].update(dict.fromkeys(hash_ids, item.labels))
         for pair in item.hashes:
-            adds[target.pk][ids[pair]] = (pair[0], pair[1], item.labels)
-        upserts.append(
-            SourceRecord(
-                source=source,
-                key=key,
-                hash_list=target,
-                hash_ids=hash_ids,
-                labels=item.labels,
-                snapshot=page.snapshot,
-                updated=now,
-            )
-        )
-    if deletes:
-        SourceRecord.objects.filter(source=source, key__in=deletes).delete()
-    if upserts:
-        SourceRecord.objects.bulk_create(
-            upserts,
-            update_conflicts=True,
-            unique_fields=["source", "key"],
-            update_fields=["hash_list", "hash_ids", "labels", "snapshot", "updated"],
-        )
+            adds[target.pk][ids[pair]] = (pair[0], item.labels)
+        upserts.append((key, target.pk, hash_ids, item.labels))
+    _records_write(source, upserts, deletes, page.snapshot)
     who = Provenance(None, None, f"source {source.name} (run {run.public_id})"[:200])
     for list_pk, rows in adds.items():
-        hash_list = by_pk[list_pk]
-        parsed = [
-            ParsedEntry(i, signal_type, value, labels, "")
-            for i, (signal_type, value, labels) in enumerate(rows.values())
-        ]
-        _, added = _apply_adds(hash_list, parsed, who)
-        result.added += added
-        _relabel(hash_list, rows)
+        result.added += _add_entries(by_pk[list_pk], rows, who)
+    for list_pk, labels_by_hash in relabels.items():
+        _relabel(by_pk[list_pk], labels_by_hash)
     for list_pk, maybe_gone in released.items():
         result.removed += _release(by_pk.get(list_pk), maybe_gone - set(adds[list_pk]), who)
     if page.snapshot and page.snapshot_complete:
@@ -493,23 +488,151 @@ def apply_page(
     return result
 
 
-def _relabel(hash_list: HashList, rows: Mapping[int, tuple[str, bytes, list[str]]]) -> None:
+@dataclass(frozen=True)
+class _Held:
+    list_pk: int
+    hash_ids: list[int]
+    labels: list[str]
+
+
+def _records(source: Source, keys: list[str]) -> dict[str, _Held]:
+    if not keys:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.key, r.hash_list_id, r.hash_ids, r.labels FROM lists_sourcerecord r"
+            " JOIN unnest(%s::varchar[]) AS q(key) ON r.key = q.key WHERE r.source_id = %s",
+            [keys, source.pk],
+        )
+        return {
+            key: _Held(list_pk, list(hash_ids), list(labels))
+            for key, list_pk, hash_ids, labels in cursor.fetchall()
+        }
+
+
+def _pg_array(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of ids or labels (labels are normalised: no quotes, commas)."""
+    return "{" + ",".join(f'"{v}"' for v in values) + "}"
+
+
+def _records_write(
+    source: Source,
+    upserts: list[tuple[str, int, list[int], list[str]]],
+    deletes: list[str],
+    snapshot: str,
+) -> None:
+    """Upsert and delete SourceRecords in one statement each (arrays travel as literals)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        if deletes:
+            cursor.execute(
+                "DELETE FROM lists_sourcerecord WHERE source_id = %s AND key = ANY(%s::varchar[])",
+                [source.pk, deletes],
+            )
+        if upserts:
+            cursor.execute(
+                """
+                INSERT INTO lists_sourcerecord
+                       (source_id, key, hash_list_id, hash_ids, labels, snapshot, updated)
+                SELECT %(source)s, q.key, q.list_id, q.ids::bigint[], q.labels::varchar[],
+                       %(snapshot)s, %(now)s
+                  FROM unnest(%(keys)s::varchar[], %(lists)s::bigint[], %(ids)s::text[],
+                              %(labels)s::text[]) AS q(key, list_id, ids, labels)
+                ON CONFLICT (source_id, key) DO UPDATE
+                   SET hash_list_id = EXCLUDED.hash_list_id, hash_ids = EXCLUDED.hash_ids,
+                       labels = EXCLUDED.labels, snapshot = EXCLUDED.snapshot,
+                       updated = EXCLUDED.updated
+                """,
+                {
+                    "source": source.pk,
+                    "snapshot": snapshot,
+                    "now": now,
+                    "keys": [u[0] for u in upserts],
+                    "lists": [u[1] for u in upserts],
+                    "ids": [_pg_array(u[2]) for u in upserts],
+                    "labels": [_pg_array(u[3]) for u in upserts],
+                },
+            )
+
+
+def _add_entries(
+    hash_list: HashList, rows: Mapping[int, tuple[str, list[str]]], who: Provenance
+) -> int:
+    """Live entries for the given hash ids not live in the list yet. Returns how many.
+
+    The hashes exist already (``_hash_ids``), so this is one INSERT per distinct label set,
+    each checking the live-entry unique index, under one hold of the sequence lock.
+    """
+    groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for hash_id, (_, row_labels) in rows.items():
+        groups[tuple(row_labels)].append(hash_id)
+    by_type: dict[str, int] = defaultdict(int)
+    base = _lock_sequence()
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        for labels, hash_ids in groups.items():
+            cursor.execute(
+                f"""
+                WITH fresh AS (
+                    SELECT q.id AS hash_id, h.signal_type,
+                           row_number() OVER (ORDER BY q.id) AS rn
+                      FROM unnest(%(ids)s::bigint[]) AS q(id)
+                      JOIN lists_hash h ON h.id = q.id
+                     WHERE NOT EXISTS (SELECT 1 FROM lists_entry e
+                                        WHERE e.hash_list_id = %(list)s AND e.hash_id = q.id
+                                          AND e.removed_seq IS NULL)
+                ), inserted AS (
+                    INSERT INTO lists_entry (
+                        hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
+                        added_by_user_id, added_by_key_id, added_by_label, removed_by_label,
+                        removed_reason
+                    )
+                    SELECT %(list)s, hash_id, {_SQL_PUBLIC_ID}, %(labels)s::varchar[], '',
+                           %(base)s + rn, %(now)s, NULL, NULL, %(label)s, '', ''
+                      FROM fresh
+                )
+                SELECT signal_type, count(*) FROM fresh GROUP BY signal_type
+                """,  # noqa: S608 - only the constant _SQL_PUBLIC_ID is formatted in.
+                {
+                    "ids": sorted(hash_ids),
+                    "list": hash_list.pk,
+                    "labels": list(labels),
+                    "base": base,
+                    "now": now,
+                    "label": who.label,
+                },
+            )
+            for signal_type, count in cursor.fetchall():
+                by_type[signal_type] += int(count)
+                base += int(count)
+    added = sum(by_type.values())
+    _advance_sequence(added)
+    _count_changes(hash_list, dict(by_type), sign=1)
+    return added
+
+
+def _relabel(hash_list: HashList, labels_by_hash: Mapping[int, list[str]]) -> None:
     """An update may change a record's labels (e.g. its classification): follow on live entries."""
     by_labels: dict[tuple[str, ...], list[int]] = defaultdict(list)
-    for hash_id, (_, _, labels) in rows.items():
+    for hash_id, labels in labels_by_hash.items():
         by_labels[tuple(labels)].append(hash_id)
     with connection.cursor() as cursor:
         for label_set, hash_ids in by_labels.items():
             cursor.execute(
-                "UPDATE lists_entry SET labels = %s WHERE hash_list_id = %s"
-                " AND hash_id = ANY(%s) AND removed_seq IS NULL AND labels <> %s::varchar[]",
-                [list(label_set), hash_list.pk, hash_ids, list(label_set)],
+                "UPDATE lists_entry e SET labels = %s::varchar[]"
+                "  FROM unnest(%s::bigint[]) AS q(id)"
+                " WHERE e.hash_id = q.id AND e.hash_list_id = %s AND e.removed_seq IS NULL"
+                "   AND e.labels <> %s::varchar[]",
+                [list(label_set), sorted(hash_ids), hash_list.pk, list(label_set)],
             )
 
 
 _RELEASED_TARGETS = """
-    SELECT e.id, h.signal_type FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id
-    WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL AND e.hash_id = ANY(%(ids)s)
+    SELECT e.id, h.signal_type
+      FROM unnest(%(ids)s::bigint[]) AS q(id)
+      JOIN lists_entry e ON e.hash_id = q.id
+      JOIN lists_hash h ON h.id = e.hash_id
+     WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL
 """
 
 

@@ -1,0 +1,145 @@
+"""NCMEC import: a full import of N entries (default 1,000,000) from a local NCMEC-format server.
+
+The server (tests/lists/ncmec_fixtures.py, in its own process so it does not share our GIL)
+serves a synthetic log in NCMEC's XML with 1,000-entry pages and ``next`` links: 85 % new
+images and videos (MD5, SHA-1, PDQ, every fourth with PhotoDNA), 10 % updates of earlier
+entries, 5 % deletions. Prints the adapter's own rate (HTTP and XML, no database), then a full
+import by lists.sources.run_execute (the Celery task's body) into PostgreSQL: entries/s, pages,
+counts, peak memory; then a second run that finds nothing new. ``BENCH_N`` sets N,
+``BENCH_BATCH`` the upstream pages per applied page (default 1).
+Run by `make bench`; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+import django
+
+django.setup()
+
+from django.core.management import call_command
+
+from hub.audit import Actor
+from lists.importers import adapter_class
+from lists.importers.base import Credentials
+from lists.importers.http import Http
+from lists.models import ImportRun
+from lists.sources import run_create, run_execute, source_create
+from tests.lists.ncmec_fixtures import PASSWORD, USERNAME, SyntheticLog
+
+N = int(os.environ.get("BENCH_N", "1000000"))
+BATCH = int(os.environ.get("BENCH_BATCH", "1"))
+PAGE_SIZE = 1000
+PER_DAY = 10_000
+START = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.lists.ncmec_fixtures", str(N), START.isoformat(),
+         str(PAGE_SIZE), str(PER_DAY)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None  # noqa: S101 - a bench script's own invariant
+    return server, server.stdout.readline().strip()
+
+
+def timed_run(source_id: int, label: str) -> ImportRun:
+    from lists.models import Source
+
+    source = Source.objects.get(pk=source_id)
+    run = run_create(source=source, trigger="bench", enqueue=False)
+    http = Http(timeout=60, attempts=3)
+    started = time.perf_counter()
+    try:
+        run = run_execute(run_id=run.pk, http=http)
+    finally:
+        http.close()
+    elapsed = time.perf_counter() - started
+    print(
+        f"{label}: {run.status}{' ' + run.error_code if run.error_code else ''}; "
+        f"seen={run.seen:,} added={run.added:,} updated={run.updated:,} removed={run.removed:,} "
+        f"rejected={run.rejected:,} pages={run.pages:,} in {elapsed:.1f} s "
+        f"= {run.seen / elapsed if elapsed else 0:,.0f} entries/s"
+    )
+    return run
+
+
+def read_only(source_id: int) -> None:
+    """The adapter alone (HTTP, XML, records) with no database work: the runner's ceiling."""
+    from lists.models import Source
+
+    source = Source.objects.get(pk=source_id)
+    http = Http(timeout=60, attempts=3)
+    adapter = adapter_class("ncmec")(config=source.config, credentials=Credentials(), http=http)
+    started = time.perf_counter()
+    try:
+        records = pages = 0
+        for page in adapter.pages({}):
+            records += len(page.records)
+            pages += 1
+    finally:
+        http.close()
+    elapsed = time.perf_counter() - started
+    print(
+        f"upstream read alone (adapter, no database): {records:,} records in {pages:,} pages "
+        f"in {elapsed:.1f} s = {records / elapsed:,.0f} entries/s"
+    )
+
+
+def main() -> None:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    call_command("migrate", verbosity=0)
+    server, url = start_server()
+    os.environ["BENCH_NCMEC_USER"] = USERNAME
+    os.environ["BENCH_NCMEC_PASS"] = PASSWORD
+    end = datetime.fromtimestamp(SyntheticLog(N, start=START, per_day=PER_DAY).end, UTC)
+    try:
+        source = source_create(
+            name=f"Bench NCMEC {secrets.token_hex(3)}",
+            kind="ncmec",
+            config={
+                "url": url,
+                "username_env": "BENCH_NCMEC_USER",
+                "password_env": "BENCH_NCMEC_PASS",
+                "start": START.isoformat(),
+                "until": (end + timedelta(seconds=1)).isoformat(),
+                "settle_minutes": 0,
+                "pages_per_batch": BATCH,
+            },
+            actor=Actor(system="bench"),
+        )
+        print(
+            f"NCMEC import of N={N:,} log entries ({PAGE_SIZE:,} per upstream page, "
+            f"{BATCH} upstream page(s) per applied page, {PER_DAY:,} per day of upstream time)"
+        )
+        read_only(source.pk)
+        timed_run(source.pk, "full import")
+        timed_run(source.pk, "second run, nothing new")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    server_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        f"peak RSS: importing process {peak_mib:,.0f} MiB; "
+        f"fixture server process {server_mib:,.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
