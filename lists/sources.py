@@ -199,6 +199,16 @@ def run_create(
         .order_by("created")
         .first()
     )
+    if pending is not None and pending.status == ImportRun.Status.RUNNING and _try_lock(source):
+        # Nobody holds the source's lock, so the worker of this "running" run is gone.
+        _unlock(source)
+        ImportRun.objects.filter(pk=pending.pk).update(
+            status=ImportRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error_code="abandoned",
+            error_message="The worker running this import stopped; a later run resumes it.",
+        )
+        pending = None
     if pending is not None and not _is_stale(pending):
         return pending
     run = ImportRun.objects.create(

@@ -235,10 +235,20 @@ def test_fetchsource_needs_a_known_source() -> None:
 
 
 def test_fetchsource_does_not_run_a_source_already_running(upstream: Upstream) -> None:
+    from django.db import connections
+
+    from lists.sources import _LOCK_NAMESPACE
+
     source = feed_source(upstream)
     ImportRun.objects.create(
         source=source, status="running", trigger="worker", heartbeat_at=timezone.now()
     )
-    with pytest.raises(CommandError, match="source_busy"):
-        run("fetchsource", "Partner feed")
-    assert ImportRun.objects.filter(source=source).count() == 1
+    worker = connections.create_connection("default")  # a live worker holds the source's lock
+    try:
+        with worker.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, source.pk])
+        with pytest.raises(CommandError, match="source_busy"):
+            run("fetchsource", "Partner feed")
+        assert ImportRun.objects.filter(source=source).count() == 1
+    finally:
+        worker.close()

@@ -258,3 +258,14 @@ def test_source_validation_errors_have_codes(source: Source) -> None:
         with pytest.raises(ServiceError) as refused:
             sources.source_create(**arguments)
         assert refused.value.code == code
+
+
+def test_a_running_run_whose_worker_is_gone_does_not_block_a_new_one(source: Source) -> None:
+    Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
+    dead = sources.run_create(source=source, trigger="test", enqueue=False)
+    ImportRun.objects.filter(pk=dead.pk).update(status="running")  # fresh heartbeat, no lock
+    fresh = sources.run_create(source=source, trigger="later", enqueue=False)
+    assert fresh.pk != dead.pk
+    dead.refresh_from_db()
+    assert (dead.status, dead.error_code) == ("failed", "abandoned")
+    assert sources.run_execute(run_id=fresh.pk).status == "succeeded"
