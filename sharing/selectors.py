@@ -218,6 +218,8 @@ class CatalogueItem:
             **self.hash_list.as_dict(),
             "description": self.description,
             "visibility": "shared",
+            # The day only (see community_day).
+            "last_change_day": self.last_change.date().isoformat() if self.last_change else None,
             "subscribed": self.subscribed,
             "subscribed_via_category": self.via_category,
             "size": self.size,
@@ -307,7 +309,7 @@ def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> 
                 hash_list=described,
                 size=sum(by_type.values()),
                 size_by_type=by_type,
-                last_change=last_change,
+                last_change=community_day(last_change),
                 subscribers=subscribers[described.pk],
                 subscribed=subscribed,
                 via_category=via_category,
@@ -316,6 +318,17 @@ def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> 
             )
         )
     return items
+
+
+def community_day(moment: dt.datetime | None) -> dt.datetime | None:
+    """A shared list's last change as other organisations see it: the day only (UTC).
+
+    To the minute, the change times of an anonymous list and of its owner's open lists (one
+    import touches both) would let a member pair them up; the day says as much as anyone needs.
+    """
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def catalogue_item(*, org: Organization, public_id: str) -> CatalogueItem:

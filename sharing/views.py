@@ -261,7 +261,7 @@ def _summary_of_own(hash_list: HashList) -> CommunityListSummary:
         description=hash_list.description,
         size=sum(by_type.values()),
         size_by_type=by_type,
-        last_change=hash_list.last_change_at,
+        last_change=selectors.community_day(hash_list.last_change_at),
         contributor=None if anonymous or owner is None else owner.name,
         # The catalogue's count, as other organisations see it (the owner's own category
         # subscription included: see sharing.selectors.subscriber_counts).
