@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,14 +69,10 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-@pytest.fixture
-def page(
-    browser: Browser, live_server: LiveServer, request: pytest.FixtureRequest
+@contextmanager
+def _fresh_page(
+    browser: Browser, live_server: LiveServer, request: pytest.FixtureRequest, suffix: str = ""
 ) -> Iterator[Page]:
-    """A fresh browser context (no cookies) whose relative URLs go to the live server.
-
-    When the test fails, the page as it was is saved to ``var/test-artifacts/failed-<test>.png``.
-    """
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
     context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     new_page = context.new_page()
@@ -85,5 +82,27 @@ def page(
         report = getattr(request.node, "report_call", None)
         if report is not None and report.failed:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            new_page.screenshot(path=ARTIFACTS / f"failed-{request.node.name}.png", full_page=True)
+            shot = ARTIFACTS / f"failed-{request.node.name}{suffix}.png"
+            new_page.screenshot(path=shot, full_page=True)
         context.close()
+
+
+@pytest.fixture
+def page(
+    browser: Browser, live_server: LiveServer, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    """A fresh browser context (no cookies) whose relative URLs go to the live server.
+
+    When the test fails, the page as it was is saved to ``var/test-artifacts/failed-<test>.png``.
+    """
+    with _fresh_page(browser, live_server, request) as new_page:
+        yield new_page
+
+
+@pytest.fixture
+def page_b(
+    browser: Browser, live_server: LiveServer, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    """A second browser context, with cookies of its own (another organisation's member)."""
+    with _fresh_page(browser, live_server, request, "-org-b") as new_page:
+        yield new_page

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,13 +22,11 @@ from hub.models import Organization, User
 from lists import services as list_services
 from lists.models import HashList
 from sharing.models import Dispute
-from tests.browser.conftest import DEFAULT_TIMEOUT_MS
 from tests.browser.helpers import ARTIFACTS, log_in, submit, watch_for_problems
 from tests.factories import PASSWORD, OrganizationFactory
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
-    from pytest_django.live_server_helper import LiveServer
+    pass
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -72,26 +69,6 @@ def private_list(org_a: Organization, hashes: list[str]) -> HashList:
             actor=actor,
         )
     return hash_list
-
-
-@pytest.fixture
-def page_b(
-    browser: Browser, live_server: LiveServer, request: pytest.FixtureRequest
-) -> Iterator[Page]:
-    """A second browser context, with cookies of its own, for the other organisation."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
-    new_page = context.new_page()
-    try:
-        yield new_page
-    finally:
-        report = getattr(request.node, "report_call", None)
-        if report is not None and report.failed:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            new_page.screenshot(
-                path=ARTIFACTS / f"failed-{request.node.name}-org-b.png", full_page=True
-            )
-        context.close()
 
 
 def sidebar(page: Page, name: str) -> None:
