@@ -26,15 +26,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from hub.audit import SYSTEM, Actor, audit
 from hub.errors import ServiceError
-from lists.hashtypes import HashParseError, get_signal_type
+from lists.hashtypes import HashParseError, SignalType, get_signal_type
 from lists.importers import adapter_class
 from lists.importers.base import ADD, REMOVE, Credentials, Page, Record, SourceError
 from lists.importers.http import Http
@@ -383,9 +385,24 @@ class _Wanted:
     hashes: list[tuple[str, bytes]]
 
 
+_CATEGORIES = frozenset(HashList.Category.values)
+
+
+@lru_cache(maxsize=64)
+def _signal_type(name: str) -> SignalType:
+    """The signal type an upstream names, looked up once per name (not once per hash)."""
+    return get_signal_type(name.strip().lower())
+
+
+@lru_cache(maxsize=1024)
+def _labels(raw: tuple[str, ...]) -> list[str]:
+    """normalise_labels, once per distinct label set (upstreams repeat a handful of them)."""
+    return normalise_labels(raw)
+
+
 def _parse(source: Source, record: Record, result: PageResult) -> list[_Wanted]:
     category = record.category or source.default_category
-    if category not in HashList.Category.values:
+    if category not in _CATEGORIES:
         result.errors.append(
             (record.position, "invalid_category", f"Unknown category {category!r}.")
         )
@@ -394,14 +411,21 @@ def _parse(source: Source, record: Record, result: PageResult) -> list[_Wanted]:
         result.errors.append((record.position, "invalid_op", f"Unknown operation {record.op!r}."))
         return []
     try:
-        labels = normalise_labels(record.labels)
+        # A copy: _Wanted's labels must not alias the cached list.
+        labels = list(_labels(tuple(record.labels)))
     except ServiceError as error:
         result.errors.append((record.position, error.code, error.message))
         labels = []
+    except TypeError:  # an unhashable label: let normalise_labels say what is wrong with it
+        try:
+            labels = normalise_labels(record.labels)
+        except ServiceError as error:
+            result.errors.append((record.position, error.code, error.message))
+            labels = []
     hashes: list[tuple[str, bytes]] = []
     for signal_name, text in record.hashes:
         try:
-            signal_type = get_signal_type(signal_name.strip().lower())
+            signal_type = _signal_type(signal_name)
             hashes.append((signal_type.name, signal_type.parse(text)))
         except HashParseError as error:
             result.errors.append((record.position, error.code, f"{signal_name}: {error.message}"))
@@ -423,26 +447,68 @@ def _parse(source: Source, record: Record, result: PageResult) -> list[_Wanted]:
     ]
 
 
+def _query(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one statement on Django's own connection (so in the caller's transaction) and return
+    its rows, binding parameters on the server.
+
+    Server-side binding lets arrays travel in binary (``%(name)b``): building the text form of a
+    bytea array escapes every byte in Python, which was the costliest part of a page's own work.
+    Never prepared: a plan cached while the tables were small would outlive their growth.
+    """
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=False)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+# Upsert the merged set and read every id back in one round trip. The look-up half reads the
+# statement's snapshot, so it finds the hashes that existed before, and RETURNING gives the new
+# ones; a hash another transaction committed meanwhile is in neither (see _hash_ids). Each
+# look-up is a correlated subquery, so it goes through the unique index whatever the planner
+# believes of the table's size (a join may hash the whole merged set when statistics lag).
+_HASH_IDS = """
+WITH q AS MATERIALIZED (
+    SELECT * FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
+), fresh AS (
+    INSERT INTO lists_hash (signal_type, value)
+    SELECT t, v FROM q ORDER BY n
+    ON CONFLICT DO NOTHING
+    RETURNING id, signal_type, value
+)
+SELECT q.n, f.id FROM fresh f JOIN q ON q.t = f.signal_type AND q.v = f.value
+UNION ALL
+SELECT n, id FROM (
+    SELECT q.n, (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
+      FROM q
+) AS known
+WHERE id IS NOT NULL
+"""
+
+_HASH_IDS_READ = """
+SELECT n, id FROM (
+    SELECT q.n, (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
+      FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
+) AS known
+WHERE id IS NOT NULL
+"""
+
+
 def _hash_ids(pairs: Iterable[tuple[str, bytes]]) -> dict[tuple[str, bytes], int]:
     """Ids of the given hashes in the merged set, inserting the new ones."""
+    # Sorted, so that two runs inserting the same new hashes take their locks in one order.
     wanted = sorted(set(pairs))
     if not wanted:
         return {}
-    types = [t for t, _ in wanted]
-    values = [v for _, v in wanted]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO lists_hash (signal_type, value)"
-            " SELECT * FROM unnest(%s::varchar[], %s::bytea[]) ON CONFLICT DO NOTHING",
-            [types, values],
+    rows = _query(_HASH_IDS, {"types": [t for t, _ in wanted], "values": [v for _, v in wanted]})
+    ids = {wanted[n - 1]: pk for n, pk in rows}
+    if len(ids) < len(wanted):
+        # Committed by another transaction after this statement's snapshot was taken.
+        missing = [pair for pair in wanted if pair not in ids]
+        rows = _query(
+            _HASH_IDS_READ, {"types": [t for t, _ in missing], "values": [v for _, v in missing]}
         )
-        cursor.execute(
-            "SELECT h.id, h.signal_type, h.value FROM lists_hash h"
-            " JOIN unnest(%s::varchar[], %s::bytea[]) AS q(t, v)"
-            "   ON h.signal_type = q.t AND h.value = q.v",
-            [types, values],
-        )
-        return {(t, bytes(v)): pk for pk, t, v in cursor.fetchall()}
+        ids.update((missing[n - 1], pk) for n, pk in rows)
+    return ids
 
 
 def apply_page(
@@ -451,6 +517,9 @@ def apply_page(
     """Apply one page's records to the source's lists (inside the caller's transaction)."""
     result = PageResult(errors=[(e.position, e.code, e.message) for e in page.errors])
     result.seen = len(page.records)
+    # For this transaction only: the planner's guesses for array look-ups are high enough to
+    # start JIT compilation, tens of milliseconds a statement for look-ups that take one.
+    _query("SELECT set_config('jit', 'off', true)", {})
     wanted: dict[str, _Wanted] = {}
     for record in page.records:
         for item in _parse(source, record, result):
@@ -487,8 +556,7 @@ def apply_page(
         upserts.append((key, target.pk, hash_ids, item.labels))
     _records_write(source, upserts, deletes, page.snapshot)
     who = Provenance(None, None, f"source {source.name} (run {run.public_id})"[:200])
-    for list_pk, rows in adds.items():
-        result.added += _add_entries(by_pk[list_pk], rows, who)
+    result.added += _add_entries(by_pk, adds, who)
     for list_pk, labels_by_hash in relabels.items():
         _relabel(by_pk[list_pk], labels_by_hash)
     for list_pk, maybe_gone in released.items():
@@ -508,16 +576,14 @@ class _Held:
 def _records(source: Source, keys: list[str]) -> dict[str, _Held]:
     if not keys:
         return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT r.key, r.hash_list_id, r.hash_ids, r.labels FROM lists_sourcerecord r"
-            " JOIN unnest(%s::varchar[]) AS q(key) ON r.key = q.key WHERE r.source_id = %s",
-            [keys, source.pk],
-        )
-        return {
-            key: _Held(list_pk, list(hash_ids), list(labels))
-            for key, list_pk, hash_ids, labels in cursor.fetchall()
-        }
+    rows = _query(
+        "SELECT r.key, r.hash_list_id, r.hash_ids, r.labels FROM lists_sourcerecord r"
+        " WHERE r.source_id = %(source)s AND r.key = ANY(%(keys)b::text[])",
+        {"keys": keys, "source": source.pk},
+    )
+    return {
+        key: _Held(list_pk, list(hash_ids), list(labels)) for key, list_pk, hash_ids, labels in rows
+    }
 
 
 def _pg_array(values: Iterable[object]) -> str:
@@ -531,130 +597,157 @@ def _records_write(
     deletes: list[str],
     snapshot: str,
 ) -> None:
-    """Upsert and delete SourceRecords in one statement each (arrays travel as literals)."""
+    """Upsert and delete SourceRecords in one statement each (id and label arrays as literals)."""
     now = timezone.now()
-    with connection.cursor() as cursor:
-        if deletes:
-            cursor.execute(
-                "DELETE FROM lists_sourcerecord WHERE source_id = %s AND key = ANY(%s::varchar[])",
-                [source.pk, deletes],
-            )
-        if upserts:
-            cursor.execute(
-                """
-                INSERT INTO lists_sourcerecord
-                       (source_id, key, hash_list_id, hash_ids, labels, snapshot, updated)
-                SELECT %(source)s, q.key, q.list_id, q.ids::bigint[], q.labels::varchar[],
-                       %(snapshot)s, %(now)s
-                  FROM unnest(%(keys)s::varchar[], %(lists)s::bigint[], %(ids)s::text[],
-                              %(labels)s::text[]) AS q(key, list_id, ids, labels)
-                ON CONFLICT (source_id, key) DO UPDATE
-                   SET hash_list_id = EXCLUDED.hash_list_id, hash_ids = EXCLUDED.hash_ids,
-                       labels = EXCLUDED.labels, snapshot = EXCLUDED.snapshot,
-                       updated = EXCLUDED.updated
-                """,
-                {
-                    "source": source.pk,
-                    "snapshot": snapshot,
-                    "now": now,
-                    "keys": [u[0] for u in upserts],
-                    "lists": [u[1] for u in upserts],
-                    "ids": [_pg_array(u[2]) for u in upserts],
-                    "labels": [_pg_array(u[3]) for u in upserts],
-                },
-            )
+    if deletes:
+        _query(
+            "DELETE FROM lists_sourcerecord"
+            " WHERE source_id = %(source)s AND key = ANY(%(keys)b::text[])",
+            {"source": source.pk, "keys": deletes},
+        )
+    if upserts:
+        _query(
+            """
+            INSERT INTO lists_sourcerecord
+                   (source_id, key, hash_list_id, hash_ids, labels, snapshot, updated)
+            SELECT %(source)s, q.key, q.list_id, q.ids::bigint[], q.labels::varchar[],
+                   %(snapshot)s, %(now)s
+              FROM unnest(%(keys)b::text[], %(lists)b::bigint[], %(ids)b::text[],
+                          %(labels)b::text[]) AS q(key, list_id, ids, labels)
+            ON CONFLICT (source_id, key) DO UPDATE
+               SET hash_list_id = EXCLUDED.hash_list_id, hash_ids = EXCLUDED.hash_ids,
+                   labels = EXCLUDED.labels, snapshot = EXCLUDED.snapshot,
+                   updated = EXCLUDED.updated
+            """,
+            {
+                "source": source.pk,
+                "snapshot": snapshot,
+                "now": now,
+                "keys": [u[0] for u in upserts],
+                "lists": [u[1] for u in upserts],
+                "ids": [_pg_array(u[2]) for u in upserts],
+                "labels": [_pg_array(u[3]) for u in upserts],
+            },
+        )
+
+
+# New live entries for every list of the page in one statement: each row checks the live-entry
+# unique index for itself (a correlated subquery, never a join that could scan the table), and
+# the rows that pass take consecutive change numbers after "base" (in list, then hash order).
+# Labels travel as array literals, one per row. Only the constant _SQL_PUBLIC_ID is formatted
+# in; every value is a bound parameter.
+_ADD_ENTRIES = f"""
+WITH fresh AS (
+    SELECT q.list_id, q.hash_id, q.signal_type, q.labels,
+           row_number() OVER (ORDER BY q.list_id, q.hash_id) AS rn
+      FROM unnest(%(lists)b::bigint[], %(ids)b::bigint[], %(types)b::text[], %(labels)b::text[])
+           AS q(list_id, hash_id, signal_type, labels)
+     WHERE (SELECT e.id FROM lists_entry e
+             WHERE e.hash_list_id = q.list_id AND e.hash_id = q.hash_id
+               AND e.removed_seq IS NULL) IS NULL
+), inserted AS (
+    INSERT INTO lists_entry (
+        hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
+        added_by_user_id, added_by_key_id, added_by_label, removed_by_label, removed_reason
+    )
+    SELECT list_id, hash_id, {_SQL_PUBLIC_ID}, labels::varchar[], '',
+           %(base)s + rn, %(now)s, NULL, NULL, %(label)s, '', ''
+      FROM fresh
+)
+SELECT list_id, signal_type, count(*) FROM fresh GROUP BY list_id, signal_type
+"""  # noqa: S608
 
 
 def _add_entries(
-    hash_list: HashList, rows: Mapping[int, tuple[str, list[str]]], who: Provenance
+    by_pk: Mapping[int, HashList],
+    adds: Mapping[int, Mapping[int, tuple[str, list[str]]]],
+    who: Provenance,
 ) -> int:
-    """Live entries for the given hash ids not live in the list yet. Returns how many.
+    """Live entries for the given hash ids (per list pk) not live there yet. Returns how many.
 
-    The hashes exist already (``_hash_ids``), so this is one INSERT per distinct label set,
-    each checking the live-entry unique index, under one hold of the sequence lock.
+    The hashes exist already (``_hash_ids``), so this is one INSERT for the whole page, under
+    one hold of the sequence lock.
     """
-    groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
-    for hash_id, (_, row_labels) in rows.items():
-        groups[tuple(row_labels)].append(hash_id)
-    by_type: dict[str, int] = defaultdict(int)
+    rows = [
+        (list_pk, hash_id, signal_type, labels)
+        for list_pk, by_hash in sorted(adds.items())
+        for hash_id, (signal_type, labels) in sorted(by_hash.items())
+    ]
+    if not rows:
+        return 0
+    label_literals: dict[tuple[str, ...], str] = {}
+    for _, _, _, labels in rows:
+        label_literals.setdefault(tuple(labels), _pg_array(labels))
     base = _lock_sequence()
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        for labels, hash_ids in groups.items():
-            cursor.execute(
-                f"""
-                WITH fresh AS (
-                    SELECT q.id AS hash_id, h.signal_type,
-                           row_number() OVER (ORDER BY q.id) AS rn
-                      FROM unnest(%(ids)s::bigint[]) AS q(id)
-                      JOIN lists_hash h ON h.id = q.id
-                     WHERE NOT EXISTS (SELECT 1 FROM lists_entry e
-                                        WHERE e.hash_list_id = %(list)s AND e.hash_id = q.id
-                                          AND e.removed_seq IS NULL)
-                ), inserted AS (
-                    INSERT INTO lists_entry (
-                        hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
-                        added_by_user_id, added_by_key_id, added_by_label, removed_by_label,
-                        removed_reason
-                    )
-                    SELECT %(list)s, hash_id, {_SQL_PUBLIC_ID}, %(labels)s::varchar[], '',
-                           %(base)s + rn, %(now)s, NULL, NULL, %(label)s, '', ''
-                      FROM fresh
-                )
-                SELECT signal_type, count(*) FROM fresh GROUP BY signal_type
-                """,  # noqa: S608 - only the constant _SQL_PUBLIC_ID is formatted in.
-                {
-                    "ids": sorted(hash_ids),
-                    "list": hash_list.pk,
-                    "labels": list(labels),
-                    "base": base,
-                    "now": now,
-                    "label": who.label,
-                },
-            )
-            for signal_type, count in cursor.fetchall():
-                by_type[signal_type] += int(count)
-                base += int(count)
-    added = sum(by_type.values())
+    counted = _query(
+        _ADD_ENTRIES,
+        {
+            "lists": [row[0] for row in rows],
+            "ids": [row[1] for row in rows],
+            "types": [row[2] for row in rows],
+            "labels": [label_literals[tuple(row[3])] for row in rows],
+            "base": base,
+            "now": timezone.now(),
+            "label": who.label,
+        },
+    )
+    by_list: dict[int, dict[str, int]] = defaultdict(dict)
+    for list_pk, signal_type, count in counted:
+        by_list[list_pk][signal_type] = int(count)
+    added = sum(sum(by_type.values()) for by_type in by_list.values())
     _advance_sequence(added)
-    _count_changes(hash_list, dict(by_type), sign=1)
+    for list_pk, by_type in sorted(by_list.items()):
+        _count_changes(by_pk[list_pk], by_type, sign=1)
     return added
 
 
 def _relabel(hash_list: HashList, labels_by_hash: Mapping[int, list[str]]) -> None:
     """An update may change a record's labels (e.g. its classification): follow on live entries."""
-    by_labels: dict[tuple[str, ...], list[int]] = defaultdict(list)
-    for hash_id, labels in labels_by_hash.items():
-        by_labels[tuple(labels)].append(hash_id)
-    with connection.cursor() as cursor:
-        for label_set, hash_ids in by_labels.items():
-            cursor.execute(
-                "UPDATE lists_entry e SET labels = %s::varchar[]"
-                "  FROM unnest(%s::bigint[]) AS q(id)"
-                " WHERE e.hash_id = q.id AND e.hash_list_id = %s AND e.removed_seq IS NULL"
-                "   AND e.labels <> %s::varchar[]",
-                [list(label_set), sorted(hash_ids), hash_list.pk, list(label_set)],
-            )
+    ordered = sorted(labels_by_hash.items())
+    _query(
+        "UPDATE lists_entry e SET labels = q.labels::varchar[]"
+        "  FROM unnest(%(ids)b::bigint[], %(labels)b::text[]) AS q(id, labels)"
+        " WHERE e.hash_id = q.id AND e.hash_list_id = %(list)s AND e.removed_seq IS NULL"
+        "   AND e.labels <> q.labels::varchar[]",
+        {
+            "ids": [hash_id for hash_id, _ in ordered],
+            "labels": [_pg_array(labels) for _, labels in ordered],
+            "list": hash_list.pk,
+        },
+    )
 
 
+# The live entries of released hashes. The type comes from a correlated subquery (one index
+# look-up per entry): a join may hash the whole merged set when statistics lag.
 _RELEASED_TARGETS = """
-    SELECT e.id, h.signal_type
+    SELECT e.id, (SELECT h.signal_type FROM lists_hash h WHERE h.id = e.hash_id) AS signal_type
       FROM unnest(%(ids)s::bigint[]) AS q(id)
       JOIN lists_entry e ON e.hash_id = q.id
-      JOIN lists_hash h ON h.id = e.hash_id
      WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL
 """
 
 
 def _still_held(hash_list: HashList, hash_ids: list[int]) -> set[int]:
-    """Of ``hash_ids``, those some record of the list still holds (GIN overlap lookup)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT DISTINCT held FROM lists_sourcerecord r, unnest(r.hash_ids) AS held"
-            " WHERE r.hash_list_id = %s AND r.hash_ids && %s::bigint[] AND held = ANY(%s)",
-            [hash_list.pk, hash_ids, hash_ids],
-        )
-        return {held for (held,) in cursor.fetchall()}
+    """Of ``hash_ids``, those some record of the list still holds (GIN look-ups, one per id).
+
+    One look-up per id rather than one overlap with the whole array: the planner rates an
+    overlap with hundreds of ids as matching most of the table (it has no statistics for ids
+    that each occur once) and scans every record instead. A count, not EXISTS or LIMIT 1, so
+    that it does not plan a scan that hopes to stop early; ``OFFSET 0`` keeps the list
+    condition out of the scan, which could otherwise read all the list's records through the
+    list's own index (its statistics lag behind a running import).
+    """
+    rows = _query(
+        "SELECT id FROM ("
+        "  SELECT q.id, (SELECT count(*)"
+        "                  FROM (SELECT hash_list_id FROM lists_sourcerecord"
+        "                         WHERE hash_ids @> ARRAY[q.id] OFFSET 0) AS r"
+        "                 WHERE r.hash_list_id = %(list)s) AS n"
+        "    FROM unnest(%(ids)b::bigint[]) AS q(id)"
+        ") AS held WHERE n > 0",
+        {"list": hash_list.pk, "ids": hash_ids},
+    )
+    return {held for (held,) in rows}
 
 
 def _release(hash_list: HashList | None, hash_ids: set[int], who: Provenance) -> int:
