@@ -1,4 +1,8 @@
-"""API v1: signal types, the caller's lists and their entries (DESIGN.md, "API contract v1")."""
+"""API v1: signal types, the caller's lists and their entries (DESIGN.md, "API contract v1").
+
+Writes to one's own lists live here. Reading lists (own, community and verified) and changing
+a list's settings are sharing.api's views, which extend these (lists may not import sharing).
+"""
 
 from __future__ import annotations
 
@@ -134,14 +138,6 @@ class ListsApi(OrgAPIView):
         return "lists:write" if self.request.method == "POST" else None
 
     @extend_schema(
-        operation_id="lists_list", summary="The lists the caller can see", responses=dict
-    )
-    def get(self, request: Request) -> Response:
-        lists = list(selectors.lists_of(org=request.organization))  # type: ignore[attr-defined]
-        stats = selectors.list_stats(lists=lists)
-        return Response({"lists": [list_object(hl, stats[hl.pk]) for hl in lists]})
-
-    @extend_schema(
         operation_id="lists_create",
         summary="Create a self-managed list",
         request=InputSerializer,
@@ -157,49 +153,6 @@ class ListsApi(OrgAPIView):
         )
         return Response(
             list_object(hash_list, selectors.ListStats(0, {}, None)), status=status.HTTP_201_CREATED
-        )
-
-
-class ListDetailApi(OrgAPIView):
-    class PatchSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=120, required=False)
-        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-        visibility = serializers.ChoiceField(choices=HashList.Visibility.values, required=False)
-
-    def get_required_scope(self) -> str | None:
-        return "lists:write" if self.request.method == "PATCH" else None
-
-    @extend_schema(operation_id="list_retrieve", summary="One list", responses=dict)
-    def get(self, request: Request, list_id: str) -> Response:
-        hash_list = selectors.get_list_for_org(org=request.organization, public_id=list_id)  # type: ignore[attr-defined]
-        return Response(
-            list_object(hash_list, selectors.list_stats(lists=[hash_list])[hash_list.pk])
-        )
-
-    @extend_schema(
-        operation_id="list_update",
-        summary="Rename a list or change its description",
-        request=PatchSerializer,
-        responses=dict,
-    )
-    def patch(self, request: Request, list_id: str) -> Response:
-        hash_list = selectors.get_list_for_org(org=request.organization, public_id=list_id)  # type: ignore[attr-defined]
-        serializer = self.PatchSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        if data.get("visibility", HashList.Visibility.PRIVATE) != HashList.Visibility.PRIVATE:
-            raise ServiceError(
-                "sharing_unavailable",
-                "Sharing lists with the community is not available on this hub yet.",
-            )
-        services.list_update(
-            hash_list=hash_list,
-            name=data.get("name", hash_list.name),
-            description=data.get("description", hash_list.description),
-            actor=Actor.from_request(request),
-        )
-        return Response(
-            list_object(hash_list, selectors.list_stats(lists=[hash_list])[hash_list.pk])
         )
 
 

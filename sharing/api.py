@@ -15,7 +15,7 @@ from typing import Any
 
 from django_scopes import scopes_disabled
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -88,7 +88,12 @@ class ListsApi(lists_api.ListsApi):
         return Response({"lists": items})
 
 
-class ListDetailApi(lists_api.ListDetailApi):
+class ListDetailApi(OrgAPIView):
+    class PatchSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=120, required=False)
+        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+        visibility = serializers.ChoiceField(choices=HashList.Visibility.values, required=False)
+
     def get_required_scope(self) -> str | None:
         if self.request.method == "PATCH":
             data = getattr(self.request, "data", None)  # a DRF request once dispatched
@@ -108,7 +113,7 @@ class ListDetailApi(lists_api.ListDetailApi):
     @extend_schema(
         operation_id="list_update",
         summary="Rename a list, change its description or its visibility (scope lists:admin)",
-        request=lists_api.ListDetailApi.PatchSerializer,
+        request=PatchSerializer,
         responses=dict,
     )
     def patch(self, request: Request, list_id: str) -> Response:

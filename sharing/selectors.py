@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from django_scopes import scopes_disabled
 
 from hub.errors import ServiceError
 from hub.models import Organization
@@ -154,21 +155,17 @@ def _described(row: tuple[Any, ...], org: Organization) -> MatchableList:
     )
 
 
-def lists_matchable_by(
-    *, org: Organization, include_deleted: bool = False
-) -> dict[int, MatchableList]:
-    """The lists ``org`` matches against, keyed by primary key.
+def lists_matchable_by(*, org: Organization) -> dict[int, MatchableList]:
+    """The lists ``org`` matches against now, keyed by primary key.
 
-    ``include_deleted`` adds the organisation's own deleted lists, whose tombstones the export feed
-    must still carry so that a platform matching locally drops their hashes.
+    (The export feed also needs the lists ``org`` matched once; it reads the access log.)
     """
     # Every match request asks this, so it is hand-written SQL: the own lists and the community
-    # access pairs in one round trip. Built from constants only; values are bound parameters.
+    # and verified access pairs in one round trip. Built from constants only; values are bound.
     sql = (
         _LIST_COLUMNS  # noqa: S608
-        + " WHERE (l.organization_id = %(org)s"
-        + ("" if include_deleted else " AND l.deleted_at IS NULL")
-        + ") OR l.id IN (SELECT list_id FROM ("
+        + " WHERE (l.organization_id = %(org)s AND l.deleted_at IS NULL)"
+        + " OR l.id IN (SELECT list_id FROM ("
         + _ACCESS_SQL
         + ") AS access)"
     )
@@ -266,6 +263,36 @@ def subscriber_counts(list_pks: Iterable[int]) -> dict[int, int]:
     return counts
 
 
+def _shown_rows(
+    where: str, params: dict[str, Any], *, category: str, public_id: str
+) -> list[tuple[Any, ...]]:
+    """Lists as the catalogue and the verified tier show them: described, sized, filtered.
+
+    ``where`` is a constant condition (values go in ``params``). Ordered by category, name and
+    the list's random id, never by owner.
+    """
+    sql = (
+        _LIST_SELECT + ", l.live_counts, l.last_change_at, l.description" + _LIST_FROM
+        + " WHERE " + where
+    )  # fmt: skip
+    params = dict(params)
+    if category:
+        sql += " AND l.category = %(category)s"
+        params["category"] = category
+    if public_id:
+        sql += " AND l.public_id = %(public_id)s"
+        params["public_id"] = public_id
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " ORDER BY l.category, l.name, l.public_id", params)
+        return cursor.fetchall()
+
+
+def _sizes(live_counts: Any) -> dict[str, int]:
+    """A list's live counts per type (Django leaves jsonb undecoded on raw cursors)."""
+    counts = json.loads(live_counts) if isinstance(live_counts, str) else live_counts
+    return {k: int(v) for k, v in (counts or {}).items() if v}
+
+
 def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> list[CatalogueItem]:
     """The shared lists of other approved organisations, for an approved ``org``.
 
@@ -274,24 +301,13 @@ def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> 
     """
     if not org.approved:
         return []
-    sql = (
-        _LIST_SELECT
-        + ", l.live_counts, l.last_change_at, l.description"
-        + _LIST_FROM
-        + " WHERE l.deleted_at IS NULL AND l.visibility IN ('open', 'anonymous')"
-        + " AND o.approved AND l.organization_id <> %(org)s"
+    rows = _shown_rows(
+        "l.deleted_at IS NULL AND l.visibility IN ('open', 'anonymous')"
+        " AND o.approved AND l.organization_id <> %(org)s",
+        {"org": org.pk},
+        category=category,
+        public_id=public_id,
     )
-    params: dict[str, Any] = {"org": org.pk}
-    if category:
-        sql += " AND l.category = %(category)s"
-        params["category"] = category
-    if public_id:
-        sql += " AND l.public_id = %(public_id)s"
-        params["public_id"] = public_id
-    sql += " ORDER BY l.category, l.name, l.public_id"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
     list_pks = [row[0] for row in rows]
     subscribers = subscriber_counts(list_pks)
     mine = subscription_state(org=org)
@@ -299,8 +315,7 @@ def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> 
     for row in rows:
         described = _described(row[:8], org)
         live_counts, last_change, description = row[8:]
-        counts = json.loads(live_counts) if isinstance(live_counts, str) else live_counts
-        by_type = {k: int(v) for k, v in (counts or {}).items() if v}
+        by_type = _sizes(live_counts)
         explicit = mine.lists.get(described.pk)
         via_category = described.category in mine.categories and explicit is None
         subscribed = explicit is True or via_category
@@ -343,24 +358,16 @@ def verified_lists(
     *, org: Organization, category: str = "", public_id: str = ""
 ) -> list[CatalogueItem]:
     """The verified source lists ``org`` is entitled to (always matched: no subscription)."""
-    pairs = access_pairs(orgs=[org.pk])
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _LIST_SELECT
-            + ", l.live_counts, l.last_change_at, l.description"
-            + _LIST_FROM
-            + " WHERE l.source_id IS NOT NULL AND l.id = ANY(%s)"
-            + (" AND l.category = %s" if category else " AND %s = ''")
-            + (" AND l.public_id = %s" if public_id else " AND %s = ''")
-            + " ORDER BY l.category, l.name, l.public_id",
-            [[list_pk for _, list_pk in pairs], category, public_id],
-        )
-        rows = cursor.fetchall()
+    rows = _shown_rows(
+        "l.source_id IS NOT NULL AND l.id = ANY(%(lists)s)",
+        {"lists": [list_pk for _, list_pk in access_pairs(orgs=[org.pk])]},
+        category=category,
+        public_id=public_id,
+    )
     items = []
     for row in rows:
         live_counts, last_change, description = row[8:]
-        counts = json.loads(live_counts) if isinstance(live_counts, str) else live_counts
-        by_type = {k: int(v) for k, v in (counts or {}).items() if v}
+        by_type = _sizes(live_counts)
         items.append(
             CatalogueItem(
                 hash_list=_described(row[:8], org),
@@ -412,8 +419,6 @@ def list_readable_by(*, org: Organization, public_id: str) -> tuple[HashList, Ma
 
     Returns the model (for entry pages) and how ``org`` sees it (tier, contributor).
     """
-    from django_scopes import scopes_disabled
-
     with scopes_disabled():
         hash_list = (
             HashList.objects.select_related("organization")

@@ -88,8 +88,9 @@ def access_sync(
         "lists": None if lists is None else list(lists),
         "owners": None if owners is None else list(owners),
     }
-    # Lock before reading, so what we compare is what the numbers we take will follow.
-    first = sequence_allocate(0)
+    # Take the sequence lock (numbering nothing yet) before reading, so what we compare is what
+    # the numbers we take below will follow.
+    sequence_allocate(0)
     now = access_pairs(**filters)
     recorded = _recorded_access(**filters)
     changes = sorted((pair, True) for pair in now - recorded)
