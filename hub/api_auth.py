@@ -25,6 +25,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer hh_…`` → (None, ApiKey). There is no user behind an API key."""
 
     keyword = "bearer"
+    # A scalar SQL query answered in the key's lookup round trip (see api_key_authenticate).
+    lookup_also = ""
 
     def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
@@ -35,7 +37,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Send the key as 'Authorization: Bearer <api key>'."
             )
-        key = api_key_authenticate(parts[1])
+        key = api_key_authenticate(parts[1], also=self.lookup_also)
         if key is None:
             raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
         return (None, key)

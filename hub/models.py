@@ -151,6 +151,10 @@ class ApiKey(models.Model):
 
     objects: ClassVar[models.Manager[ApiKey]] = ScopedManager(organization="organization")
 
+    # Not stored: the value of the ``also`` query answered with the key's lookup
+    # (hub.services.api_key_authenticate), for the request that presented it.
+    lookup_also: Any = None
+
     class Meta:
         ordering = ("-created",)
 

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -364,11 +365,15 @@ def api_key_rotate(*, key: ApiKey, actor: Actor) -> tuple[ApiKey, str]:
     return new_key, secret
 
 
-def _api_key_lookup_sql() -> tuple[str, list[str], list[str]]:
+@cache
+def _api_key_lookup_sql(also: str) -> tuple[str, list[str], list[str]]:
     key_columns = [f.column for f in ApiKey._meta.concrete_fields]
     org_columns = [f.column for f in Organization._meta.concrete_fields]
     select = ", ".join([f'k."{c}"' for c in key_columns] + [f'o."{c}"' for c in org_columns])
-    # Built once from the models' own column names, never from input.
+    if also:
+        select += f", ({also})"
+    # Built once per caller from the models' own column names and a constant of the caller's
+    # code, never from input.
     sql = (
         f"SELECT {select} FROM {ApiKey._meta.db_table} k "  # noqa: S608
         f"JOIN {Organization._meta.db_table} o ON o.id = k.organization_id "
@@ -381,25 +386,28 @@ def _api_key_lookup_sql() -> tuple[str, list[str], list[str]]:
     )
 
 
-_API_KEY_LOOKUP = _api_key_lookup_sql()
-
-
-def api_key_authenticate(secret: str) -> ApiKey | None:
+def api_key_authenticate(secret: str, *, also: str = "") -> ApiKey | None:
     """The active key behind a presented secret, or None. Records when it was last used.
 
     Every API request comes through here, so the lookup is one hand-written statement (key and
-    organisation together) rather than an ORM query compiled anew on each call.
+    organisation together) rather than an ORM query compiled anew on each call. ``also`` is a
+    scalar SQL query (a constant of the caller's code) answered in the same round trip; its value
+    is set on the key as ``lookup_also`` (the match API reads the change number this way).
     """
     if not secret.startswith(API_KEY_PREFIX) or len(secret) > 200:
         return None
-    sql, key_fields, org_fields = _API_KEY_LOOKUP
+    sql, key_fields, org_fields = _api_key_lookup_sql(also)
     with connection.cursor() as cursor:
         cursor.execute(sql, [_sha256(secret)])
         row = cursor.fetchone()
     if row is None:
         return None
     key = ApiKey.from_db(connection.alias, key_fields, row[: len(key_fields)])
-    key.organization = Organization.from_db(connection.alias, org_fields, row[len(key_fields) :])
+    org_end = len(key_fields) + len(org_fields)
+    key.organization = Organization.from_db(
+        connection.alias, org_fields, row[len(key_fields) : org_end]
+    )
+    key.lookup_also = row[org_end] if also else None
     now = timezone.now()
     # Write last-used at most once a minute per key, so hot keys do not write on every call.
     if (

@@ -210,10 +210,14 @@ def sequence_allocate(count: int) -> int:
     return first
 
 
+SEQUENCE_LAST_SQL = "SELECT last FROM lists_changecounter WHERE id = 1"
+"""The query behind :func:`sequence_last`, for callers that read it within another statement."""
+
+
 def sequence_last() -> int:
     """The last committed change number: a cheap check for readers (index, export)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT last FROM lists_changecounter WHERE id = 1")
+        cursor.execute(SEQUENCE_LAST_SQL)
         row = cursor.fetchone()
     return int(row[0]) if row else 0
 

@@ -9,10 +9,28 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from hub.api_auth import ApiKeyAuthentication
 from hub.api_base import OrgAPIView
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
+from hub.models import ApiKey
+from lists.services import SEQUENCE_LAST_SQL
 from matching import selectors, services
+
+
+class MatchKeyAuthentication(ApiKeyAuthentication):
+    """The API key, and the last committed change number read in the same round trip.
+
+    The match index must reflect every change committed before the request (read-your-writes);
+    reading the number with the key saves each match request a database round trip.
+    """
+
+    lookup_also = SEQUENCE_LAST_SQL
+
+
+def _change_number(request: Request) -> int | None:
+    key = request.auth
+    return int(key.lookup_also) if isinstance(key, ApiKey) and key.lookup_also is not None else None
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -23,6 +41,7 @@ def _body(request: Request) -> dict[str, Any]:
 
 class MatchApi(OrgAPIView):
     required_scope = "match"
+    authentication_classes = [MatchKeyAuthentication]
 
     @extend_schema(
         operation_id="match",
@@ -42,12 +61,14 @@ class MatchApi(OrgAPIView):
             actor=Actor.from_request(request),
             max_distance=body.get("max_distance"),
             content_ref=body.get("content_ref"),
+            change_number=_change_number(request),
         )
         return Response(outcome.as_dict())
 
 
 class MatchImageApi(OrgAPIView):
     required_scope = "match"
+    authentication_classes = [MatchKeyAuthentication]
 
     @extend_schema(
         operation_id="match_image",
@@ -87,6 +108,7 @@ class MatchImageApi(OrgAPIView):
             actor=Actor.from_request(request),
             max_distance=max_distance,
             content_ref=request.data.get("content_ref"),
+            change_number=_change_number(request),
         )
         return Response(outcome.as_dict())
 

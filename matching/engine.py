@@ -170,14 +170,18 @@ class MatchEngine:
         with self._lock:
             self._reset()
 
-    def search(self, signal_type: str, codes: Sequence[bytes], radius: int) -> list[list[Match]]:
+    def search(
+        self, signal_type: str, codes: Sequence[bytes], radius: int, *, last: int | None = None
+    ) -> list[list[Match]]:
         """For each code, every (hash id, distance) within ``radius`` among live hashes.
 
         Applies every change committed before the call first (read-your-writes). The change
         number is read before taking the lock, so threads of one process (gthread workers) do
-        not queue behind each other's database round trip.
+        not queue behind each other's database round trip. A caller that read it already in
+        this request (the match API, with the key's lookup) passes it as ``last``.
         """
-        last = sequence_last() if self._version is not None else None
+        if self._version is not None and last is None:
+            last = sequence_last()
         with self._lock:
             self._sync(last)
             index = self._indexes[signal_type]

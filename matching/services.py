@@ -199,7 +199,9 @@ def _live_holders(
     return holders
 
 
-def _search(queries: list[HashQuery], radii: Mapping[str, int]) -> dict[int, list[tuple[int, int]]]:
+def _search(
+    queries: list[HashQuery], radii: Mapping[str, int], change_number: int | None
+) -> dict[int, list[tuple[int, int]]]:
     """Query index → [(hash id, distance)] for the perceptual queries, from the match index."""
     by_type: dict[str, list[HashQuery]] = defaultdict(list)
     for query in queries:
@@ -208,7 +210,8 @@ def _search(queries: list[HashQuery], radii: Mapping[str, int]) -> dict[int, lis
     found: dict[int, list[tuple[int, int]]] = {}
     engine = get_engine()
     for name, group in by_type.items():
-        hits = engine.search(name, [q.value for q in group if q.value is not None], radii[name])
+        codes = [q.value for q in group if q.value is not None]
+        hits = engine.search(name, codes, radii[name], last=change_number)
         for query, query_hits in zip(group, hits, strict=True):
             found[query.index] = query_hits
     return found
@@ -238,17 +241,22 @@ class _Hit:
 def _attach_matches(
     queries: list[HashQuery],
     radii: Mapping[str, int],
-    lists: Mapping[int, MatchableList],
     *,
     org: Organization,
-) -> None:
-    perceptual_hits = _search(queries, radii)
+    change_number: int | None,
+) -> dict[int, MatchableList]:
+    """Set each query's matches; returns the lists ``org`` may match (empty if none was needed)."""
+    perceptual_hits = _search(queries, radii, change_number)
     exact = {
         (q.signal_type, q.value)
         for q in queries
         if q.value is not None and q.index not in perceptual_hits
     }
     hash_ids = {hash_id for hits in perceptual_hits.values() for hash_id, _ in hits}
+    if not hash_ids and not exact:
+        # Nothing stored is near any submission: no list can match, so none is looked up.
+        return {}
+    lists = lists_matchable_by(org=org)
     holders = _live_holders(hash_ids=hash_ids, exact=exact, lists=lists)
     by_value = {(t, v): hash_id for hash_id, (t, v, _) in holders.items()}
     hits_by_query: dict[int, list[_Hit]] = {}
@@ -293,6 +301,7 @@ def _attach_matches(
                 }
             )
         query.matches = sorted(matches, key=_sort_key)
+    return lists
 
 
 def _apply_allow_list(org: Organization, queries: list[HashQuery]) -> None:
@@ -392,16 +401,25 @@ def match_hashes(
     actor: Actor,
     max_distance: object = None,
     content_ref: object = None,
+    change_number: int | None = None,
 ) -> MatchOutcome:
     """Match submitted hashes against everything ``org`` may match (DESIGN.md, "The match path").
 
     Side effects when anything matched: a Detection, an audit event ``detection.created`` and
     webhook deliveries queued after commit; allow-listed submissions bump their counters.
+    ``change_number``: the last committed change, if the caller read it already in this request.
     """
     radii = radii_for(max_distance)
     reference = _clean_content_ref(content_ref)
     queries = parse_queries(items)
-    return _match(org=org, actor=actor, queries=queries, radii=radii, content_ref=reference)
+    return _match(
+        org=org,
+        actor=actor,
+        queries=queries,
+        radii=radii,
+        content_ref=reference,
+        change_number=change_number,
+    )
 
 
 def _match(
@@ -411,9 +429,9 @@ def _match(
     queries: list[HashQuery],
     radii: Mapping[str, int],
     content_ref: str,
+    change_number: int | None,
 ) -> MatchOutcome:
-    lists = lists_matchable_by(org=org)
-    _attach_matches(queries, radii, lists, org=org)
+    lists = _attach_matches(queries, radii, org=org, change_number=change_number)
     _apply_allow_list(org, queries)
     detection = _record_detection(
         org=org, actor=actor, queries=queries, content_ref=content_ref, lists=lists
@@ -437,6 +455,7 @@ def match_image(
     actor: Actor,
     max_distance: object = None,
     content_ref: object = None,
+    change_number: int | None = None,
 ) -> ImageMatchOutcome:
     """Hash an upload in memory (decoded once), then match every hash computed from it.
 
@@ -468,5 +487,12 @@ def match_image(
                 "matched.",
             }
         queries.append(query)
-    outcome = _match(org=org, actor=actor, queries=queries, radii=radii, content_ref=reference)
+    outcome = _match(
+        org=org,
+        actor=actor,
+        queries=queries,
+        radii=radii,
+        content_ref=reference,
+        change_number=change_number,
+    )
     return ImageMatchOutcome(hashes, outcome)

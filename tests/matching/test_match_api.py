@@ -6,7 +6,9 @@ import secrets
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django_scopes import scope, scopes_disabled
 
 from hub.audit import Actor
@@ -257,6 +259,20 @@ def test_a_removed_hash_stops_matching_on_the_next_request(
     # ...and a re-add matches again.
     add(hash_list, ("pdq", stored))
     assert match(api_a, query).json()["results"][0]["matches"]
+
+
+def test_a_perceptual_miss_costs_one_database_statement(api_a: Client, org_a: Organization) -> None:
+    """The key, its organisation and the change number come in one statement; with nothing
+    stored near the submission, no list is looked up at all."""
+    add(own_list(org_a), ("pdq", random_pdq()))
+    # Loads the index and records the key's last use (written at most once a minute).
+    assert match(api_a, [{"type": "pdq", "value": random_pdq()}]).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        response = match(api_a, [{"type": "pdq", "value": random_pdq()}])
+    assert response.status_code == 200
+    assert response.json()["results"][0]["matches"] == []
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    assert "lists_changecounter" in queries[0]["sql"]
 
 
 def test_a_deleted_list_stops_matching(api_a: Client, org_a: Organization) -> None:
