@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
+from redis.commands.core import Script
 from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework.request import Request
 
@@ -25,8 +26,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer hh_…`` → (None, ApiKey). There is no user behind an API key."""
 
     keyword = "bearer"
-    # A scalar SQL query answered in the key's lookup round trip (see api_key_authenticate).
-    lookup_also = ""
 
     def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
@@ -37,7 +36,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Send the key as 'Authorization: Bearer <api key>'."
             )
-        key = api_key_authenticate(parts[1], also=self.lookup_also)
+        # A view may name a scalar SQL query to answer in the key's lookup round trip
+        # (``key_lookup_also``, see api_key_authenticate).
+        view = (request.parser_context or {}).get("view")
+        key = api_key_authenticate(parts[1], also=getattr(view, "key_lookup_also", ""))
         if key is None:
             raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
         return (None, key)
@@ -64,10 +66,21 @@ class HasApiKey(permissions.BasePermission):
         return True
 
 
+# Counts a request in the current window's counter (which lives two windows) and reads the
+# previous window's count, in one command.
+_COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, tonumber(redis.call('GET', KEYS[2])) or 0}
+"""
+
+
 @cache
-def _redis() -> redis.Redis:
-    """This process's connection pool to the cache's Redis (the throttle's counters live there)."""
-    return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+def _count_script() -> Script:
+    """This process's Redis connection pool (the cache's server) with the counting script."""
+    return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"]).register_script(
+        _COUNT_SCRIPT
+    )
 
 
 class ApiKeyThrottle(throttling.SimpleRateThrottle):
@@ -99,12 +112,8 @@ class ApiKeyThrottle(throttling.SimpleRateThrottle):
         window, into = divmod(now, self.duration)
         current, previous = f"{key}:{int(window)}", f"{key}:{int(window) - 1}"
         # One round trip: count this request, keep the counter two windows, read the last one.
-        pipe = _redis().pipeline(transaction=False)
-        pipe.incr(current)
-        pipe.expire(current, 2 * self.duration)
-        pipe.get(previous)
-        count, _, earlier = pipe.execute()
-        weighted = count + int(earlier or 0) * (1 - into / self.duration)
+        count, earlier = _count_script()(keys=[current, previous], args=[2 * self.duration])
+        weighted = count + earlier * (1 - into / self.duration)
         if weighted <= self.num_requests:
             return True
         self._wait = self.duration - into

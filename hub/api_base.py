@@ -22,6 +22,9 @@ class OrgAPIView(APIView):
     """
 
     required_scope: str | None = None
+    # A scalar SQL query (a constant) answered in the same round trip as the API key's lookup;
+    # its value is on ``request.auth.lookup_also`` (see hub.services.api_key_authenticate).
+    key_lookup_also = ""
 
     def get_required_scope(self) -> str | None:
         """The key scope this request needs; override to vary it by method."""

@@ -30,6 +30,9 @@ class OrgRequest(HttpRequest):
 
 
 ORG_KWARG = "org_slug"
+ORG_URL_PREFIX = "/o/"
+"""Every URL naming an organisation lives under this prefix (a test checks the URLconf), so other
+requests, the API's above all, are spared resolving their path a second time here."""
 LAST_ORG_SESSION_KEY = "hashhub_last_org"
 
 
@@ -49,6 +52,8 @@ class OrganizationMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.organization = None  # type: ignore[attr-defined]
         request.membership = None  # type: ignore[attr-defined]
+        if not request.path_info.startswith(ORG_URL_PREFIX):
+            return self.get_response(request)
         try:
             match = resolve(request.path_info)
         except Resolver404:

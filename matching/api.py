@@ -9,23 +9,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from hub.api_auth import ApiKeyAuthentication
 from hub.api_base import OrgAPIView
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import ApiKey
 from lists.services import SEQUENCE_LAST_SQL
 from matching import selectors, services
-
-
-class MatchKeyAuthentication(ApiKeyAuthentication):
-    """The API key, and the last committed change number read in the same round trip.
-
-    The match index must reflect every change committed before the request (read-your-writes);
-    reading the number with the key saves each match request a database round trip.
-    """
-
-    lookup_also = SEQUENCE_LAST_SQL
 
 
 def _change_number(request: Request) -> int | None:
@@ -41,7 +30,9 @@ def _body(request: Request) -> dict[str, Any]:
 
 class MatchApi(OrgAPIView):
     required_scope = "match"
-    authentication_classes = [MatchKeyAuthentication]
+    # The index must reflect every change committed before the request (read-your-writes):
+    # reading the change number with the API key saves a database round trip.
+    key_lookup_also = SEQUENCE_LAST_SQL
 
     @extend_schema(
         operation_id="match",
@@ -68,7 +59,9 @@ class MatchApi(OrgAPIView):
 
 class MatchImageApi(OrgAPIView):
     required_scope = "match"
-    authentication_classes = [MatchKeyAuthentication]
+    # The index must reflect every change committed before the request (read-your-writes):
+    # reading the change number with the API key saves a database round trip.
+    key_lookup_also = SEQUENCE_LAST_SQL
 
     @extend_schema(
         operation_id="match_image",

@@ -50,6 +50,7 @@ from django_scopes import scope
 
 from hub import services
 from hub.audit import Actor
+from hub.middleware import ORG_KWARG, ORG_URL_PREFIX
 from hub.models import ApiKey, Invitation, Membership, Organization, User
 from hub.permissions import Role
 from tests.conftest import _member, login, make_key
@@ -951,6 +952,16 @@ def test_another_orgs_object_ids_are_404(key: str, method: str, caller: str, wor
 def test_every_url_pattern_is_in_the_table() -> None:
     missing = sorted(_endpoints().keys() - TABLE.keys())
     assert not missing, f"URL patterns with no row in TABLE (add one line each): {missing}"
+
+
+def test_every_url_naming_an_organisation_is_under_the_org_prefix() -> None:
+    """OrganizationMiddleware resolves (and checks membership) only under ORG_URL_PREFIX."""
+    outside = [
+        e.route
+        for e in _endpoints().values()
+        if ORG_KWARG in e.kwargs and not f"/{e.route}".startswith(ORG_URL_PREFIX)
+    ]
+    assert not outside, f"URLs naming an organisation outside {ORG_URL_PREFIX}: {outside}"
 
 
 def test_every_table_row_is_a_url_pattern() -> None:
