@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
+from hub.lib.ids import new_public_ids
 from hub.models import Organization
 from lists.hashtypes import get_signal_type
 from lists.models import HashList
@@ -164,15 +165,21 @@ def _stage(rows: Iterable[ParsedEntry]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS hashhub_stage ("
-            " idx integer, signal_type varchar(16), value bytea, labels text[], note text"
+            " idx integer, signal_type varchar(16), value bytea, labels text[], note text,"
+            " public_id text"
             ") ON COMMIT DELETE ROWS"
         )
         cursor.execute("TRUNCATE hashhub_stage")
+        rows = list(rows)
+        # Each row carries the public id its entry gets if it is added (unused ones are dropped).
+        public_ids = new_public_ids(len(rows))
         with cursor.cursor.copy(
-            "COPY hashhub_stage (idx, signal_type, value, labels, note) FROM STDIN"
+            "COPY hashhub_stage (idx, signal_type, value, labels, note, public_id) FROM STDIN"
         ) as copy:
-            for row in rows:
-                copy.write_row((row.index, row.signal_type, row.value, row.labels, row.note))
+            for row, public_id in zip(rows, public_ids, strict=True):
+                copy.write_row(
+                    (row.index, row.signal_type, row.value, row.labels, row.note, public_id)
+                )
         cursor.execute("ANALYZE hashhub_stage")
 
 
@@ -222,12 +229,6 @@ def sequence_last() -> int:
     return int(row[0]) if row else 0
 
 
-# A short random public id for each entry, made in SQL so bulk inserts need no round trip.
-_SQL_PUBLIC_ID = (
-    "translate(encode(substr(uuid_send(gen_random_uuid()), 1, 12), 'base64'), '+/', '-_')"
-)
-
-
 @dataclass(frozen=True)
 class Provenance:
     """Who adds or removes, as stored on the entry."""
@@ -263,11 +264,10 @@ def _apply_adds(
         # The staged rows are distinct (see _stage). Each looks its hash and its live entry up
         # through the unique indexes (correlated subqueries), so a chunk costs the same whether
         # the merged set holds a thousand hashes or ten million; a join would scan them all.
-        # Only the constant _SQL_PUBLIC_ID is formatted in; every value is a bound parameter.
         cursor.execute(
-            f"""
+            """
             WITH resolved AS (
-                SELECT s.idx, s.signal_type, s.labels, s.note,
+                SELECT s.idx, s.signal_type, s.labels, s.note, s.public_id,
                        (SELECT h.id FROM lists_hash h
                          WHERE h.signal_type = s.signal_type AND h.value = s.value) AS hash_id
                 FROM hashhub_stage s
@@ -284,13 +284,13 @@ def _apply_adds(
                     added_by_user_id, added_by_key_id, added_by_label, removed_by_label,
                     removed_reason
                 )
-                SELECT %(list)s, hash_id, {_SQL_PUBLIC_ID}, labels, note, %(last)s + rn, %(now)s,
+                SELECT %(list)s, hash_id, public_id, labels, note, %(last)s + rn, %(now)s,
                        %(user)s, %(key)s, %(label)s, '', ''
                 FROM fresh
             )
             -- Every fresh row is inserted: its per-type count keeps the list's counters exact.
             SELECT signal_type, count(*) FROM fresh GROUP BY signal_type
-            """,  # noqa: S608
+            """,
             {
                 "list": hash_list.pk,
                 "last": last,

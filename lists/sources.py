@@ -36,13 +36,13 @@ from django_scopes import scopes_disabled
 
 from hub.audit import SYSTEM, Actor, audit
 from hub.errors import ServiceError
+from hub.lib.ids import new_public_ids
 from lists.hashtypes import HashParseError, SignalType, get_signal_type
 from lists.importers import adapter_class
 from lists.importers.base import ADD, REMOVE, Credentials, Page, Record, SourceError
 from lists.importers.http import Http
 from lists.models import HashList, ImportRun, ImportRunError, Source, SourceRecord
 from lists.services import (
-    _SQL_PUBLIC_ID,
     Provenance,
     _advance_sequence,
     _count_changes,
@@ -58,9 +58,17 @@ MAX_ERRORS_KEPT = 10_000
 
 HEARTBEAT_STALE = timedelta(minutes=10)
 
-ANALYZE_EVERY_PAGES = 25
+ANALYZE_EVERY_PAGES = 64
 """A large import changes the tables faster than autovacuum re-reads their statistics, and the
-planner then scans a whole list where an index lookup would do: refresh them as the run goes."""
+planner then scans a whole list where an index lookup would do: refresh them as the run goes,
+on pages 0, 1, 2, 4, … 32 (while the run's rows are a large share of the tables) and then on
+every 64th."""
+
+
+def _analyze_due(page_number: int) -> bool:
+    if page_number < ANALYZE_EVERY_PAGES:
+        return page_number & (page_number - 1) == 0
+    return page_number % ANALYZE_EVERY_PAGES == 0
 
 
 def _analyze() -> None:
@@ -302,7 +310,7 @@ def _run_execute(
         )
         lists = source_lists(source)
         for number, page in enumerate(adapter.pages(dict(source.checkpoint))):
-            if number % ANALYZE_EVERY_PAGES == 0:
+            if _analyze_due(number):
                 _analyze()
             _apply_page_and_checkpoint(source, lists, run, page)
             if on_page is not None:
@@ -461,11 +469,12 @@ def _query(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description is not None else []
 
 
-# Upsert the merged set and read every id back in one round trip. The look-up half reads the
-# statement's snapshot, so it finds the hashes that existed before, and RETURNING gives the new
-# ones; a hash another transaction committed meanwhile is in neither (see _hash_ids). Each
-# look-up is a correlated subquery, so it goes through the unique index whatever the planner
-# believes of the table's size (a join may hash the whole merged set when statistics lag).
+# Upsert the merged set and read every id back in one round trip. RETURNING gives the new
+# hashes; the look-up, made only for the others (COALESCE evaluates it only when RETURNING gave
+# nothing), reads the statement's snapshot, so it finds the hashes that existed before; a hash
+# another transaction committed meanwhile is in neither (see _hash_ids). Each look-up is a
+# correlated subquery, so it goes through the unique index whatever the planner believes of the
+# table's size (a join may hash the whole merged set when statistics lag).
 _HASH_IDS = """
 WITH q AS MATERIALIZED (
     SELECT * FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
@@ -475,11 +484,12 @@ WITH q AS MATERIALIZED (
     ON CONFLICT DO NOTHING
     RETURNING id, signal_type, value
 )
-SELECT q.n, f.id FROM fresh f JOIN q ON q.t = f.signal_type AND q.v = f.value
-UNION ALL
 SELECT n, id FROM (
-    SELECT q.n, (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
-      FROM q
+    SELECT q.n, COALESCE(
+               f.id,
+               (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v)
+           ) AS id
+      FROM q LEFT JOIN fresh f ON f.signal_type = q.t AND f.value = q.v
 ) AS known
 WHERE id IS NOT NULL
 """
@@ -634,14 +644,14 @@ def _records_write(
 # New live entries for every list of the page in one statement: each row checks the live-entry
 # unique index for itself (a correlated subquery, never a join that could scan the table), and
 # the rows that pass take consecutive change numbers after "base" (in list, then hash order).
-# Labels travel as array literals, one per row. Only the constant _SQL_PUBLIC_ID is formatted
-# in; every value is a bound parameter.
-_ADD_ENTRIES = f"""
+# Labels travel as array literals, one per row, and each row brings its entry's public id.
+_ADD_ENTRIES = """
 WITH fresh AS (
-    SELECT q.list_id, q.hash_id, q.signal_type, q.labels,
+    SELECT q.list_id, q.hash_id, q.signal_type, q.labels, q.public_id,
            row_number() OVER (ORDER BY q.list_id, q.hash_id) AS rn
-      FROM unnest(%(lists)b::bigint[], %(ids)b::bigint[], %(types)b::text[], %(labels)b::text[])
-           AS q(list_id, hash_id, signal_type, labels)
+      FROM unnest(%(lists)b::bigint[], %(ids)b::bigint[], %(types)b::text[], %(labels)b::text[],
+                  %(public_ids)b::text[])
+           AS q(list_id, hash_id, signal_type, labels, public_id)
      WHERE (SELECT e.id FROM lists_entry e
              WHERE e.hash_list_id = q.list_id AND e.hash_id = q.hash_id
                AND e.removed_seq IS NULL) IS NULL
@@ -650,12 +660,12 @@ WITH fresh AS (
         hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
         added_by_user_id, added_by_key_id, added_by_label, removed_by_label, removed_reason
     )
-    SELECT list_id, hash_id, {_SQL_PUBLIC_ID}, labels::varchar[], '',
+    SELECT list_id, hash_id, public_id, labels::varchar[], '',
            %(base)s + rn, %(now)s, NULL, NULL, %(label)s, '', ''
       FROM fresh
 )
 SELECT list_id, signal_type, count(*) FROM fresh GROUP BY list_id, signal_type
-"""  # noqa: S608
+"""
 
 
 def _add_entries(
@@ -686,6 +696,7 @@ def _add_entries(
             "ids": [row[1] for row in rows],
             "types": [row[2] for row in rows],
             "labels": [label_literals[tuple(row[3])] for row in rows],
+            "public_ids": new_public_ids(len(rows)),
             "base": base,
             "now": timezone.now(),
             "label": who.label,

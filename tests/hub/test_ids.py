@@ -1,0 +1,22 @@
+"""Public ids: random, URL-safe, one form whether made one at a time or in bulk."""
+
+from __future__ import annotations
+
+import re
+
+from hub.lib.ids import new_public_id, new_public_ids
+
+FORM = re.compile(r"[A-Za-z0-9_-]{16}")
+
+
+def test_bulk_ids_have_the_single_ids_form_and_are_distinct() -> None:
+    ids = new_public_ids(5000)
+    assert len(ids) == 5000
+    assert all(FORM.fullmatch(public_id) for public_id in ids)
+    assert len(set(ids)) == 5000
+    assert FORM.fullmatch(new_public_id())
+
+
+def test_no_ids_asked_gives_none_and_two_calls_differ() -> None:
+    assert new_public_ids(0) == []
+    assert set(new_public_ids(100)).isdisjoint(new_public_ids(100))
