@@ -12,6 +12,9 @@ on, and applies each page *and* its checkpoint in one transaction. So:
   a worker that dies releases it with its connection, and the next run marks the dead one's
   row failed ("abandoned").
 
+In a worker (not inside a caller's transaction) a helper thread works one page ahead: it parses
+the next page and upserts its hashes on its own connection while the runner applies this one.
+
 Records with an upstream key (NCMEC's member and entry id, a peer hub's list and hash) are
 tracked in SourceRecord: a later record with the same key replaces the hashes it contributes,
 a deletion by key removes them, and a hash leaves a list only when no record of that list still
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
@@ -39,7 +42,15 @@ from hub.errors import ServiceError
 from hub.lib.ids import new_public_ids
 from lists.hashtypes import HashParseError, SignalType, get_signal_type
 from lists.importers import adapter_class
-from lists.importers.base import ADD, REMOVE, Credentials, Page, Record, SourceError
+from lists.importers.base import (
+    ADD,
+    REMOVE,
+    Credentials,
+    Page,
+    Record,
+    SourceError,
+    prefetched,
+)
 from lists.importers.http import Http
 from lists.models import HashList, ImportRun, ImportRunError, Source, SourceRecord
 from lists.services import (
@@ -309,12 +320,32 @@ def _run_execute(
             config=source.config, credentials=credentials or Credentials(), http=client
         )
         lists = source_lists(source)
-        for number, page in enumerate(adapter.pages(dict(source.checkpoint))):
-            if _analyze_due(number):
-                _analyze()
-            _apply_page_and_checkpoint(source, lists, run, page)
-            if on_page is not None:
-                on_page(run)
+        pages = adapter.pages(dict(source.checkpoint))
+        prepared: Iterator[_Prepared]
+        if connection.in_atomic_block:
+            # Inside a caller's transaction (tests): a second connection would not see its
+            # rows and could wait on its locks, so everything happens here, in order.
+            prepared = (_prepare(source, page, with_ids=False) for page in pages)
+        else:
+            prepared = prefetched(
+                lambda: _prepared_ahead(source, pages), depth=1, stop_wait=client.timeout + 1
+            )
+        try:
+            for number, ready in enumerate(prepared):
+                if _analyze_due(number):
+                    _analyze()
+                _apply_page_and_checkpoint(source, lists, run, ready)
+                if on_page is not None:
+                    on_page(run)
+        finally:
+            # Stop the helper threads now (and release their connections), not whenever the
+            # generators are collected. The pipelined helper closes the adapter's pages itself.
+            close_prepared = getattr(prepared, "close", None)
+            if close_prepared is not None:
+                close_prepared()
+            close_pages = getattr(pages, "close", None)
+            if close_pages is not None and connection.in_atomic_block:
+                close_pages()
     except SourceError as error:
         return _finish(run, error.code, error.message)
     except Exception:
@@ -345,9 +376,10 @@ def _finish(run: ImportRun, code: str, message: str) -> ImportRun:
 
 @transaction.atomic
 def _apply_page_and_checkpoint(
-    source: Source, lists: Mapping[str, HashList], run: ImportRun, page: Page
+    source: Source, lists: Mapping[str, HashList], run: ImportRun, prepared: _Prepared
 ) -> None:
-    result = apply_page(source=source, lists=lists, page=page, run=run)
+    page = prepared.page
+    result = _apply_prepared(source, lists, prepared, run)
     Source.objects.filter(pk=source.pk).update(checkpoint=page.checkpoint)
     source.checkpoint = page.checkpoint
     kept = ImportRunError.objects.filter(run=run).count()
@@ -521,20 +553,65 @@ def _hash_ids(pairs: Iterable[tuple[str, bytes]]) -> dict[tuple[str, bytes], int
     return ids
 
 
-def apply_page(
-    *, source: Source, lists: Mapping[str, HashList], page: Page, run: ImportRun
-) -> PageResult:
-    """Apply one page's records to the source's lists (inside the caller's transaction)."""
+@dataclass
+class _Prepared:
+    """A page parsed, and (when prepared ahead) the ids of its hashes in the merged set."""
+
+    page: Page
+    result: PageResult
+    wanted: dict[str, _Wanted]
+    ids: dict[tuple[str, bytes], int] | None = None
+
+
+def _prepare(source: Source, page: Page, *, with_ids: bool) -> _Prepared:
     result = PageResult(errors=[(e.position, e.code, e.message) for e in page.errors])
     result.seen = len(page.records)
-    # For this transaction only: the planner's guesses for array look-ups are high enough to
-    # start JIT compilation, tens of milliseconds a statement for look-ups that take one.
-    _query("SELECT set_config('jit', 'off', true)", {})
     wanted: dict[str, _Wanted] = {}
     for record in page.records:
         for item in _parse(source, record, result):
             wanted[item.key] = item  # a later record with the same key wins
-    ids = _hash_ids(h for item in wanted.values() for h in item.hashes)
+    prepared = _Prepared(page, result, wanted)
+    if with_ids:
+        prepared.ids = _hash_ids(h for item in wanted.values() for h in item.hashes)
+    return prepared
+
+
+def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared]:
+    """Each page parsed and its hashes upserted, on this thread's own database connection.
+
+    Run by a helper thread one page ahead of the runner, so that PostgreSQL upserts the next
+    page's hashes (on a second backend, in autocommit) while the runner's transaction applies
+    this one. Committing hashes early changes nothing anyone sees: a hash is matched, listed
+    and exported only through an entry, and entries come with their page's transaction.
+    """
+    try:
+        _query("SET jit = off", {})  # see apply_page
+        for page in pages:
+            yield _prepare(source, page, with_ids=True)
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()  # on this thread, which iterates it
+        connection.close()  # this thread's connection
+
+
+def apply_page(
+    *, source: Source, lists: Mapping[str, HashList], page: Page, run: ImportRun
+) -> PageResult:
+    """Apply one page's records to the source's lists (inside the caller's transaction)."""
+    return _apply_prepared(source, lists, _prepare(source, page, with_ids=False), run)
+
+
+def _apply_prepared(
+    source: Source, lists: Mapping[str, HashList], prepared: _Prepared, run: ImportRun
+) -> PageResult:
+    page, result, wanted = prepared.page, prepared.result, prepared.wanted
+    # For this transaction only: the planner's guesses for array look-ups are high enough to
+    # start JIT compilation, tens of milliseconds a statement for look-ups that take one.
+    _query("SELECT set_config('jit', 'off', true)", {})
+    ids = prepared.ids
+    if ids is None:
+        ids = _hash_ids(h for item in wanted.values() for h in item.hashes)
     old = _records(source, list(wanted))
     by_pk = {hl.pk: hl for hl in lists.values()}
     released: dict[int, set[int]] = defaultdict(set)  # list pk -> hash ids maybe to remove

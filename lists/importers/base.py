@@ -15,12 +15,16 @@ an :class:`~lists.importers.http.Http` client with timeouts and retries.
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from queue import Full, Queue
+from typing import Any, ClassVar, TypeVar
 
 from lists.importers.http import Http
+
+T = TypeVar("T")
 
 ADD = "add"
 REMOVE = "remove"
@@ -131,3 +135,49 @@ class Adapter(ABC):
         Raise SourceError for anything that must stop the run (auth failure after retries, a
         malformed page, unsafe XML). A page's checkpoint is stored only once it is applied.
         """
+
+
+def prefetched(produce: Callable[[], Iterator[T]], *, depth: int, stop_wait: float) -> Iterator[T]:
+    """The items of ``produce()``, made by a thread up to ``depth`` items ahead.
+
+    An exception of the producer is raised here after the items made before it (so a failing
+    page still lets the good pages before it be applied). Closing this generator early stops
+    the producer before its next request; we wait for the one in flight at most ``stop_wait``
+    seconds (the thread is a daemon, and drops whatever it fetches after being told to stop).
+    """
+    channel: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def send(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put((kind, value), timeout=0.1)
+            except Full:
+                continue
+            return True
+        return False
+
+    def work() -> None:
+        try:
+            for item in produce():
+                if not send("item", item):
+                    return
+        except BaseException as error:  # handed over, to be raised in the consumer's thread
+            send("error", error)
+        else:
+            send("done", None)
+
+    worker = threading.Thread(target=work, name="prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = channel.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        worker.join(timeout=stop_wait)

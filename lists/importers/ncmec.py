@@ -58,11 +58,9 @@ or is not a ``queryResult``, fails it with ``malformed_page``. Either way the ch
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from queue import Full, Queue
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 from xml.etree.ElementTree import Element
@@ -78,6 +76,7 @@ from lists.importers.base import (
     Record,
     RecordError,
     SourceError,
+    prefetched,
 )
 
 CATEGORY_OF_ENVIRONMENT = {"industry": "csam", "ngo": "csam", "exploitative": "se"}
@@ -336,54 +335,6 @@ class NcmecAdapter(Adapter):
             )
             return None
         return parsed
-
-
-def prefetched(
-    produce: Callable[[], Iterator[Page]], *, depth: int, stop_wait: float
-) -> Iterator[Page]:
-    """The items of ``produce()``, made by a thread up to ``depth`` items ahead.
-
-    An exception of the producer is raised here after the items made before it (so a failing
-    page still lets the good pages before it be applied). Closing this generator early stops
-    the producer before its next request; we wait for the one in flight at most ``stop_wait``
-    seconds (the thread is a daemon, and drops whatever it fetches after being told to stop).
-    """
-    channel: Queue[tuple[str, Any]] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def send(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                channel.put((kind, value), timeout=0.1)
-            except Full:
-                continue
-            return True
-        return False
-
-    def work() -> None:
-        try:
-            for item in produce():
-                if not send("item", item):
-                    return
-        except BaseException as error:  # handed over, to be raised in the consumer's thread
-            send("error", error)
-        else:
-            send("done", None)
-
-    worker = threading.Thread(target=work, name="ncmec-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = channel.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
-        worker.join(timeout=stop_wait)
 
 
 def _query_int(path: str | None, name: str) -> int | None:

@@ -269,3 +269,55 @@ def test_a_running_run_whose_worker_is_gone_does_not_block_a_new_one(source: Sou
     dead.refresh_from_db()
     assert (dead.status, dead.error_code) == ("failed", "abandoned")
     assert sources.run_execute(run_id=fresh.pk).status == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_outside_a_transaction_prepares_pages_ahead_and_ends_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outside a caller's transaction (a worker), a helper thread parses the next page and
+    upserts its hashes on its own connection while this one is applied; the lists, the counts
+    and a failing page's checkpoint come out as the in-order run's, and no helper lingers."""
+    import threading
+
+    from django.db import transaction
+
+    monkeypatch.setattr(sources, "adapter_class", lambda kind: Scripted)
+    shared, a, b, c = pdq(), pdq(), pdq(), pdq()
+    first = Record("1", "add", (("pdq", shared), ("md5", "ab" * 16)), key="r1", labels=("A1",))
+    Scripted.SCRIPT = [
+        page(0, first),
+        page(1, Record("2", "add", (("pdq", shared), ("pdq", a)), key="r2", category="se")),
+        page(2, Record("3", "add", (("pdq", b),), key="r1", labels=("B2",))),
+        page(3, Record("4", "remove", key="r2"), Record("5", "add", (("pdq", c),), key="r3")),
+        SourceError("malformed_page", "Page 5 is not well-formed."),
+    ]
+    ahead = sources.source_create(name="Ahead", kind="feed", config={}, actor=SYSTEM)
+    in_order = sources.source_create(name="In order", kind="feed", config={}, actor=SYSTEM)
+    helper_threads: list[str] = []
+    real_ahead = sources._prepared_ahead
+
+    def spied_ahead(*args: Any) -> Iterator[Any]:
+        helper_threads.append(threading.current_thread().name)
+        yield from real_ahead(*args)
+
+    monkeypatch.setattr(sources, "_prepared_ahead", spied_ahead)
+    started_threads = set(threading.enumerate())
+    ran_ahead = run(ahead)
+    assert helper_threads and helper_threads[0] != threading.current_thread().name
+    assert set(threading.enumerate()) <= started_threads  # the helpers have stopped
+    with transaction.atomic():
+        ran_in_order = run(in_order)
+    assert len(helper_threads) == 1  # inside a transaction, nothing runs ahead
+    for done in (ran_ahead, ran_in_order):
+        assert (done.status, done.error_code) == ("failed", "malformed_page")
+        assert (done.pages, done.seen, done.added, done.updated, done.removed) == (4, 5, 6, 1, 4)
+        assert done.checkpoint_after == {"page": 4}
+    assert (
+        live(ahead)
+        == live(in_order)
+        == {
+            "csam": {("pdq", b, ("B2",)), ("pdq", c, ())},
+            "se": set(),
+        }
+    )
