@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from hub.audit import Actor, audit
@@ -229,6 +230,11 @@ def sequence_last() -> int:
     return int(row[0]) if row else 0
 
 
+# Sent inside the transaction that tombstoned live entries of ``hash_list`` (any removal: by
+# hand, by file, a list's deletion, an upstream's). ``sharing`` closes the disputes on them.
+entries_removed = Signal()
+
+
 @dataclass(frozen=True)
 class Provenance:
     """Who adds or removes, as stored on the entry."""
@@ -363,6 +369,8 @@ def _tombstone(
     removed = sum(by_type.values())
     _advance_sequence(removed)
     _count_changes(hash_list, by_type, sign=-1)
+    if removed:
+        entries_removed.send(sender=None, hash_list=hash_list)
     return removed
 
 

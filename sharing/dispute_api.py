@@ -56,7 +56,9 @@ class DisputesApi(OrgAPIView):
         operation_id="disputes_list",
         summary="The disputes the caller's organisation raised, newest first",
         parameters=[
-            OpenApiParameter("status", str, description="open, rejected, retracted or withdrawn"),
+            OpenApiParameter(
+                "status", str, description="open, rejected, retracted, removed or withdrawn"
+            ),
             OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
             OpenApiParameter("limit", int, description="1 to 500, default 100"),
         ],

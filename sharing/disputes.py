@@ -24,7 +24,9 @@ Decisions the API documents:
   is 404 ``not_found``; an organisation not yet approved is 403 ``org_not_approved``;
 * a second open dispute by the same organisation on the same (list, hash) is 409
   ``already_disputed``, with the open dispute's id in ``details``; once it is closed (withdrawn,
-  rejected, retracted) the organisation may dispute again.
+  rejected, retracted, removed) the organisation may dispute again;
+* an entry removed by any other way than a retraction (by hand, by file, with its whole list)
+  closes its open disputes as ``removed`` once the removal commits.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import Http404
 from django.utils import timezone
 from django_scopes import scopes_disabled
@@ -56,6 +58,8 @@ ANONYMOUS_DISPUTER = "A member organisation"
 # user, key or address, which could name the owner of an anonymous list.
 LIST_OWNER = Actor(system="The list's owner")
 OWNER_CLOSED = frozenset({Dispute.Status.REJECTED, Dispute.Status.RETRACTED})
+# The actor of the events written when a removal closes disputes (see disputes_close_removed).
+REMOVAL = Actor(system="Entry removed from the list")
 
 
 # --- what each side sees ----------------------------------------------------------------------
@@ -231,7 +235,7 @@ def _check_status(status: str) -> None:
     if status and status not in Dispute.Status.values:
         raise ServiceError(
             "invalid_status",
-            "status must be one of: open, rejected, retracted, withdrawn.",
+            "status must be one of: open, rejected, retracted, removed, withdrawn.",
             {"allowed": list(Dispute.Status.values)},
         )
 
@@ -604,4 +608,38 @@ def dispute_retract(*, org: Organization, public_id: str, note: str, actor: Acto
             target_id=each.public_id,
             metadata={**_event_metadata(each, signal_type, value), "note": note},
         )
+    return len(closing)
+
+
+def disputes_close_removed(*, hash_list_id: int) -> int:
+    """Close, as ``removed``, the open disputes on entries of the list that are no longer live.
+
+    Called after a removal commits (sharing.receivers). Audited in the owner's organisation and
+    in each disputer's, with a system actor on both sides. Returns how many it closed.
+    """
+    with transaction.atomic(), scopes_disabled():
+        live = Entry.objects.filter(
+            hash_list_id=hash_list_id, hash_id=OuterRef("hash_id"), removed_seq__isnull=True
+        )
+        closing = list(
+            _unscoped()
+            .select_for_update(of=("self",))
+            .select_related("organization", "hash_list__organization", "hash")
+            .filter(hash_list_id=hash_list_id, status=Dispute.Status.OPEN)
+            .filter(~Exists(live))
+            .order_by("id")
+        )
+        for dispute in closing:
+            _close(dispute, Dispute.Status.REMOVED, "", REMOVAL)
+            signal_type, value = _hash_text(dispute.hash)
+            metadata = _event_metadata(dispute, signal_type, value)
+            for organization in (dispute.hash_list.organization, dispute.organization):
+                audit(
+                    actor=REMOVAL,
+                    action="dispute.entry_removed",
+                    organization=organization,
+                    target_type="dispute",
+                    target_id=dispute.public_id,
+                    metadata=metadata,
+                )
     return len(closing)

@@ -111,6 +111,7 @@ class Dispute(models.Model):
         OPEN = "open", "Open"
         REJECTED = "rejected", "Rejected by the owner"
         RETRACTED = "retracted", "Entry retracted by the owner"
+        REMOVED = "removed", "Entry removed by the owner"
         WITHDRAWN = "withdrawn", "Withdrawn"
 
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+
 from hub.audit import Actor
 from hub.models import Organization
 from hub.services import organization_approval_changed
+from lists.models import HashList
+from lists.services import entries_removed
 
 
 def follow_approval(
@@ -19,7 +23,22 @@ def follow_approval(
     access_sync(owners=[organization.pk])
 
 
+def close_disputes_on_removed(sender: object, hash_list: HashList, **kwargs: Any) -> None:
+    """Entries of a list went: after commit, close the open disputes on the ones now gone.
+
+    After commit, so that a retraction (which removes the entry, then closes its disputes as
+    retracted in the same transaction) keeps its own outcome, and so that an entry removed and
+    added again in one transaction keeps its disputes open.
+    """
+    from sharing.disputes import disputes_close_removed
+
+    transaction.on_commit(lambda: disputes_close_removed(hash_list_id=hash_list.pk))
+
+
 def connect() -> None:
     organization_approval_changed.connect(
         follow_approval, dispatch_uid="sharing-access-follows-approval"
+    )
+    entries_removed.connect(
+        close_disputes_on_removed, dispatch_uid="sharing-disputes-close-on-removal"
     )

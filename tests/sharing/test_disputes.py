@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 from django_scopes import scope, scopes_disabled
@@ -578,6 +579,79 @@ def test_a_closed_dispute_cannot_be_retracted(
 
     assert response.status_code == 409
     assert live(shared, hashes[0])
+
+
+def remove(hash_list: HashList, *values: str) -> None:
+    with scope(organization=hash_list.organization_id):
+        list_services.entry_remove(
+            hash_list=hash_list,
+            items=[list_services.EntryInput("md5", v) for v in values],
+            reason="cleaning up",
+            actor=TEST,
+        )
+
+
+def test_removing_a_disputed_entry_closes_its_open_disputes_once_committed(
+    charlie_client: Client, org_a: Organization, org_b: Organization, org_c: Organization,
+    shared: HashList, hashes: list[str], alice: User,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    from_b = dispute(org_b, shared, hashes[0])
+    from_c = dispute(org_c, shared, hashes[0])
+    elsewhere = dispute(org_b, shared, hashes[1])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        remove(shared, hashes[0])
+
+    assert [fresh(d).status for d in (from_b, from_c, elsewhere)] == ["removed", "removed", "open"]
+    assert fresh(from_b).resolved_at is not None
+    owner_events = events(org_a, "dispute.entry_removed")
+    assert {e.target_id for e in owner_events} == {from_b.public_id, from_c.public_id}
+    for org, d in ((org_b, from_b), (org_c, from_c)):
+        [e] = events(org, "dispute.entry_removed")
+        assert (e.target_id, e.actor_user, e.actor_label) == (
+            d.public_id, None, "Entry removed from the list",
+        )  # fmt: skip
+    seen = page(charlie_client, "dispute_detail", org_b, dispute_id=from_b.public_id)
+    assert "Entry removed by the owner" in seen
+    assert_nothing_of(seen, A_NAME, A_SLUG, alice.email)
+    # The disputer may raise a new one if the entry comes back.
+    with scope(organization=org_a.pk):
+        list_services.entry_add(
+            hash_list=shared, items=[list_services.EntryInput("md5", hashes[0])], actor=TEST
+        )
+    assert dispute(org_b, shared, hashes[0]).status == "open"
+
+
+def test_deleting_a_shared_list_closes_the_open_disputes_on_it(
+    org_a: Organization, org_b: Organization, shared: HashList, hashes: list[str],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    made = [dispute(org_b, shared, value) for value in hashes]
+    with scope(organization=org_a.pk), django_capture_on_commit_callbacks(execute=True):
+        list_services.list_delete(hash_list=shared, reason="retired", actor=TEST)
+
+    assert [fresh(d).status for d in made] == ["removed"] * 3
+
+
+def test_a_retraction_keeps_its_outcome_and_a_re_add_keeps_disputes_open(
+    org_a: Organization, org_b: Organization, shared: HashList, hashes: list[str],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    retracted = dispute(org_b, shared, hashes[0])
+    kept = dispute(org_b, shared, hashes[1])
+    with scope(organization=org_a.pk), django_capture_on_commit_callbacks(execute=True):
+        disputes.dispute_retract(org=org_a, public_id=retracted.public_id, note="", actor=TEST)
+    # Removed and added back in one transaction: the entry is live when the removal commits.
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        remove(shared, hashes[1])
+        with scope(organization=org_a.pk):
+            list_services.entry_add(
+                hash_list=shared, items=[list_services.EntryInput("md5", hashes[1])], actor=TEST
+            )
+
+    assert (fresh(retracted).status, fresh(kept).status) == ("retracted", "open")
+    assert not events(org_b, "dispute.entry_removed")
 
 
 # --- who sees what ----------------------------------------------------------------------------
