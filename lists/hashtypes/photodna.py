@@ -1,8 +1,10 @@
 """PhotoDNA: an opaque 144-byte value from licensed hashers, stored and matched exactly.
 
 The hub cannot compute PhotoDNA (the algorithm is licensed), so ``compute`` returns None. Values
-arrive as hex (288 characters, either case) or base64 (192 characters, standard or URL-safe
-alphabet, padding optional since 144 bytes never need any) and are always shown as lowercase hex.
+arrive as hex (288 characters, either case), base64 (192 characters, standard or URL-safe
+alphabet, padding optional since 144 bytes never need any) or, as PhotoDNA's own tools and many
+industry feeds write them, 144 comma-separated byte values ("12,0,255,…"); they are always shown
+as lowercase hex.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ class PhotoDNA(SignalType):
     bits = PHOTODNA_BYTES * 8
 
     def parse(self, text: str) -> bytes:
-        """Accept hex or base64, telling which was expected when the length fits neither."""
+        """Accept hex, base64 or decimal bytes, telling which was expected when none fits."""
         cleaned = self._clean(text)
+        if "," in cleaned:
+            return _parse_decimal(cleaned)
         if len(cleaned) == _HEX_LENGTH:
             reject_bad_characters(
                 cleaned, HEX_DIGITS, what="hex digits (0-9, a-f)", label=self.label
@@ -62,6 +66,26 @@ class PhotoDNA(SignalType):
     def compute(self, image: DecodedImage) -> ComputedHash | None:
         """PhotoDNA cannot be computed here: its hashers are licensed software."""
         return None
+
+
+def _parse_decimal(text: str) -> bytes:
+    """144 comma-separated byte values, each 0 to 255 (spaces around them are ignored)."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != PHOTODNA_BYTES:
+        raise HashParseError(
+            "wrong_length",
+            f"A PhotoDNA hash in decimal is {PHOTODNA_BYTES} comma-separated byte values; "
+            f"this one has {len(parts)}.",
+            {"expected_length": PHOTODNA_BYTES, "length": len(parts)},
+        )
+    for position, part in enumerate(parts, start=1):
+        if not part.isascii() or not part.isdigit() or int(part) > 255:
+            raise HashParseError(
+                "bad_characters",
+                f"Value {position} of the PhotoDNA hash is {part[:12]!r}, not a byte (0 to 255).",
+                {"position": position},
+            )
+    return bytes(int(part) for part in parts)
 
 
 def _decode_base64(text: str) -> bytes:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lists.hashtypes import get_signal_type
 from lists.importers import adapter_class
 from lists.importers.base import ADD, REMOVE, Credentials, Page, Record, SourceError
 from lists.importers.feed import FeedAdapter
@@ -221,6 +222,22 @@ def test_a_wide_iwf_style_row_is_one_record_with_all_its_hashes(
     assert record.key == "id:img-1"
     assert record.hashes == (("md5", md5), ("photodna", photodna))
     assert errors(result) == [("line 3", "missing_field")]
+
+
+def test_a_quoted_decimal_photodna_cell_reaches_the_runner_whole(
+    upstream: Upstream, http: Http
+) -> None:
+    """PhotoDNA's decimal form holds commas: a CSV feed quotes it, and the cell is read as one
+    value, the 144 bytes."""
+    raw = secrets.token_bytes(144)
+    decimal = ",".join(str(byte) for byte in raw)
+    body = f'ID,PhotoDNA\nimg-1,"{decimal}"\n'
+    result = pages(feed(upstream, http, body, hash_fields={"photodna": "PhotoDNA"}, id_field="ID"))
+    [record] = records(result)
+    [(signal_type, value)] = record.hashes
+    photodna = get_signal_type("photodna")
+    assert signal_type == "photodna"
+    assert photodna.to_text(photodna.parse(value)) == raw.hex()
 
 
 def test_broken_rows_are_reported_with_their_line_and_the_rest_proceeds(

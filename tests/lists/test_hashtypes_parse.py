@@ -170,6 +170,32 @@ def test_photodna_hex_and_base64_parse_to_the_same_canonical_hex() -> None:
     assert {PHOTODNA.to_text(PHOTODNA.parse(form)) for form in forms} == {PHOTODNA_VALUE.hex()}
 
 
+def test_photodna_in_decimal_bytes_parses_to_the_same_canonical_hex() -> None:
+    decimal = ",".join(str(byte) for byte in PHOTODNA_VALUE)
+    spaced = ", ".join(str(byte) for byte in PHOTODNA_VALUE)
+    assert {PHOTODNA.to_text(PHOTODNA.parse(form)) for form in (decimal, spaced)} == {
+        PHOTODNA_VALUE.hex()
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "code", "details"),
+    [
+        (["1"] * 143, "wrong_length", {"expected_length": 144, "length": 143}),
+        (["1"] * 145, "wrong_length", {"expected_length": 144, "length": 145}),
+        (["1"] * 9 + ["256"] + ["1"] * 134, "bad_characters", {"position": 10}),
+        (["1"] * 3 + ["-1"] + ["1"] * 140, "bad_characters", {"position": 4}),
+        (["0x1f"] + ["1"] * 143, "bad_characters", {"position": 1}),
+        (["1"] * 143 + [""], "bad_characters", {"position": 144}),
+    ],
+)
+def test_photodna_decimal_that_is_not_144_bytes_is_refused_with_the_place(
+    values: list[str], code: str, details: dict[str, int]
+) -> None:
+    error = parse_error(PHOTODNA, ",".join(values))
+    assert (error.code, error.details) == (code, details)
+
+
 def test_photodna_base64_is_192_characters_without_padding() -> None:
     assert len(base64.b64encode(PHOTODNA_VALUE)) == 192
     assert not base64.b64encode(PHOTODNA_VALUE).endswith(b"=")
