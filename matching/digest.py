@@ -9,12 +9,15 @@ the hub's access control.
 from __future__ import annotations
 
 import logging
+import smtplib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -24,12 +27,18 @@ from django_scopes import scopes_disabled
 from hub.models import Membership, Organization
 from hub.permissions import Role
 from lists.models import HashList
-from matching.models import Detection
+from matching.models import Detection, DigestSent
 from matching.review import TIERS
 
 logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(hours=24)
+"""The period of a digest after a day like any other."""
+MAX_WINDOW = timedelta(days=7)
+"""The longest period a digest covers when days went by without one (the task did not run)."""
+MIN_GAP = timedelta(hours=20)
+"""A digest goes to an organisation at most once in this long: a second run the same day (a
+retry, a second beat) sends nothing twice."""
 RECIPIENT_ROLES = (Role.OWNER, Role.ADMIN)
 
 
@@ -89,21 +98,32 @@ def digest_recipients(*, org: Organization) -> list[str]:
 
 
 def digest_message(
-    *, org: Organization, counts: DigestCounts, recipients: list[str], until: datetime
+    *,
+    org: Organization,
+    counts: DigestCounts,
+    recipients: list[str],
+    until: datetime,
+    since: datetime | None = None,
 ) -> EmailMultiAlternatives:
-    """The digest e-mail of one organisation (not sent)."""
+    """One organisation's digest e-mail (not sent), for ``since`` (default: a day) to ``until``."""
+    since = since or until - WINDOW
     path = reverse("detections", kwargs={"org_slug": org.slug})
     context = {
         "org": org,
         "counts": counts,
         "until": until,
-        "since": until - WINDOW,
+        "since": since,
         "queue_url": f"{settings.SITE_URL}{path}",
         "new_url": f"{settings.SITE_URL}{path}?status={Detection.Status.NEW}",
     }
     plural = "" if counts.total == 1 else "s"
+    period = (
+        "in the last 24 hours"
+        if until - since <= WINDOW
+        else f"since {since.astimezone(UTC):%d %B %Y, %H:%M} UTC"
+    )
     message = EmailMultiAlternatives(
-        subject=f"[HashHub] {org.name}: {counts.total} detection{plural} in the last 24 hours",
+        subject=f"[HashHub] {org.name}: {counts.total} detection{plural} {period}",
         body=render_to_string("matching/email/digest.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         # One message per recipient's copy would say the same; owners and admins of one
@@ -115,27 +135,66 @@ def digest_message(
 
 
 def digests_send(*, now: datetime | None = None) -> int:
-    """E-mail each organisation with detections in the 24 hours before ``now`` a digest.
+    """E-mail each organisation with detections since its last digest a digest of them.
 
-    Runs without a tenant scope (daily, from beat). Side effect: sends the e-mails through
-    Django's mail backend. An organisation without an owner or admin with a verified address
-    gets none. Returns the number of e-mails sent.
+    A digest covers the time since the organisation's previous one (at most ``MAX_WINDOW``;
+    the 24 hours before ``now`` for a first one), and none goes to an organisation that had one
+    in the last ``MIN_GAP``, so a second run the same day sends nothing twice and a day without
+    a run is carried into the next. Each organisation is handled in its own transaction,
+    holding an advisory lock on it, so two runs at once cannot both send it one. Runs without
+    a tenant scope (daily, from beat); sends through Django's mail backend and records a
+    :class:`DigestSent`. An organisation without an owner or admin with a verified address gets
+    none. Returns the number of e-mails sent.
     """
     until = now or timezone.now()
+    sent = 0
     with scopes_disabled():
-        per_org = _counts_by_org(until - WINDOW, until)
-        orgs = Organization.objects.in_bulk(list(per_org))
-        messages = []
-        for org_id, counts in per_org.items():
-            org = orgs[org_id]
-            recipients = digest_recipients(org=org)
-            if not recipients:
-                logger.info("no digest for %s: no owner or admin with a verified e-mail", org.slug)
-                continue
-            messages.append(
-                digest_message(org=org, counts=counts, recipients=recipients, until=until)
-            )
-    if not messages:
-        return 0
-    with get_connection() as connection:
-        return int(connection.send_messages(messages) or 0)
+        candidates = _counts_by_org(until - MAX_WINDOW, until)
+        if not candidates:
+            return 0
+        with get_connection() as mail_connection:
+            for org_id in sorted(candidates):
+                try:
+                    sent += _send_one(org_id, until, mail_connection)
+                except (OSError, smtplib.SMTPException):
+                    # Nothing was recorded: the next run sends this organisation's period.
+                    logger.exception("the digest of organisation %s was not sent", org_id)
+    return sent
+
+
+_LOCK_NAMESPACE = 0x48484447  # "HHDG": the advisory-lock class of digest sending
+
+
+def _send_one(org_id: int, until: datetime, mail_connection: Any) -> int:
+    with transaction.atomic():
+        # Held until commit: a second run waits, then finds this digest recorded.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, org_id])
+        org = Organization.objects.filter(pk=org_id).first()
+        if org is None:
+            return 0
+        last = DigestSent.objects.filter(organization=org).order_by("-until").first()
+        if last is not None and until - last.until < MIN_GAP:
+            return 0
+        since = max(last.until, until - MAX_WINDOW) if last is not None else until - WINDOW
+        counts = _counts_by_org(since, until).get(org.pk)
+        if counts is None:
+            return 0
+        recipients = digest_recipients(org=org)
+        if not recipients:
+            logger.info("no digest for %s: no owner or admin with a verified e-mail", org.slug)
+            return 0
+        message = digest_message(
+            org=org, counts=counts, recipients=recipients, until=until, since=since
+        )
+        # Sent before the record is written: a failed send leaves no record, and the next run
+        # sends the period again.
+        delivered = int(mail_connection.send_messages([message]) or 0)
+        DigestSent.objects.create(
+            organization=org,
+            since=since,
+            until=until,
+            detections=counts.total,
+            recipients=len(recipients),
+        )
+        return delivered

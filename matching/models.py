@@ -161,3 +161,27 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} #{self.attempt} to {self.endpoint_id}: {self.status}"
+
+
+class DigestSent(models.Model):
+    """One daily digest e-mailed to an organisation: the period it covered and when it went.
+
+    The next digest covers the time since this one's ``until``, so a day the task did not run
+    is carried into the next, and a second run the same day finds nothing new to send.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    detections = models.PositiveIntegerField()
+    recipients = models.PositiveIntegerField()
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    objects: ClassVar[models.Manager[DigestSent]] = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ("-until", "-id")
+        indexes = (models.Index(fields=("organization", "-until"), name="digest_by_org_until"),)
+
+    def __str__(self) -> str:
+        return f"digest of {self.organization_id} up to {self.until:%Y-%m-%d %H:%M}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import smtplib
 from datetime import timedelta
 from typing import Any
 
@@ -10,11 +11,12 @@ from allauth.account.models import EmailAddress
 from django.conf import settings as django_settings
 from django.core import mail
 from django.utils import timezone
+from django_scopes import scopes_disabled
 
 from hub.models import Organization, User
 from hub.permissions import Role
 from matching import digest
-from matching.models import Detection
+from matching.models import Detection, DigestSent
 from tests.conftest import _member
 from tests.matching.test_review import a_match, make_detection, md5, pdq
 
@@ -106,3 +108,62 @@ def test_unverified_addresses_and_inactive_owners_get_none(
     make_detection(org_a)
     assert digest.digests_send() == 0
     assert mail.outbox == []
+
+
+def test_a_second_run_the_same_day_sends_nothing_and_the_next_day_starts_where_it_ended(
+    org_a: Organization, alice: User
+) -> None:
+    now = timezone.now()
+    make_detection(org_a, created=now - timedelta(hours=2))
+    assert digest.digests_send(now=now) == 1
+    make_detection(org_a, created=now + timedelta(hours=1))  # after the first digest
+    assert digest.digests_send(now=now + timedelta(hours=3)) == 0  # a retry, a second beat
+    assert len(mail.outbox) == 1
+
+    assert digest.digests_send(now=now + timedelta(days=1)) == 1
+    second = mail.outbox[-1]
+    assert second.subject == "[HashHub] Org A: 1 detection in the last 24 hours"
+    with scopes_disabled():
+        periods = list(DigestSent.objects.order_by("until").values_list("since", "until"))
+    assert periods == [
+        (now - timedelta(hours=24), now),
+        (now, now + timedelta(days=1)),
+    ]
+
+
+def test_days_without_a_run_are_carried_into_the_next_digest(
+    org_a: Organization, alice: User
+) -> None:
+    now = timezone.now()
+    make_detection(org_a, created=now - timedelta(hours=1))
+    assert digest.digests_send(now=now) == 1
+    make_detection(org_a, created=now + timedelta(days=1))
+    make_detection(org_a, created=now + timedelta(days=2))
+    # The task did not run for two days; the third day's digest has both.
+    assert digest.digests_send(now=now + timedelta(days=3)) == 1
+    message = mail.outbox[-1]
+    assert "2 detections since" in message.subject
+    assert "2 detections, 2 awaiting review." in message.body
+
+
+def test_a_failed_send_records_nothing_and_the_next_run_sends_it(
+    org_a: Organization, alice: User, org_b: Organization, charlie: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    now = timezone.now()
+    make_detection(org_a, created=now - timedelta(hours=1))
+    make_detection(org_b, created=now - timedelta(hours=1))
+    real_send = mail.get_connection().__class__.send_messages
+
+    def flaky(self: Any, messages: list[mail.EmailMessage]) -> int:
+        if any("Org A" in m.subject for m in messages):
+            raise smtplib.SMTPServerDisconnected("the relay went away")
+        return int(real_send(self, messages) or 0)
+
+    monkeypatch.setattr(mail.get_connection().__class__, "send_messages", flaky)
+    assert digest.digests_send(now=now) == 1  # org B's still went
+    monkeypatch.undo()
+    assert digest.digests_send(now=now + timedelta(minutes=5)) == 1
+    assert sorted(m.subject.split(":")[0] for m in mail.outbox) == [
+        "[HashHub] Org A", "[HashHub] Org B",
+    ]  # fmt: skip
