@@ -26,6 +26,9 @@ _CODES = {
 }
 
 
+_NOT_FOUND = "No such endpoint or object."
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
@@ -53,6 +56,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         details = exc.detail
     else:
         message = str(getattr(exc, "detail", exc))
+    if not message.strip():
+        # A bare Http404 (DRF raises one for an unknown ?format=) has no message of its own.
+        message = _NOT_FOUND if code == "not_found" else "The request could not be served."
     wait = getattr(exc, "wait", None)
     if isinstance(exc, exceptions.Throttled) and wait is not None:
         details = {"retry_after_seconds": int(wait)}
@@ -62,6 +68,4 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
     """The catch-all under /api/: JSON, even with DEBUG on (Django's 404 page would be HTML)."""
-    return JsonResponse(
-        error_body("not_found", "No such endpoint or object."), status=status.HTTP_404_NOT_FOUND
-    )
+    return JsonResponse(error_body("not_found", _NOT_FOUND), status=status.HTTP_404_NOT_FOUND)

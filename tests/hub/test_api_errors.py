@@ -33,6 +33,18 @@ def test_a_wrong_method_is_a_json_405(api_a: Client) -> None:
     )
 
 
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/*"])
+def test_json_is_answered_to_any_accept_that_takes_it(api_a: Client, accept: str | None) -> None:
+    response = api_a.get("/api/v1/me", headers={"Accept": accept} if accept else None)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
+def test_an_accept_without_json_is_a_406_with_a_code(api_a: Client) -> None:
+    _assert_error(api_a.get("/api/v1/me", HTTP_ACCEPT="text/html"), 406, "not_acceptable")
+    _assert_error(api_a.get("/api/v1/me?format=xml"), 404, "not_found")
+
+
 class _EchoView(OrgAPIView):
     def post(self, request: Request) -> Response:
         return Response({"got": request.data})
