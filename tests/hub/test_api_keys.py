@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.test import Client
 from django_scopes import scopes_disabled
 from rest_framework.test import APIRequestFactory
 
+from hub import api_auth
 from hub.api_base import OrgAPIView
 from hub.models import ApiKey, AuditEvent, Organization, User
 from tests.conftest import make_key
@@ -172,6 +177,83 @@ def test_keys_are_throttled_per_key_with_a_clear_429(org_a: Organization, settin
         assert _bearer(second).get("/api/v1/me").status_code == 200
     finally:
         SimpleRateThrottle.THROTTLE_RATES = original
+
+
+@pytest.fixture
+def api_rate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Set the per-key API rate for one test (DRF reads it when each throttle is made)."""
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import SimpleRateThrottle
+
+    def set_rate(rate: str) -> None:
+        rates: dict[str, str | None] = dict(api_settings.DEFAULT_THROTTLE_RATES)  # type: ignore[arg-type]
+        rates["api_key"] = rate
+        monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
+
+    yield set_rate
+
+
+def _counting_redis_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every addition the throttle makes to Redis (how many requests it adds), in order."""
+    real = api_auth._count_script()
+    added: list[int] = []
+
+    def counted(*, keys: list[str], args: list[int]) -> Any:
+        added.append(args[1])
+        return real(keys=keys, args=args)
+
+    monkeypatch.setattr(api_auth, "_count_script", lambda: counted)
+    return added
+
+
+def _throttle_key(key: ApiKey) -> str:
+    return f"{django_settings.CACHES['default']['KEY_PREFIX']}:throttle:key:{key.pk}"
+
+
+def test_far_below_its_limit_a_busy_key_reaches_redis_in_batches_and_loses_no_count(
+    org_a: Organization, api_rate: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api_rate("100000/min")
+    added = _counting_redis_calls(monkeypatch)
+    key, secret = make_key(org_a, name="busy")
+    clock = [1_000_000.0]  # the throttle's clock, frozen inside one window
+    monkeypatch.setattr(api_auth.ApiKeyThrottle, "timer", lambda self: clock[0])
+    client = _bearer(secret)
+    assert all(client.get("/api/v1/me").status_code == 200 for _ in range(50))
+    assert added == [1]  # the first request, then counted here (within 0.1 s and 1,000)
+    clock[0] += 2 * api_auth.SYNC_SECONDS
+    assert client.get("/api/v1/me").status_code == 200
+    assert added == [1, 50]  # the 49 counted here and this one
+    window = int(clock[0] // 60)
+    count = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"]).get(
+        f"{_throttle_key(key)}:{window}"
+    )
+    assert int(count or 0) == 51
+
+
+def test_near_its_limit_every_request_is_checked_against_every_process_count(
+    org_a: Organization, api_rate: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api_rate("1000/min")
+    added = _counting_redis_calls(monkeypatch)
+    key, secret = make_key(org_a, name="shared")
+    clock = [2_000_000.0]
+    monkeypatch.setattr(api_auth.ApiKeyThrottle, "timer", lambda self: clock[0])
+    client = _bearer(secret)
+    for _ in range(800):
+        assert client.get("/api/v1/me").status_code == 200
+    assert len(added) < 100  # batches of up to 10 (1 % of the rate)
+    # Other processes serve the same key meanwhile: 200 more requests reach Redis.
+    window = int(clock[0] // 60)
+    redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"]).incrby(
+        f"{_throttle_key(key)}:{window}", 200
+    )
+    codes = [client.get("/api/v1/me").status_code for _ in range(12)]
+    # This process had counted up to 9 of its own that Redis had not seen: once it adds them,
+    # the key is over 1,000 and is refused.
+    assert 429 in codes
+    assert codes.index(429) <= 10
+    assert all(code == 429 for code in codes[codes.index(429) :])
 
 
 @pytest.mark.parametrize(
