@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -193,8 +194,35 @@ def api_rate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]
     yield set_rate
 
 
-def _counting_redis_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every addition the throttle makes to Redis (how many requests it adds), in order."""
+@dataclass
+class _BusyKey:
+    """A key whose throttle runs on a frozen clock, with every addition it makes to Redis."""
+
+    key: ApiKey
+    client: Client
+    clock: list[float]
+    added: list[int]  # how many requests each addition to Redis carried, in order
+
+    def _counter(self) -> str:
+        prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
+        return f"{prefix}:throttle:key:{self.key.pk}:{int(self.clock[0] // 60)}"
+
+    def redis_count(self) -> int:
+        return int(_redis().get(self._counter()) or 0)
+
+    def others_add(self, requests: int) -> None:
+        """Other processes serving the same key add their requests to Redis."""
+        _redis().incrby(self._counter(), requests)
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
+
+
+def _busy_key(
+    org: Organization, monkeypatch: pytest.MonkeyPatch, api_rate: Callable[[str], None], rate: str
+) -> _BusyKey:
+    api_rate(rate)
     real = api_auth._count_script()
     added: list[int] = []
 
@@ -203,52 +231,33 @@ def _counting_redis_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return real(keys=keys, args=args)
 
     monkeypatch.setattr(api_auth, "_count_script", lambda: counted)
-    return added
-
-
-def _throttle_key(key: ApiKey) -> str:
-    return f"{django_settings.CACHES['default']['KEY_PREFIX']}:throttle:key:{key.pk}"
+    clock = [1_000_000.0]  # inside one window
+    monkeypatch.setattr(api_auth.ApiKeyThrottle, "timer", lambda self: clock[0])
+    key, secret = make_key(org, name=f"busy at {rate}")
+    return _BusyKey(key, _bearer(secret), clock, added)
 
 
 def test_far_below_its_limit_a_busy_key_reaches_redis_in_batches_and_loses_no_count(
     org_a: Organization, api_rate: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api_rate("100000/min")
-    added = _counting_redis_calls(monkeypatch)
-    key, secret = make_key(org_a, name="busy")
-    clock = [1_000_000.0]  # the throttle's clock, frozen inside one window
-    monkeypatch.setattr(api_auth.ApiKeyThrottle, "timer", lambda self: clock[0])
-    client = _bearer(secret)
-    assert all(client.get("/api/v1/me").status_code == 200 for _ in range(50))
-    assert added == [1]  # the first request, then counted here (within 0.1 s and 1,000)
-    clock[0] += 2 * api_auth.SYNC_SECONDS
-    assert client.get("/api/v1/me").status_code == 200
-    assert added == [1, 50]  # the 49 counted here and this one
-    window = int(clock[0] // 60)
-    count = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"]).get(
-        f"{_throttle_key(key)}:{window}"
-    )
-    assert int(count or 0) == 51
+    busy = _busy_key(org_a, monkeypatch, api_rate, "100000/min")
+    assert all(busy.client.get("/api/v1/me").status_code == 200 for _ in range(50))
+    assert busy.added == [1]  # the first request, then counted here (within 0.1 s and 1,000)
+    busy.clock[0] += 2 * api_auth.SYNC_SECONDS
+    assert busy.client.get("/api/v1/me").status_code == 200
+    assert busy.added == [1, 50]  # the 49 counted here and this one
+    assert busy.redis_count() == 51
 
 
 def test_near_its_limit_every_request_is_checked_against_every_process_count(
     org_a: Organization, api_rate: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api_rate("1000/min")
-    added = _counting_redis_calls(monkeypatch)
-    key, secret = make_key(org_a, name="shared")
-    clock = [2_000_000.0]
-    monkeypatch.setattr(api_auth.ApiKeyThrottle, "timer", lambda self: clock[0])
-    client = _bearer(secret)
+    busy = _busy_key(org_a, monkeypatch, api_rate, "1000/min")
     for _ in range(800):
-        assert client.get("/api/v1/me").status_code == 200
-    assert len(added) < 100  # batches of up to 10 (1 % of the rate)
-    # Other processes serve the same key meanwhile: 200 more requests reach Redis.
-    window = int(clock[0] // 60)
-    redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"]).incrby(
-        f"{_throttle_key(key)}:{window}", 200
-    )
-    codes = [client.get("/api/v1/me").status_code for _ in range(12)]
+        assert busy.client.get("/api/v1/me").status_code == 200
+    assert len(busy.added) < 100  # batches of up to 10 (1 % of the rate)
+    busy.others_add(200)
+    codes = [busy.client.get("/api/v1/me").status_code for _ in range(12)]
     # This process had counted up to 9 of its own that Redis had not seen: once it adds them,
     # the key is over 1,000 and is refused.
     assert 429 in codes
