@@ -68,12 +68,21 @@ class HasApiKey(permissions.BasePermission):
         return True
 
 
-# Adds a process's count to the current window's counter (which lives two windows) and reads
-# the previous window's count, in one command.
+# Adds a process's count to the current window's counter (which lives two windows) and what it
+# still held of the previous window to that one's, and reads both, in one command.
 _COUNT_SCRIPT = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[2])
-if count == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return {count, tonumber(redis.call('GET', KEYS[2])) or 0}
+local function add(key, n)
+  local count = redis.call('INCRBY', key, n)
+  if count == n then redis.call('EXPIRE', key, ARGV[1]) end
+  return count
+end
+local earlier
+if tonumber(ARGV[3]) > 0 then
+  earlier = add(KEYS[2], tonumber(ARGV[3]))
+else
+  earlier = tonumber(redis.call('GET', KEYS[2])) or 0
+end
+return {add(KEYS[1], tonumber(ARGV[2])), earlier}
 """
 
 
@@ -144,8 +153,11 @@ class ApiKeyThrottle(throttling.SimpleRateThrottle):
         window, weight = int(position), 1 - into / self.duration
         with _tallies_lock:
             tally = _tallies.get(key)
-            pending = 0
-            if tally is not None and tally.window == window:
+            pending = late = 0
+            if tally is not None and tally.window == window - 1:
+                # Counted here in the window just ended: they still weigh on this one.
+                late, tally.unsynced = tally.unsynced, 0
+            elif tally is not None and tally.window == window:
                 known = tally.synced + tally.unsynced + 1 + tally.earlier * weight
                 if (
                     now - tally.synced_at < SYNC_SECONDS
@@ -157,10 +169,10 @@ class ApiKeyThrottle(throttling.SimpleRateThrottle):
                     return True
                 pending, tally.unsynced = tally.unsynced, 0
         # One round trip: add this request and those counted here since the last addition,
-        # keep the counter two windows, read the previous window's count.
+        # keep the counters two windows, read the previous window's count.
         current, previous = f"{key}:{window}", f"{key}:{window - 1}"
         count, earlier = _count_script()(
-            keys=[current, previous], args=[2 * self.duration, pending + 1]
+            keys=[current, previous], args=[2 * self.duration, pending + 1, late]
         )
         with _tallies_lock:
             if len(_tallies) >= _MAX_TALLIES:

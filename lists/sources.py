@@ -585,7 +585,7 @@ def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared
     and exported only through an entry, and entries come with their page's transaction.
     """
     try:
-        _query("SET jit = off", {})  # see apply_page
+        _query("SET jit = off", {})  # see _apply_prepared
         for page in pages:
             yield _prepare(source, page, with_ids=True)
     finally:
@@ -593,13 +593,6 @@ def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared
         if close is not None:
             close()  # on this thread, which iterates it
         connection.close()  # this thread's connection
-
-
-def apply_page(
-    *, source: Source, lists: Mapping[str, HashList], page: Page, run: ImportRun
-) -> PageResult:
-    """Apply one page's records to the source's lists (inside the caller's transaction)."""
-    return _apply_prepared(source, lists, _prepare(source, page, with_ids=False), run)
 
 
 def _apply_prepared(

@@ -149,7 +149,11 @@ def digests_send(*, now: datetime | None = None) -> int:
     until = now or timezone.now()
     sent = 0
     with scopes_disabled():
-        candidates = _counts_by_org(until - MAX_WINDOW, until)
+        candidates = set(
+            Detection.objects.filter(created__gte=until - MAX_WINDOW, created__lt=until)
+            .values_list("organization_id", flat=True)
+            .distinct()
+        )
         if not candidates:
             return 0
         with get_connection() as mail_connection:

@@ -30,6 +30,8 @@ def close_disputes_on_removed(sender: object, hash_list: HashList, **kwargs: Any
     retracted in the same transaction) keeps its own outcome, and so that an entry removed and
     added again in one transaction keeps its disputes open.
     """
+    if hash_list.organization_id is None:
+        return  # a source's list: never disputed (and its imports remove on every page)
     from sharing.disputes import disputes_close_removed
 
     transaction.on_commit(lambda: disputes_close_removed(hash_list_id=hash_list.pk))

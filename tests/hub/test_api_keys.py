@@ -203,12 +203,12 @@ class _BusyKey:
     clock: list[float]
     added: list[int]  # how many requests each addition to Redis carried, in order
 
-    def _counter(self) -> str:
+    def _counter(self, windows_back: int = 0) -> str:
         prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
-        return f"{prefix}:throttle:key:{self.key.pk}:{int(self.clock[0] // 60)}"
+        return f"{prefix}:throttle:key:{self.key.pk}:{int(self.clock[0] // 60) - windows_back}"
 
-    def redis_count(self) -> int:
-        return int(_redis().get(self._counter()) or 0)
+    def redis_count(self, windows_back: int = 0) -> int:
+        return int(_redis().get(self._counter(windows_back)) or 0)
 
     def others_add(self, requests: int) -> None:
         """Other processes serving the same key add their requests to Redis."""
@@ -227,7 +227,7 @@ def _busy_key(
     added: list[int] = []
 
     def counted(*, keys: list[str], args: list[int]) -> Any:
-        added.append(args[1])
+        added.append(args[1] + args[2])
         return real(keys=keys, args=args)
 
     monkeypatch.setattr(api_auth, "_count_script", lambda: counted)
@@ -247,6 +247,12 @@ def test_far_below_its_limit_a_busy_key_reaches_redis_in_batches_and_loses_no_co
     assert busy.client.get("/api/v1/me").status_code == 200
     assert busy.added == [1, 50]  # the 49 counted here and this one
     assert busy.redis_count() == 51
+    # Counted here at the end of a window: added to it once the next one has begun.
+    for _ in range(20):
+        assert busy.client.get("/api/v1/me").status_code == 200
+    busy.clock[0] += 60
+    assert busy.client.get("/api/v1/me").status_code == 200
+    assert (busy.redis_count(windows_back=1), busy.redis_count()) == (71, 1)
 
 
 def test_near_its_limit_every_request_is_checked_against_every_process_count(
