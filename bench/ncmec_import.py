@@ -3,10 +3,13 @@
 The server (tests/lists/ncmec_fixtures.py, in its own process so it does not share our GIL)
 serves a synthetic log in NCMEC's XML with 1,000-entry pages and ``next`` links: 85 % new
 images and videos (MD5, SHA-1, PDQ, every fourth with PhotoDNA), 10 % updates of earlier
-entries, 5 % deletions. Prints the adapter's own rate (HTTP and XML, no database), then a full
-import by lists.sources.run_execute (the Celery task's body) into PostgreSQL: entries/s, pages,
-counts, peak memory; then a second run that finds nothing new. ``BENCH_N`` sets N,
-``BENCH_BATCH`` the upstream pages per applied page (default 1).
+entries, 5 % deletions. It keeps every page it makes in memory: the adapter-only pass renders
+them, and the timed import is served from memory, as a real upstream on another machine would
+serve it, without taking our CPU. Prints the adapter's own rate (HTTP and XML, no database),
+then a full import by lists.sources.run_execute (the Celery task's body) into PostgreSQL:
+entries/s, pages, counts, the CPU time of this process and of PostgreSQL, peak memory; then a
+second run that finds nothing new. ``BENCH_N`` sets N, ``BENCH_BATCH`` the upstream pages per
+applied page (default 1).
 Run by `make bench`; asserts nothing.
 """
 
@@ -56,6 +59,29 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     return server, server.stdout.readline().strip()
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time (user + system) of every PostgreSQL process on this machine, from /proc."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if name.startswith("postgres"):
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_run(source_id: int, label: str) -> ImportRun:
     from lists.models import Source
 
@@ -63,17 +89,20 @@ def timed_run(source_id: int, label: str) -> ImportRun:
     run = run_create(source=source, trigger="bench", enqueue=False)
     http = Http(timeout=60, attempts=3)
     started = time.perf_counter()
+    cpu, pg_cpu = own_cpu_seconds(), postgres_cpu_seconds()
     try:
         run = run_execute(run_id=run.pk, http=http)
     finally:
         http.close()
     elapsed = time.perf_counter() - started
+    cpu, pg_cpu = own_cpu_seconds() - cpu, postgres_cpu_seconds() - pg_cpu
     print(
         f"{label}: {run.status}{' ' + run.error_code if run.error_code else ''}; "
         f"seen={run.seen:,} added={run.added:,} updated={run.updated:,} removed={run.removed:,} "
         f"rejected={run.rejected:,} pages={run.pages:,} in {elapsed:.1f} s "
         f"= {run.seen / elapsed if elapsed else 0:,.0f} entries/s"
     )
+    print(f"  CPU: importing process {cpu:.1f} s, PostgreSQL {pg_cpu:.1f} s")
     return run
 
 
@@ -134,11 +163,13 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    server_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_mib = children.ru_maxrss / 1024
     print(
         f"peak RSS: importing process {peak_mib:,.0f} MiB; "
         f"fixture server process {server_mib:,.0f} MiB"
     )
+    print(f"fixture server CPU, all runs: {children.ru_utime + children.ru_stime:.1f} s")
 
 
 if __name__ == "__main__":

@@ -187,11 +187,12 @@ def _stage(rows: Iterable[ParsedEntry]) -> None:
 def _lock_sequence() -> int:
     """Take the change sequence's lock until commit and return its last number (see models)."""
     with connection.cursor() as cursor:
-        # The row is made by a migration; recreate it if a test flush (TRUNCATE) removed it.
+        # One round trip: the conflict's no-op update locks the row (a migration makes it; the
+        # insert recreates it if a test flush, a TRUNCATE, removed it) and returns its value.
         cursor.execute(
-            "INSERT INTO lists_changecounter (id, last) VALUES (1, 0) ON CONFLICT DO NOTHING"
+            "INSERT INTO lists_changecounter (id, last) VALUES (1, 0)"
+            " ON CONFLICT (id) DO UPDATE SET last = lists_changecounter.last RETURNING last"
         )
-        cursor.execute("SELECT last FROM lists_changecounter WHERE id = 1 FOR UPDATE")
         row = cursor.fetchone()
     if row is None:
         raise RuntimeError("the change counter row is missing; run the migrations")
@@ -381,24 +382,29 @@ def _count_changes(hash_list: HashList, by_type: dict[str, int], *, sign: int) -
     """
     if not by_type:
         return
+    types = sorted(by_type)
+    now = timezone.now()
     with connection.cursor() as cursor:
+        # Added in the statement (one round trip, under the row's lock): types whose count
+        # falls to zero leave the object.
         cursor.execute(
-            "SELECT live_counts FROM lists_hashlist WHERE id = %s FOR UPDATE", [hash_list.pk]
+            """
+            UPDATE lists_hashlist SET last_change_at = %s, live_counts = (
+                SELECT COALESCE(jsonb_object_agg(t, n) FILTER (WHERE n <> 0), '{}'::jsonb)
+                  FROM (SELECT t, sum(n) AS n FROM (
+                            SELECT key AS t, value::bigint AS n
+                              FROM jsonb_each_text(lists_hashlist.live_counts)
+                            UNION ALL
+                            SELECT * FROM unnest(%s::text[], %s::bigint[])
+                        ) AS both_ GROUP BY t) AS summed
+            )
+            WHERE id = %s RETURNING live_counts
+            """,
+            [now, types, [sign * by_type[t] for t in types], hash_list.pk],
         )
         stored = cursor.fetchone()[0]
-        # Django leaves jsonb undecoded on raw cursors (its JSONField decodes it).
-        counts: dict[str, int] = (
-            json.loads(stored) if isinstance(stored, str) else dict(stored or {})
-        )
-        for signal_type, n in by_type.items():
-            counts[signal_type] = counts.get(signal_type, 0) + sign * n
-        counts = {t: n for t, n in sorted(counts.items()) if n}
-        now = timezone.now()
-        cursor.execute(
-            "UPDATE lists_hashlist SET live_counts = %s::jsonb, last_change_at = %s WHERE id = %s",
-            [json.dumps(counts), now, hash_list.pk],
-        )
-    hash_list.live_counts = counts
+    # Django leaves jsonb undecoded on raw cursors (its JSONField decodes it).
+    hash_list.live_counts = json.loads(stored) if isinstance(stored, str) else dict(stored)
     hash_list.last_change_at = now
 
 

@@ -332,8 +332,8 @@ def _run_execute(
             )
         try:
             for number, ready in enumerate(prepared):
-                if _analyze_due(number):
-                    _analyze()
+                if connection.in_atomic_block and _analyze_due(number):
+                    _analyze()  # the helper thread does this otherwise, off the critical path
                 _apply_page_and_checkpoint(source, lists, run, ready)
                 if on_page is not None:
                     on_page(run)
@@ -583,10 +583,14 @@ def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared
     page's hashes (on a second backend, in autocommit) while the runner's transaction applies
     this one. Committing hashes early changes nothing anyone sees: a hash is matched, listed
     and exported only through an entry, and entries come with their page's transaction.
+    It also refreshes the tables' statistics when due (see ANALYZE_EVERY_PAGES), so that the
+    runner never waits for that.
     """
     try:
         _query("SET jit = off", {})  # see _apply_prepared
-        for page in pages:
+        for number, page in enumerate(pages):
+            if _analyze_due(number):
+                _analyze()
             yield _prepare(source, page, with_ids=True)
     finally:
         close = getattr(pages, "close", None)
