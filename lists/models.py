@@ -320,9 +320,13 @@ class SourceRecord(models.Model):
     by several records of a list stays until the last of them lets it go.
     """
 
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    # No index of their own on either foreign key: the (source, key) unique index serves look-ups
+    # by source, nothing looks records up by list, and each index costs every import row.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=200)
-    hash_list = models.ForeignKey(HashList, on_delete=models.CASCADE, related_name="+")
+    hash_list = models.ForeignKey(
+        HashList, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     hash_ids = ArrayField(models.BigIntegerField(), default=list)
     labels = ArrayField(models.CharField(max_length=40), default=list, blank=True)
     # For snapshot feeds: the snapshot that last named this record (the sweep removes the rest).

@@ -587,7 +587,7 @@ def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared
     runner never waits for that.
     """
     try:
-        _query("SET jit = off", {})  # see _apply_prepared
+        _query("SET jit = off", {})  # see _PAGE_SETTINGS
         for number, page in enumerate(pages):
             if _analyze_due(number):
                 _analyze()
@@ -599,13 +599,20 @@ def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared
         connection.close()  # this thread's connection
 
 
+# For the page's transaction only. The planner's guesses for array look-ups are high enough to
+# start JIT compilation, tens of milliseconds a statement for look-ups that take one. And every
+# statement of a page looks rows up by their keys through an index; while an import grows its
+# tables faster than their statistics follow, the planner rates a scan of a whole table (the
+# list's records, say) cheaper than a thousand index look-ups, so a page cost time in proportion
+# to everything imported before it.
+_PAGE_SETTINGS = "SELECT set_config('jit', 'off', true), set_config('enable_seqscan', 'off', true)"
+
+
 def _apply_prepared(
     source: Source, lists: Mapping[str, HashList], prepared: _Prepared, run: ImportRun
 ) -> PageResult:
     page, result, wanted = prepared.page, prepared.result, prepared.wanted
-    # For this transaction only: the planner's guesses for array look-ups are high enough to
-    # start JIT compilation, tens of milliseconds a statement for look-ups that take one.
-    _query("SELECT set_config('jit', 'off', true)", {})
+    _query(_PAGE_SETTINGS, {})
     ids = prepared.ids
     if ids is None:
         ids = _hash_ids(h for item in wanted.values() for h in item.hashes)
@@ -660,9 +667,14 @@ class _Held:
 def _records(source: Source, keys: list[str]) -> dict[str, _Held]:
     if not keys:
         return {}
+    # One look-up of the unique (source, key) index per key. With ``key = ANY(…)``, or a plain
+    # join, the planner may read all the source's records instead (see _PAGE_SETTINGS); OFFSET 0
+    # keeps the lateral subquery from being flattened into such a join.
     rows = _query(
-        "SELECT r.key, r.hash_list_id, r.hash_ids, r.labels FROM lists_sourcerecord r"
-        " WHERE r.source_id = %(source)s AND r.key = ANY(%(keys)b::text[])",
+        "SELECT r.key, r.hash_list_id, r.hash_ids, r.labels"
+        "  FROM unnest(%(keys)b::text[]) AS q(key)"
+        "  JOIN LATERAL (SELECT * FROM lists_sourcerecord s"
+        "                 WHERE s.source_id = %(source)s AND s.key = q.key OFFSET 0) AS r ON true",
         {"keys": keys, "source": source.pk},
     )
     return {
@@ -685,8 +697,8 @@ def _records_write(
     now = timezone.now()
     if deletes:
         _query(
-            "DELETE FROM lists_sourcerecord"
-            " WHERE source_id = %(source)s AND key = ANY(%(keys)b::text[])",
+            "DELETE FROM lists_sourcerecord r USING unnest(%(keys)b::text[]) AS q(key)"
+            " WHERE r.source_id = %(source)s AND r.key = q.key",
             {"source": source.pk, "keys": deletes},
         )
     if upserts:
