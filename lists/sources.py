@@ -801,11 +801,16 @@ def _add_entries(
 def _relabel(hash_list: HashList, labels_by_hash: Mapping[int, list[str]]) -> None:
     """An update may change a record's labels (e.g. its classification): follow on live entries."""
     ordered = sorted(labels_by_hash.items())
+    # The live entries through one index probe each (see _RELEASED_TARGETS).
     _query(
-        "UPDATE lists_entry e SET labels = q.labels::varchar[]"
-        "  FROM unnest(%(ids)b::bigint[], %(labels)b::text[]) AS q(id, labels)"
-        " WHERE e.hash_id = q.id AND e.hash_list_id = %(list)s AND e.removed_seq IS NULL"
-        "   AND e.labels <> q.labels::varchar[]",
+        "UPDATE lists_entry e SET labels = t.labels"
+        "  FROM (SELECT live.id, q.labels::varchar[] AS labels"
+        "          FROM unnest(%(ids)b::bigint[], %(labels)b::text[]) AS q(id, labels)"
+        "          JOIN LATERAL (SELECT l.id, l.labels FROM lists_entry l"
+        "                         WHERE l.hash_list_id = %(list)s AND l.hash_id = q.id"
+        "                           AND l.removed_seq IS NULL OFFSET 0) AS live ON true"
+        "         WHERE live.labels <> q.labels::varchar[]) AS t"
+        " WHERE e.id = t.id",
         {
             "ids": [hash_id for hash_id, _ in ordered],
             "labels": [_pg_array(labels) for _, labels in ordered],
@@ -814,13 +819,16 @@ def _relabel(hash_list: HashList, labels_by_hash: Mapping[int, list[str]]) -> No
     )
 
 
-# The live entries of released hashes. The type comes from a correlated subquery (one index
-# look-up per entry): a join may hash the whole merged set when statistics lag.
+# The live entries of released hashes: one probe of the live-entry index per hash (a lateral
+# subquery that OFFSET 0 keeps from being flattened into a join, which the planner may run as a
+# scan of the whole list while the import outgrows the statistics), and the type from a
+# correlated subquery for the same reason.
 _RELEASED_TARGETS = """
     SELECT e.id, (SELECT h.signal_type FROM lists_hash h WHERE h.id = e.hash_id) AS signal_type
       FROM unnest(%(ids)s::bigint[]) AS q(id)
-      JOIN lists_entry e ON e.hash_id = q.id
-     WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL
+      JOIN LATERAL (SELECT l.id, l.hash_id FROM lists_entry l
+                     WHERE l.hash_list_id = %(list)s AND l.hash_id = q.id
+                       AND l.removed_seq IS NULL OFFSET 0) AS e ON true
 """
 
 

@@ -5,20 +5,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('lists', '0006_entry_public_id_one_index'),
+        ("lists", "0006_entry_public_id_one_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='sourcerecord',
-            name='hash_list',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='lists.hashlist'),
+            model_name="sourcerecord",
+            name="hash_list",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="lists.hashlist",
+            ),
         ),
         migrations.AlterField(
-            model_name='sourcerecord',
-            name='source',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='lists.source'),
+            model_name="sourcerecord",
+            name="source",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="lists.source",
+            ),
         ),
     ]
