@@ -12,8 +12,11 @@ on, and applies each page *and* its checkpoint in one transaction. So:
   a worker that dies releases it with its connection, and the next run marks the dead one's
   row failed ("abandoned").
 
-In a worker (not inside a caller's transaction) a helper thread works one page ahead: it parses
-the next page and upserts its hashes on its own connection while the runner applies this one.
+In a worker (not inside a caller's transaction) a helper process, forked by the run, works one
+page ahead: it fetches and parses the next page and upserts its hashes on its own connection
+while the runner applies this one. A process, not a thread: the runner spends most of a page
+waiting for PostgreSQL, and each time it got an answer it waited again for a thread that held
+the interpreter lock to parse XML.
 
 Records with an upstream key (NCMEC's member and entry id, a peer hub's list and hash) are
 tracked in SourceRecord: a later record with the same key replaces the hashes it contributes,
@@ -24,16 +27,22 @@ every record the snapshot did not name is removed the same way.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import logging
+import os
+import pickle
+import signal
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
@@ -49,7 +58,6 @@ from lists.importers.base import (
     Page,
     Record,
     SourceError,
-    prefetched,
 )
 from lists.importers.http import Http
 from lists.models import HashList, ImportRun, ImportRunError, Source, SourceRecord
@@ -321,30 +329,27 @@ def _run_execute(
         )
         lists = source_lists(source)
         pages = adapter.pages(dict(source.checkpoint))
-        prepared: Iterator[_Prepared]
-        if connection.in_atomic_block:
+        in_order = connection.in_atomic_block
+        prepared: Generator[_Prepared, None, None]
+        if in_order:
             # Inside a caller's transaction (tests): a second connection would not see its
             # rows and could wait on its locks, so everything happens here, in order.
             prepared = (_prepare(source, page, with_ids=False) for page in pages)
         else:
-            prepared = prefetched(
-                lambda: _prepared_ahead(source, pages), depth=1, stop_wait=client.timeout + 1
-            )
+            prepared = _prepared_in_child(source, pages)
         try:
             for number, ready in enumerate(prepared):
-                if connection.in_atomic_block and _analyze_due(number):
-                    _analyze()  # the helper thread does this otherwise, off the critical path
+                if in_order and _analyze_due(number):
+                    _analyze()  # the helper process does this otherwise, off the critical path
                 _apply_page_and_checkpoint(source, lists, run, ready)
                 if on_page is not None:
                     on_page(run)
         finally:
-            # Stop the helper threads now (and release their connections), not whenever the
-            # generators are collected. The pipelined helper closes the adapter's pages itself.
-            close_prepared = getattr(prepared, "close", None)
-            if close_prepared is not None:
-                close_prepared()
+            # Stop the helper now, not whenever the generator is collected; it closes the
+            # adapter's pages itself (they were only ever iterated there).
+            prepared.close()
             close_pages = getattr(pages, "close", None)
-            if close_pages is not None and connection.in_atomic_block:
+            if close_pages is not None and in_order:
                 close_pages()
     except SourceError as error:
         return _finish(run, error.code, error.message)
@@ -576,10 +581,96 @@ def _prepare(source: Source, page: Page, *, with_ids: bool) -> _Prepared:
     return prepared
 
 
-def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared]:
-    """Each page parsed and its hashes upserted, on this thread's own database connection.
+# Of the database connections a forked helper inherits: kept referenced, never used or closed,
+# since the socket is the runner's.
+_INHERITED: list[Any] = []
 
-    Run by a helper thread one page ahead of the runner, so that PostgreSQL upserts the next
+# Room in the pipe for a whole prepared page, so that the helper goes on to the next one while
+# the runner applies this one (Linux allows an unprivileged process up to 1 MiB).
+_PIPE_BYTES = 1 << 20
+_F_SETPIPE_SZ = 1031
+
+
+def _prepared_in_child(source: Source, pages: Iterator[Page]) -> Generator[_Prepared, None, None]:
+    """What :func:`_prepared_ahead` makes, made by a forked helper process and read from a pipe.
+
+    An upstream error of the helper is raised here after the pages it prepared before it;
+    anything else it hit fails the run as an internal error (the helper logs it). Closing this
+    generator early kills the helper; the helper also dies with the runner (a killed worker).
+    """
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_BYTES)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the helper process (its work is _prepared_ahead's)
+        os.close(read_end)
+        _helper_main(source, pages, write_end)
+    os.close(write_end)
+    finished = False
+    try:
+        with os.fdopen(read_end, "rb") as stream:
+            while True:
+                try:
+                    kind, value = pickle.load(stream)  # noqa: S301 - our own forked child
+                except EOFError:
+                    raise RuntimeError("the import's helper process stopped unexpectedly") from None
+                if kind == "page":
+                    yield value
+                elif kind == "failed":
+                    raise SourceError(*value)
+                elif kind == "crashed":
+                    raise RuntimeError(f"the import's helper process failed: {value}")
+                else:
+                    finished = True
+                    return
+    finally:
+        if not finished:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # it may be waiting for upstream
+        os.waitpid(pid, 0)
+
+
+def _helper_main(source: Source, pages: Iterator[Page], fd: int) -> NoReturn:  # pragma: no cover
+    """The forked helper: prepare the pages into the pipe, then leave without any clean-up
+    (the runner's connections, sockets and files are shared with it: touch none of them)."""
+    status = 1
+    try:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        for alias in connections:
+            wrapper = connections[alias]
+            if wrapper.connection is not None:
+                _INHERITED.append(wrapper.connection)
+                wrapper.connection = None  # a new one on first use
+        with os.fdopen(fd, "wb") as out:
+            message: tuple[str, Any]
+            try:
+                for prepared in _prepared_ahead(source, pages):
+                    # The runner needs the page's checkpoint and flags, not its raw records.
+                    prepared.page = replace(prepared.page, records=[])
+                    pickle.dump(("page", prepared), out, protocol=pickle.HIGHEST_PROTOCOL)
+                    out.flush()
+                message = ("done", None)
+            except SourceError as error:
+                message = ("failed", (error.code, error.message))
+            except Exception as error:
+                logger.exception("the helper process of an import of %s failed", source.name)
+                message = ("crashed", f"{type(error).__name__}: {error}")
+            pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+        status = 0
+    except BaseException:  # noqa: S110 - the runner stopped reading (or killed us): just go
+        pass
+    finally:
+        os._exit(status)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared]:
+    """Each page parsed and its hashes upserted, on this process's own database connection.
+
+    Run by the helper process one page ahead of the runner, so that PostgreSQL upserts the next
     page's hashes (on a second backend, in autocommit) while the runner's transaction applies
     this one. Committing hashes early changes nothing anyone sees: a hash is matched, listed
     and exported only through an entry, and entries come with their page's transaction.
@@ -595,8 +686,8 @@ def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared
     finally:
         close = getattr(pages, "close", None)
         if close is not None:
-            close()  # on this thread, which iterates it
-        connection.close()  # this thread's connection
+            close()  # here, where it is iterated
+        connection.close()  # this process's own connection
 
 
 # For the page's transaction only. The planner's guesses for array look-ups are high enough to

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +76,22 @@ def run_here(source: Source) -> ImportRun:
         time.sleep(0.2)
 
 
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, that is: neither gone nor a zombie nobody has waited for yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 def state(source: Source) -> dict[str, Any]:
     """What a clean import and a crashed-and-resumed one must agree on."""
     live: dict[str, set[tuple[str, str, tuple[str, ...]]]] = {"csam": set(), "se": set()}
@@ -118,8 +135,15 @@ def test_a_run_killed_part_way_then_run_again_ends_like_a_clean_run(
 
     progressed = wait_for(far_enough, celery_worker_process, seconds=60)
     assert progressed is not None, celery_worker_process.communicate(timeout=5)[0][-3000:]
+    helpers = children(celery_worker_process.pid)
+    assert helpers, "the run prepares pages ahead in a helper process"
     celery_worker_process.kill()  # SIGKILL: no cleanup, a transaction may be half-way
     celery_worker_process.wait(timeout=10)
+    # The helper dies with the worker rather than going on fetching for nobody.
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in helpers)
 
     killed = ImportRun.objects.get(pk=queued.pk)
     assert killed.status == ImportRun.Status.RUNNING  # it really died mid-run

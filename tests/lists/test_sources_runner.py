@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -273,11 +274,12 @@ def test_a_running_run_whose_worker_is_gone_does_not_block_a_new_one(source: Sou
 
 @pytest.mark.django_db(transaction=True)
 def test_a_run_outside_a_transaction_prepares_pages_ahead_and_ends_the_same(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Outside a caller's transaction (a worker), a helper thread parses the next page and
+    """Outside a caller's transaction (a worker), a helper process parses the next page and
     upserts its hashes on its own connection while this one is applied; the lists, the counts
     and a failing page's checkpoint come out as the in-order run's, and no helper lingers."""
+    import os
     import threading
 
     from django.db import transaction
@@ -294,21 +296,27 @@ def test_a_run_outside_a_transaction_prepares_pages_ahead_and_ends_the_same(
     ]
     ahead = sources.source_create(name="Ahead", kind="feed", config={}, actor=SYSTEM)
     in_order = sources.source_create(name="In order", kind="feed", config={}, actor=SYSTEM)
-    helper_threads: list[str] = []
+    helpers = tmp_path / "helpers"  # the helper's memory is its own: it writes down its pid
     real_ahead = sources._prepared_ahead
 
     def spied_ahead(*args: Any) -> Iterator[Any]:
-        helper_threads.append(threading.current_thread().name)
+        with helpers.open("a") as noted:
+            noted.write(f"{os.getpid()}\n")
         yield from real_ahead(*args)
+
+    def children() -> str:
+        task = Path(f"/proc/self/task/{threading.get_native_id()}/children")
+        return task.read_text().strip()
 
     monkeypatch.setattr(sources, "_prepared_ahead", spied_ahead)
     started_threads = set(threading.enumerate())
     ran_ahead = run(ahead)
-    assert helper_threads and helper_threads[0] != threading.current_thread().name
-    assert set(threading.enumerate()) <= started_threads  # the helpers have stopped
+    assert helpers.read_text().split() not in ([], [str(os.getpid())])
+    assert children() == ""  # the helper process has ended and been waited for
+    assert set(threading.enumerate()) <= started_threads
     with transaction.atomic():
         ran_in_order = run(in_order)
-    assert len(helper_threads) == 1  # inside a transaction, nothing runs ahead
+    assert len(helpers.read_text().split()) == 1  # inside a transaction, nothing runs ahead
     for done in (ran_ahead, ran_in_order):
         assert (done.status, done.error_code) == ("failed", "malformed_page")
         assert (done.pages, done.seen, done.added, done.updated, done.removed) == (4, 5, 6, 1, 4)
