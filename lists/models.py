@@ -321,11 +321,16 @@ class SourceRecord(models.Model):
     """
 
     # No index of their own on either foreign key: the (source, key) unique index serves look-ups
-    # by source, nothing looks records up by list, and each index costs every import row.
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # by source, nothing looks records up by list, and each index costs every import row. No
+    # database constraint either (as on Entry): each is a check per written row when the page
+    # commits, and records are only written by lists.sources from the run's own source and
+    # lists; Django applies the cascade itself.
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     key = models.CharField(max_length=200)
     hash_list = models.ForeignKey(
-        HashList, on_delete=models.CASCADE, related_name="+", db_index=False
+        HashList, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
     hash_ids = ArrayField(models.BigIntegerField(), default=list)
     labels = ArrayField(models.CharField(max_length=40), default=list, blank=True)

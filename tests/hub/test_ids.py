@@ -6,7 +6,7 @@ import re
 
 from hub.lib.ids import new_public_id, new_public_ids
 
-FORM = re.compile(r"[A-Za-z0-9_-]{16}")
+FORM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{15}")  # never "-" first: it reads as an option
 
 
 def test_bulk_ids_have_the_single_ids_form_and_are_distinct() -> None:
@@ -20,3 +20,10 @@ def test_bulk_ids_have_the_single_ids_form_and_are_distinct() -> None:
 def test_no_ids_asked_gives_none_and_two_calls_differ() -> None:
     assert new_public_ids(0) == []
     assert set(new_public_ids(100)).isdisjoint(new_public_ids(100))
+
+
+def test_no_id_begins_with_a_dash_which_a_command_line_reads_as_an_option() -> None:
+    # One id in 64 would begin with "-" if nothing kept it from doing so.
+    firsts = {public_id[0] for public_id in new_public_ids(20_000)}
+    assert "-" not in firsts
+    assert len(firsts) == 63
