@@ -511,7 +511,8 @@ def _query(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
 # nothing), reads the statement's snapshot, so it finds the hashes that existed before; a hash
 # another transaction committed meanwhile is in neither (see _hash_ids). Each look-up is a
 # correlated subquery, so it goes through the unique index whatever the planner believes of the
-# table's size (a join may hash the whole merged set when statistics lag).
+# table's size (a join may hash the whole merged set when statistics lag). ``made`` tells the
+# hashes this statement inserted.
 _HASH_IDS = """
 WITH q AS MATERIALIZED (
     SELECT * FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
@@ -521,11 +522,12 @@ WITH q AS MATERIALIZED (
     ON CONFLICT DO NOTHING
     RETURNING id, signal_type, value
 )
-SELECT n, id FROM (
+SELECT n, id, made FROM (
     SELECT q.n, COALESCE(
                f.id,
                (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v)
-           ) AS id
+           ) AS id,
+           f.id IS NOT NULL AS made
       FROM q LEFT JOIN fresh f ON f.signal_type = q.t AND f.value = q.v
 ) AS known
 WHERE id IS NOT NULL
@@ -540,14 +542,18 @@ WHERE id IS NOT NULL
 """
 
 
-def _hash_ids(pairs: Iterable[tuple[str, bytes]]) -> dict[tuple[str, bytes], int]:
-    """Ids of the given hashes in the merged set, inserting the new ones."""
+def _hash_ids(
+    pairs: Iterable[tuple[str, bytes]],
+) -> tuple[dict[tuple[str, bytes], int], frozenset[int]]:
+    """Ids of the given hashes in the merged set, inserting the new ones; and the ids of those
+    it inserted (hashes no entry of any list can hold yet)."""
     # Sorted, so that two runs inserting the same new hashes take their locks in one order.
     wanted = sorted(set(pairs))
     if not wanted:
-        return {}
+        return {}, frozenset()
     rows = _query(_HASH_IDS, {"types": [t for t, _ in wanted], "values": [v for _, v in wanted]})
-    ids = {wanted[n - 1]: pk for n, pk in rows}
+    ids = {wanted[n - 1]: pk for n, pk, _ in rows}
+    made = frozenset(pk for _, pk, inserted in rows if inserted)
     if len(ids) < len(wanted):
         # Committed by another transaction after this statement's snapshot was taken.
         missing = [pair for pair in wanted if pair not in ids]
@@ -555,7 +561,7 @@ def _hash_ids(pairs: Iterable[tuple[str, bytes]]) -> dict[tuple[str, bytes], int
             _HASH_IDS_READ, {"types": [t for t, _ in missing], "values": [v for _, v in missing]}
         )
         ids.update((missing[n - 1], pk) for n, pk in rows)
-    return ids
+    return ids, made
 
 
 @dataclass
@@ -566,6 +572,7 @@ class _Prepared:
     result: PageResult
     wanted: dict[str, _Wanted]
     ids: dict[tuple[str, bytes], int] | None = None
+    made: frozenset[int] = frozenset()  # of ``ids``, the hashes their upsert inserted
 
 
 def _prepare(source: Source, page: Page, *, with_ids: bool) -> _Prepared:
@@ -577,7 +584,7 @@ def _prepare(source: Source, page: Page, *, with_ids: bool) -> _Prepared:
             wanted[item.key] = item  # a later record with the same key wins
     prepared = _Prepared(page, result, wanted)
     if with_ids:
-        prepared.ids = _hash_ids(h for item in wanted.values() for h in item.hashes)
+        prepared.ids, prepared.made = _hash_ids(h for item in wanted.values() for h in item.hashes)
     return prepared
 
 
@@ -704,9 +711,9 @@ def _apply_prepared(
 ) -> PageResult:
     page, result, wanted = prepared.page, prepared.result, prepared.wanted
     _query(_PAGE_SETTINGS, {})
-    ids = prepared.ids
+    ids, made = prepared.ids, prepared.made
     if ids is None:
-        ids = _hash_ids(h for item in wanted.values() for h in item.hashes)
+        ids, made = _hash_ids(h for item in wanted.values() for h in item.hashes)
     old = _records(source, list(wanted))
     by_pk = {hl.pk: hl for hl in lists.values()}
     released: dict[int, set[int]] = defaultdict(set)  # list pk -> hash ids maybe to remove
@@ -738,7 +745,7 @@ def _apply_prepared(
         upserts.append((key, target.pk, hash_ids, item.labels))
     _records_write(source, upserts, deletes, page.snapshot)
     who = Provenance(None, None, f"source {source.name} (run {run.public_id})"[:200])
-    result.added += _add_entries(by_pk, adds, who)
+    result.added += _add_entries(by_pk, adds, who, made)
     for list_pk, labels_by_hash in relabels.items():
         _relabel(by_pk[list_pk], labels_by_hash)
     for list_pk, maybe_gone in released.items():
@@ -819,41 +826,56 @@ def _records_write(
 
 
 # New live entries for every list of the page in one statement: each row checks the live-entry
-# unique index for itself (a correlated subquery, never a join that could scan the table), and
-# the rows that pass take consecutive change numbers after "base" (in list, then hash order).
-# Labels travel as array literals, one per row, and each row brings its entry's public id.
+# unique index for itself (a correlated subquery, never a join that could scan the table) unless
+# its hash was new to the merged set, and the rows that pass take consecutive change numbers
+# after "base" (in list, then hash order). Each distinct label set is cast once and joined by its
+# number; each row brings its entry's public id. The arrays travel as text literals, which
+# PostgreSQL parses faster than Python packs them in binary.
 _ADD_ENTRIES = """
-WITH fresh AS (
-    SELECT q.list_id, q.hash_id, q.signal_type, q.labels, q.public_id,
+WITH label_sets AS MATERIALIZED (
+    SELECT n, literal::varchar[] AS labels
+      FROM unnest(%(label_sets)s::text[]) WITH ORDINALITY AS s(literal, n)
+), fresh AS (
+    SELECT q.list_id, q.hash_id, q.signal_type, q.label_set, q.public_id,
            row_number() OVER (ORDER BY q.list_id, q.hash_id) AS rn
-      FROM unnest(%(lists)b::bigint[], %(ids)b::bigint[], %(types)b::text[], %(labels)b::text[],
-                  %(public_ids)b::text[])
-           AS q(list_id, hash_id, signal_type, labels, public_id)
-     WHERE (SELECT e.id FROM lists_entry e
-             WHERE e.hash_list_id = q.list_id AND e.hash_id = q.hash_id
-               AND e.removed_seq IS NULL) IS NULL
+      FROM unnest(%(lists)s::bigint[], %(ids)s::bigint[], %(types)s::text[],
+                  %(label_set_of)s::int[], %(public_ids)s::text[], %(check)s::bool[])
+           AS q(list_id, hash_id, signal_type, label_set, public_id, check_live)
+     WHERE CASE WHEN q.check_live
+                THEN (SELECT e.id FROM lists_entry e
+                       WHERE e.hash_list_id = q.list_id AND e.hash_id = q.hash_id
+                         AND e.removed_seq IS NULL) IS NULL
+                ELSE true END
 ), inserted AS (
     INSERT INTO lists_entry (
         hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
         added_by_user_id, added_by_key_id, added_by_label, removed_by_label, removed_reason
     )
-    SELECT list_id, hash_id, public_id, labels::varchar[], '',
-           %(base)s + rn, %(now)s, NULL, NULL, %(label)s, '', ''
-      FROM fresh
+    SELECT f.list_id, f.hash_id, f.public_id, s.labels, '',
+           %(base)s + f.rn, %(now)s, NULL, NULL, %(label)s, '', ''
+      FROM fresh f JOIN label_sets s ON s.n = f.label_set
 )
 SELECT list_id, signal_type, count(*) FROM fresh GROUP BY list_id, signal_type
 """
+
+
+def _literal(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of values that need no quoting (numbers, ids, type names)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _add_entries(
     by_pk: Mapping[int, HashList],
     adds: Mapping[int, Mapping[int, tuple[str, list[str]]]],
     who: Provenance,
+    made: frozenset[int] = frozenset(),
 ) -> int:
     """Live entries for the given hash ids (per list pk) not live there yet. Returns how many.
 
     The hashes exist already (``_hash_ids``), so this is one INSERT for the whole page, under
-    one hold of the sequence lock.
+    one hold of the sequence lock. ``made``: hashes this run inserted into the merged set; no
+    entry can hold them yet (the run is the only writer of its lists), so they are not looked
+    for (the live-entry unique index would still refuse a second one).
     """
     rows = [
         (list_pk, hash_id, signal_type, labels)
@@ -862,18 +884,20 @@ def _add_entries(
     ]
     if not rows:
         return 0
-    label_literals: dict[tuple[str, ...], str] = {}
+    label_sets: dict[tuple[str, ...], int] = {}
     for _, _, _, labels in rows:
-        label_literals.setdefault(tuple(labels), _pg_array(labels))
+        label_sets.setdefault(tuple(labels), len(label_sets) + 1)
     base = _lock_sequence()
     counted = _query(
         _ADD_ENTRIES,
         {
-            "lists": [row[0] for row in rows],
-            "ids": [row[1] for row in rows],
-            "types": [row[2] for row in rows],
-            "labels": [label_literals[tuple(row[3])] for row in rows],
-            "public_ids": new_public_ids(len(rows)),
+            "label_sets": [_pg_array(labels) for labels in label_sets],
+            "lists": _literal(row[0] for row in rows),
+            "ids": _literal(row[1] for row in rows),
+            "types": _literal(row[2] for row in rows),
+            "label_set_of": _literal(label_sets[tuple(row[3])] for row in rows),
+            "public_ids": _literal(new_public_ids(len(rows))),
+            "check": _literal("f" if row[1] in made else "t" for row in rows),
             "base": base,
             "now": timezone.now(),
             "label": who.label,
