@@ -200,8 +200,13 @@ class Entry(models.Model):
         indexes = (
             # A list's entries in change order: keyset pages of a list, its last change.
             models.Index(fields=("hash_list", "added_seq"), name="entry_by_list_seq"),
-            # The label filter of the list page and API.
-            GinIndex(fields=("labels",), name="entry_labels_gin"),
+            # The label filter of the list page and API, which show live entries only: a
+            # removal (a new row version) then adds nothing to it.
+            GinIndex(
+                fields=("labels",),
+                name="entry_live_labels_gin",
+                condition=Q(removed_seq__isnull=True),
+            ),
         )
 
     def __str__(self) -> str:
