@@ -125,7 +125,14 @@ class Entry(models.Model):
         db_index=False,  # Served by the (hash_list, added_seq) index below.
     )
     hash = models.ForeignKey(
-        Hash, on_delete=models.PROTECT, related_name="entries", db_constraint=False
+        Hash,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_constraint=False,
+        # Served by the live-entry index, hash first: everything that looks entries up by hash
+        # wants the live ones (matching, corroboration, disputes), and one index fewer is
+        # less for every import row and every removal to write.
+        db_index=False,
     )
     # Unique through Meta's constraint: ``unique=True`` would add a second index for LIKE
     # look-ups, which nothing makes, and every bulk insert paid for it.
@@ -186,9 +193,9 @@ class Entry(models.Model):
     class Meta:
         constraints = (
             models.UniqueConstraint(
-                fields=("hash_list", "hash"),
+                fields=("hash", "hash_list"),
                 condition=Q(removed_seq__isnull=True),
-                name="one_live_entry_per_list_and_hash",
+                name="one_live_entry_per_hash_and_list",
             ),
             models.UniqueConstraint(
                 fields=("removed_seq",),
