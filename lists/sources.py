@@ -39,7 +39,7 @@ from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import psycopg
 from django.db import connection, connections, transaction
@@ -334,9 +334,9 @@ def _run_execute(
         if in_order:
             # Inside a caller's transaction (tests): a second connection would not see its
             # rows and could wait on its locks, so everything happens here, in order.
-            prepared = (_prepare(source, page, with_ids=False) for page in pages)
+            prepared = (_prepare(source, page) for page in pages)
         else:
-            prepared = _prepared_in_child(source, pages)
+            prepared = _prepared_in_child(source, lists, pages)
         try:
             for number, ready in enumerate(prepared):
                 if in_order and _analyze_due(number):
@@ -571,11 +571,102 @@ class _Prepared:
     page: Page
     result: PageResult
     wanted: dict[str, _Wanted]
-    ids: dict[tuple[str, bytes], int] | None = None
-    made: frozenset[int] = frozenset()  # of ``ids``, the hashes their upsert inserted
+    plan: _Plan | None = None  # made ahead, with the hashes' ids
 
 
-def _prepare(source: Source, page: Page, *, with_ids: bool) -> _Prepared:
+class _Item(NamedTuple):
+    """A record as the runner compares it with what its key held before (a tuple: a page
+    makes a thousand of them, in the helper process that is the import's busiest)."""
+
+    op: str
+    list_pk: int
+    hash_ids: list[int]  # sorted
+    labels: list[str]
+
+
+@dataclass
+class _Plan:
+    """What a page writes whatever the source's records held before: worked out with the hashes'
+    ids, by the helper process while the runner applies the page before, down to the arrays of
+    the statements, so that the runner only compares records and writes."""
+
+    items: dict[str, _Item]
+    keys: str  # every key, as an array literal (for the records look-up)
+    added: dict[int, frozenset[int]]  # list pk -> the hash ids the page adds there
+    add_rows: int
+    add_arrays: dict[str, str]  # _ADD_ENTRIES's arrays
+    upsert_arrays: dict[str, str]  # the records upsert's arrays
+
+
+def _quoted(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of any strings (each quoted, backslashes and quotes escaped)."""
+    escaped = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{v}"' for v in escaped) + "}"
+
+
+def _plan(
+    wanted: Mapping[str, _Wanted],
+    list_pks: Mapping[str, int],
+    ids: Mapping[tuple[str, bytes], int],
+    made: frozenset[int],
+) -> _Plan:
+    items: dict[str, _Item] = {}
+    adds: dict[int, dict[int, tuple[str, list[str]]]] = defaultdict(dict)
+    upserts: list[tuple[str, int, list[int], list[str]]] = []
+    for key, item in wanted.items():
+        list_pk = list_pks[item.category]
+        if item.op == REMOVE:
+            items[key] = _Item(item.op, list_pk, [], item.labels)
+            continue
+        by_hash = adds[list_pk]
+        hash_ids = []
+        for pair in item.hashes:
+            hash_id = ids[pair]
+            by_hash[hash_id] = (pair[0], item.labels)
+            hash_ids.append(hash_id)
+        hash_ids = sorted(set(hash_ids))
+        items[key] = _Item(item.op, list_pk, hash_ids, item.labels)
+        upserts.append((key, list_pk, hash_ids, item.labels))
+    rows = [
+        (list_pk, hash_id, signal_type, labels)
+        for list_pk, by_hash in sorted(adds.items())
+        for hash_id, (signal_type, labels) in sorted(by_hash.items())
+    ]
+    label_sets: dict[tuple[str, ...], int] = {}
+    for _, _, _, labels in rows:
+        label_sets.setdefault(tuple(labels), len(label_sets) + 1)
+    # Each distinct label set written once as an element of a text array (upstreams repeat a
+    # handful of them); the id arrays need no quoting inside one.
+    label_elements: dict[tuple[str, ...], str] = {}
+    for _, _, _, labels in upserts:
+        if tuple(labels) not in label_elements:
+            label_elements[tuple(labels)] = _quoted([_pg_array(labels)])[1:-1]
+    return _Plan(
+        items=items,
+        keys=_quoted(wanted),
+        added={list_pk: frozenset(by_hash) for list_pk, by_hash in adds.items()},
+        add_rows=len(rows),
+        add_arrays={
+            "label_sets": _quoted(_pg_array(labels) for labels in label_sets),
+            "lists": _literal(row[0] for row in rows),
+            "ids": _literal(row[1] for row in rows),
+            "types": _literal(row[2] for row in rows),
+            "label_set_of": _literal(label_sets[tuple(row[3])] for row in rows),
+            "public_ids": _literal(new_public_ids(len(rows))),
+            "check": _literal("f" if row[1] in made else "t" for row in rows),
+        },
+        upsert_arrays={
+            "keys": _quoted(u[0] for u in upserts),
+            "lists": _literal(u[1] for u in upserts),
+            "ids": "{" + ",".join(f'"{_literal(u[2])}"' for u in upserts) + "}",
+            "labels": "{" + ",".join(label_elements[tuple(u[3])] for u in upserts) + "}",
+        },
+    )
+
+
+def _prepare(source: Source, page: Page, list_pks: Mapping[str, int] | None = None) -> _Prepared:
+    """The page parsed; with ``list_pks`` (ahead of the runner), its hashes upserted and its
+    plan made too, and the parsed records then dropped (the plan is what the runner needs)."""
     result = PageResult(errors=[(e.position, e.code, e.message) for e in page.errors])
     result.seen = len(page.records)
     wanted: dict[str, _Wanted] = {}
@@ -583,8 +674,10 @@ def _prepare(source: Source, page: Page, *, with_ids: bool) -> _Prepared:
         for item in _parse(source, record, result):
             wanted[item.key] = item  # a later record with the same key wins
     prepared = _Prepared(page, result, wanted)
-    if with_ids:
-        prepared.ids, prepared.made = _hash_ids(h for item in wanted.values() for h in item.hashes)
+    if list_pks is not None:
+        ids, made = _hash_ids(h for item in wanted.values() for h in item.hashes)
+        prepared.plan = _plan(wanted, list_pks, ids, made)
+        prepared.wanted = {}
     return prepared
 
 
@@ -598,7 +691,9 @@ _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = 1031
 
 
-def _prepared_in_child(source: Source, pages: Iterator[Page]) -> Generator[_Prepared, None, None]:
+def _prepared_in_child(
+    source: Source, lists: Mapping[str, HashList], pages: Iterator[Page]
+) -> Generator[_Prepared, None, None]:
     """What :func:`_prepared_ahead` makes, made by a forked helper process and read from a pipe.
 
     An upstream error of the helper is raised here after the pages it prepared before it;
@@ -611,7 +706,7 @@ def _prepared_in_child(source: Source, pages: Iterator[Page]) -> Generator[_Prep
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the helper process (its work is _prepared_ahead's)
         os.close(read_end)
-        _helper_main(source, pages, write_end)
+        _helper_main(source, lists, pages, write_end)
     os.close(write_end)
     finished = False
     try:
@@ -637,7 +732,9 @@ def _prepared_in_child(source: Source, pages: Iterator[Page]) -> Generator[_Prep
         os.waitpid(pid, 0)
 
 
-def _helper_main(source: Source, pages: Iterator[Page], fd: int) -> NoReturn:  # pragma: no cover
+def _helper_main(
+    source: Source, lists: Mapping[str, HashList], pages: Iterator[Page], fd: int
+) -> NoReturn:  # pragma: no cover
     """The forked helper: prepare the pages into the pipe, then leave without any clean-up
     (the runner's connections, sockets and files are shared with it: touch none of them)."""
     status = 1
@@ -652,7 +749,7 @@ def _helper_main(source: Source, pages: Iterator[Page], fd: int) -> NoReturn:  #
         with os.fdopen(fd, "wb") as out:
             message: tuple[str, Any]
             try:
-                for prepared in _prepared_ahead(source, pages):
+                for prepared in _prepared_ahead(source, lists, pages):
                     # The runner needs the page's checkpoint and flags, not its raw records.
                     prepared.page = replace(prepared.page, records=[])
                     pickle.dump(("page", prepared), out, protocol=pickle.HIGHEST_PROTOCOL)
@@ -674,7 +771,9 @@ def _helper_main(source: Source, pages: Iterator[Page], fd: int) -> NoReturn:  #
 _PR_SET_PDEATHSIG = 1
 
 
-def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared]:
+def _prepared_ahead(
+    source: Source, lists: Mapping[str, HashList], pages: Iterator[Page]
+) -> Iterator[_Prepared]:
     """Each page parsed and its hashes upserted, on this process's own database connection.
 
     Run by the helper process one page ahead of the runner, so that PostgreSQL upserts the next
@@ -689,7 +788,7 @@ def _prepared_ahead(source: Source, pages: Iterator[Page]) -> Iterator[_Prepared
         for number, page in enumerate(pages):
             if _analyze_due(number):
                 _analyze()
-            yield _prepare(source, page, with_ids=True)
+            yield _prepare(source, page, {category: hl.pk for category, hl in lists.items()})
     finally:
         close = getattr(pages, "close", None)
         if close is not None:
@@ -709,47 +808,41 @@ _PAGE_SETTINGS = "SELECT set_config('jit', 'off', true), set_config('enable_seqs
 def _apply_prepared(
     source: Source, lists: Mapping[str, HashList], prepared: _Prepared, run: ImportRun
 ) -> PageResult:
-    page, result, wanted = prepared.page, prepared.result, prepared.wanted
+    page, result, plan = prepared.page, prepared.result, prepared.plan
     _query(_PAGE_SETTINGS, {})
-    ids, made = prepared.ids, prepared.made
-    if ids is None:
+    if plan is None:
+        wanted = prepared.wanted
         ids, made = _hash_ids(h for item in wanted.values() for h in item.hashes)
-    old = _records(source, list(wanted))
+        plan = _plan(wanted, {category: hl.pk for category, hl in lists.items()}, ids, made)
+    old = _records(source, plan.keys) if plan.items else {}
     by_pk = {hl.pk: hl for hl in lists.values()}
     released: dict[int, set[int]] = defaultdict(set)  # list pk -> hash ids maybe to remove
-    adds: dict[int, dict[int, tuple[str, list[str]]]] = defaultdict(dict)
     relabels: dict[int, dict[int, list[str]]] = defaultdict(dict)
-    upserts: list[tuple[str, int, list[int], list[str]]] = []
     deletes: list[str] = []
-    for key, item in wanted.items():
-        target = lists[item.category]
+    for key, item in plan.items.items():
         previous = old.get(key)
-        if previous is not None:
-            released[previous.list_pk].update(previous.hash_ids)
-        if item.op == REMOVE:
-            if previous is not None:
-                deletes.append(key)
+        if previous is None:
             continue
-        hash_ids = sorted({ids[h] for h in item.hashes})
-        if previous is not None and (
-            previous.list_pk != target.pk
-            or sorted(previous.hash_ids) != hash_ids
+        released[previous.list_pk].update(previous.hash_ids)
+        if item.op == REMOVE:
+            deletes.append(key)
+        elif (
+            previous.list_pk != item.list_pk
+            or sorted(previous.hash_ids) != item.hash_ids
             or previous.labels != item.labels
         ):
             result.updated += 1
             if previous.labels != item.labels:
                 # Entries already live keep their row: their labels follow the update.
-                relabels[target.pk].update(dict.fromkeys(hash_ids, item.labels))
-        for pair in item.hashes:
-            adds[target.pk][ids[pair]] = (pair[0], item.labels)
-        upserts.append((key, target.pk, hash_ids, item.labels))
-    _records_write(source, upserts, deletes, page.snapshot)
+                relabels[item.list_pk].update(dict.fromkeys(item.hash_ids, item.labels))
+    _records_write(source, plan, deletes, page.snapshot)
     who = Provenance(None, None, f"source {source.name} (run {run.public_id})"[:200])
-    result.added += _add_entries(by_pk, adds, who, made)
+    result.added += _add_entries(by_pk, plan, who)
     for list_pk, labels_by_hash in relabels.items():
         _relabel(by_pk[list_pk], labels_by_hash)
     for list_pk, maybe_gone in released.items():
-        result.removed += _release(by_pk.get(list_pk), maybe_gone - set(adds[list_pk]), who)
+        kept = plan.added.get(list_pk, frozenset())
+        result.removed += _release(by_pk.get(list_pk), maybe_gone - kept, who)
     if page.snapshot and page.snapshot_complete:
         result.removed += _sweep(source, by_pk, page.snapshot, who)
     return result
@@ -762,15 +855,14 @@ class _Held:
     labels: list[str]
 
 
-def _records(source: Source, keys: list[str]) -> dict[str, _Held]:
-    if not keys:
-        return {}
+def _records(source: Source, keys: str) -> dict[str, _Held]:
+    """The records held under the keys (an array literal, see _quoted)."""
     # One look-up of the unique (source, key) index per key. With ``key = ANY(…)``, or a plain
     # join, the planner may read all the source's records instead (see _PAGE_SETTINGS); OFFSET 0
     # keeps the lateral subquery from being flattened into such a join.
     rows = _query(
         "SELECT r.key, r.hash_list_id, r.hash_ids, r.labels"
-        "  FROM unnest(%(keys)b::text[]) AS q(key)"
+        "  FROM unnest(%(keys)s::text[]) AS q(key)"
         "  JOIN LATERAL (SELECT * FROM lists_sourcerecord s"
         "                 WHERE s.source_id = %(source)s AND s.key = q.key OFFSET 0) AS r ON true",
         {"keys": keys, "source": source.pk},
@@ -785,13 +877,8 @@ def _pg_array(values: Iterable[object]) -> str:
     return "{" + ",".join(f'"{v}"' for v in values) + "}"
 
 
-def _records_write(
-    source: Source,
-    upserts: list[tuple[str, int, list[int], list[str]]],
-    deletes: list[str],
-    snapshot: str,
-) -> None:
-    """Upsert and delete SourceRecords in one statement each (id and label arrays as literals)."""
+def _records_write(source: Source, plan: _Plan, deletes: list[str], snapshot: str) -> None:
+    """Upsert and delete SourceRecords in one statement each (the arrays as literals)."""
     now = timezone.now()
     if deletes:
         _query(
@@ -799,29 +886,21 @@ def _records_write(
             " WHERE r.source_id = %(source)s AND r.key = q.key",
             {"source": source.pk, "keys": deletes},
         )
-    if upserts:
+    if plan.upsert_arrays["keys"] != "{}":
         _query(
             """
             INSERT INTO lists_sourcerecord
                    (source_id, key, hash_list_id, hash_ids, labels, snapshot, updated)
             SELECT %(source)s, q.key, q.list_id, q.ids::bigint[], q.labels::varchar[],
                    %(snapshot)s, %(now)s
-              FROM unnest(%(keys)b::text[], %(lists)b::bigint[], %(ids)b::text[],
-                          %(labels)b::text[]) AS q(key, list_id, ids, labels)
+              FROM unnest(%(keys)s::text[], %(lists)s::bigint[], %(ids)s::text[],
+                          %(labels)s::text[]) AS q(key, list_id, ids, labels)
             ON CONFLICT (source_id, key) DO UPDATE
                SET hash_list_id = EXCLUDED.hash_list_id, hash_ids = EXCLUDED.hash_ids,
                    labels = EXCLUDED.labels, snapshot = EXCLUDED.snapshot,
                    updated = EXCLUDED.updated
             """,
-            {
-                "source": source.pk,
-                "snapshot": snapshot,
-                "now": now,
-                "keys": [u[0] for u in upserts],
-                "lists": [u[1] for u in upserts],
-                "ids": [_pg_array(u[2]) for u in upserts],
-                "labels": [_pg_array(u[3]) for u in upserts],
-            },
+            {"source": source.pk, "snapshot": snapshot, "now": now, **plan.upsert_arrays},
         )
 
 
@@ -864,44 +943,20 @@ def _literal(values: Iterable[object]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def _add_entries(
-    by_pk: Mapping[int, HashList],
-    adds: Mapping[int, Mapping[int, tuple[str, list[str]]]],
-    who: Provenance,
-    made: frozenset[int] = frozenset(),
-) -> int:
-    """Live entries for the given hash ids (per list pk) not live there yet. Returns how many.
+def _add_entries(by_pk: Mapping[int, HashList], plan: _Plan, who: Provenance) -> int:
+    """Live entries for the plan's hashes not live in their list yet. Returns how many.
 
     The hashes exist already (``_hash_ids``), so this is one INSERT for the whole page, under
-    one hold of the sequence lock. ``made``: hashes this run inserted into the merged set; no
-    entry can hold them yet (the run is the only writer of its lists), so they are not looked
-    for (the live-entry unique index would still refuse a second one).
+    one hold of the sequence lock. Hashes the run itself inserted into the merged set are not
+    looked for: no entry can hold them yet (the run is the only writer of its lists), and the
+    live-entry unique index would still refuse a second one.
     """
-    rows = [
-        (list_pk, hash_id, signal_type, labels)
-        for list_pk, by_hash in sorted(adds.items())
-        for hash_id, (signal_type, labels) in sorted(by_hash.items())
-    ]
-    if not rows:
+    if not plan.add_rows:
         return 0
-    label_sets: dict[tuple[str, ...], int] = {}
-    for _, _, _, labels in rows:
-        label_sets.setdefault(tuple(labels), len(label_sets) + 1)
     base = _lock_sequence()
     counted = _query(
         _ADD_ENTRIES,
-        {
-            "label_sets": [_pg_array(labels) for labels in label_sets],
-            "lists": _literal(row[0] for row in rows),
-            "ids": _literal(row[1] for row in rows),
-            "types": _literal(row[2] for row in rows),
-            "label_set_of": _literal(label_sets[tuple(row[3])] for row in rows),
-            "public_ids": _literal(new_public_ids(len(rows))),
-            "check": _literal("f" if row[1] in made else "t" for row in rows),
-            "base": base,
-            "now": timezone.now(),
-            "label": who.label,
-        },
+        {**plan.add_arrays, "base": base, "now": timezone.now(), "label": who.label},
     )
     by_list: dict[int, dict[str, int]] = defaultdict(dict)
     for list_pk, signal_type, count in counted:

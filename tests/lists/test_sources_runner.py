@@ -100,6 +100,27 @@ def test_keyed_records_add_update_and_delete(source: Source) -> None:
     }
 
 
+@pytest.mark.parametrize("key", ['m:"quoted"', "back\\slash", "{braces,comma}", "NULL", " spaced "])
+def test_any_upstream_key_is_found_again_for_its_update_and_deletion(
+    source: Source, key: str
+) -> None:
+    """Keys travel to PostgreSQL inside array literals: quotes, backslashes, braces, commas,
+    spaces and the word NULL all come back as themselves."""
+    first, second = pdq(), pdq()
+    Scripted.SCRIPT = [
+        page(0, Record("1", "add", (("pdq", first),), key=key, labels=("A1",))),
+        page(1, Record("2", "add", (("pdq", second),), key=key, labels=("B1",))),
+    ]
+    done = run(source)
+    assert (done.status, done.added, done.updated, done.removed) == ("succeeded", 2, 1, 1)
+    assert live(source)["csam"] == {("pdq", second, ("B1",))}
+    assert list(SourceRecord.objects.filter(source=source).values_list("key", flat=True)) == [key]
+    Scripted.SCRIPT.append(page(2, Record("3", "remove", key=key)))
+    assert run(source).removed == 1
+    assert live(source)["csam"] == set()
+    assert not SourceRecord.objects.filter(source=source).exists()
+
+
 def test_a_hash_shared_by_two_records_stays_until_both_let_go(source: Source) -> None:
     shared = pdq()
     Scripted.SCRIPT = [
