@@ -699,11 +699,22 @@ def _prepared_in_child(
     An upstream error of the helper is raised here after the pages it prepared before it;
     anything else it hit fails the run as an internal error (the helper logs it). Closing this
     generator early kills the helper; the helper also dies with the runner (a killed worker).
+    When no process can be made, the pages are prepared here, in order.
     """
     read_end, write_end = os.pipe()
     with contextlib.suppress(OSError):
         fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_BYTES)
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        logger.warning("no helper process for an import of %s; preparing in order", source.name)
+        for number, page in enumerate(pages):
+            if _analyze_due(number):
+                _analyze()
+            yield _prepare(source, page)
+        return
     if pid == 0:  # pragma: no cover - the helper process (its work is _prepared_ahead's)
         os.close(read_end)
         _helper_main(source, lists, pages, write_end)
@@ -741,6 +752,8 @@ def _helper_main(
     try:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        for number in _PLAIN_SIGNALS:  # not the worker's handlers (a warm shutdown, say)
+            signal.signal(number, signal.SIG_DFL)
         for alias in connections:
             wrapper = connections[alias]
             if wrapper.connection is not None:
@@ -769,6 +782,7 @@ def _helper_main(
 
 
 _PR_SET_PDEATHSIG = 1
+_PLAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
 
 
 def _prepared_ahead(

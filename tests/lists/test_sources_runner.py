@@ -350,3 +350,23 @@ def test_a_run_outside_a_transaction_prepares_pages_ahead_and_ends_the_same(
             "se": set(),
         }
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_a_helper_process_the_run_prepares_its_pages_itself(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sources.os, "fork", no_fork)
+    a, b = pdq(), pdq()
+    Scripted.SCRIPT = [
+        page(0, Record("1", "add", (("pdq", a),), key="r1", labels=("A1",))),
+        page(1, Record("2", "add", (("pdq", b),), key="r1", labels=("B1",))),
+    ]
+    done = run(source)
+    assert (done.status, done.pages, done.added, done.updated, done.removed) == (
+        "succeeded", 2, 2, 1, 1,
+    )  # fmt: skip
+    assert live(source)["csam"] == {("pdq", b, ("B1",))}
