@@ -34,6 +34,7 @@ import logging
 import os
 import pickle
 import signal
+import threading
 from collections import defaultdict
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -93,6 +94,16 @@ def _analyze_due(page_number: int) -> bool:
 def _analyze() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE lists_hash, lists_entry, lists_sourcerecord")
+
+
+def _analyze_alone() -> None:
+    """_analyze on this thread's own connection, then closed (a helper process's thread)."""
+    try:
+        _analyze()
+    except Exception:  # statistics are an optimisation: the import goes on without them
+        logger.exception("refreshing statistics during an import failed")
+    finally:
+        connection.close()
 
 
 _LOCK_NAMESPACE = 0x48485352  # "HHSR": our advisory-lock class for source runs
@@ -794,14 +805,16 @@ def _prepared_ahead(
     page's hashes (on a second backend, in autocommit) while the runner's transaction applies
     this one. Committing hashes early changes nothing anyone sees: a hash is matched, listed
     and exported only through an entry, and entries come with their page's transaction.
-    It also refreshes the tables' statistics when due (see ANALYZE_EVERY_PAGES), so that the
-    runner never waits for that.
+    It also has the tables' statistics refreshed when due (see ANALYZE_EVERY_PAGES), by a
+    thread on a connection of its own, so that neither the runner nor this waits for that.
     """
+    analyzing: threading.Thread | None = None
     try:
         _query("SET jit = off", {})  # see _PAGE_SETTINGS
         for number, page in enumerate(pages):
-            if _analyze_due(number):
-                _analyze()
+            if _analyze_due(number) and (analyzing is None or not analyzing.is_alive()):
+                analyzing = threading.Thread(target=_analyze_alone, name="analyze", daemon=True)
+                analyzing.start()
             yield _prepare(source, page, {category: hl.pk for category, hl in lists.items()})
     finally:
         close = getattr(pages, "close", None)
