@@ -504,12 +504,11 @@ def hostile_documents(canary: NcmecServer) -> list[bytes]:
         external_entity(f"{canary.url}/secret"),
         external_dtd(f"{canary.url}/evil.dtd"),
         # The same attack in another encoding: the check reads what the parser would read.
-        BILLION_LAUGHS.replace(b'version="1.0"', b'version="1.0" encoding="UTF-16"').decode(
-            "ascii"
-        ).encode("utf-16"),
+        BILLION_LAUGHS.replace(b'version="1.0"', b'version="1.0" encoding="UTF-16"')
+        .decode("ascii")
+        .encode("utf-16"),
         # A DTD that declares no entity at all is refused too (no DTD is expected).
-        b'<?xml version="1.0"?><!DOCTYPE queryResult [<!ELEMENT queryResult ANY>]>'
-        b"<queryResult/>",
+        b'<?xml version="1.0"?><!DOCTYPE queryResult [<!ELEMENT queryResult ANY>]><queryResult/>',
     ]
 
 
