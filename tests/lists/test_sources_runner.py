@@ -370,3 +370,40 @@ def test_without_a_helper_process_the_run_prepares_its_pages_itself(
         "succeeded", 2, 2, 1, 1,
     )  # fmt: skip
     assert live(source)["csam"] == {("pdq", b, ("B1",))}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_stops_on_its_own_error_kills_its_helper_process(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner fails applying a page while the helper still has pages to prepare (and waits
+    on upstream): the helper is killed and waited for, not left behind."""
+    import threading
+    import time
+
+    class Endless(Scripted):
+        def pages(self, checkpoint: Mapping[str, Any]) -> Iterator[Page]:
+            number = int(checkpoint.get("page", 0))
+            while True:
+                time.sleep(0.05)
+                yield page(number, Record(str(number), "add", (("pdq", pdq()),), key=f"k{number}"))
+                number += 1
+
+    monkeypatch.setattr(sources, "adapter_class", lambda kind: Endless)
+    real_apply = sources._apply_page_and_checkpoint
+    applied: list[int] = []
+
+    def apply_then_break(*args: Any) -> None:
+        if len(applied) == 2:
+            raise RuntimeError("a bug while applying the third page")
+        applied.append(1)
+        real_apply(*args)
+
+    monkeypatch.setattr(sources, "_apply_page_and_checkpoint", apply_then_break)
+    started = time.monotonic()
+    done = run(source)
+    assert (done.status, done.error_code, done.pages) == ("failed", "internal_error", 2)
+    assert done.checkpoint_after == {"page": 2}
+    task = Path(f"/proc/self/task/{threading.get_native_id()}/children")
+    assert task.read_text().strip() == ""
+    assert time.monotonic() - started < 10
