@@ -22,8 +22,13 @@ class Migration(migrations.Migration):
     operations = [
         migrations.SeparateDatabaseAndState(
             database_operations=[
+                # An earlier attempt that failed half-way leaves an invalid index of that name
+                # behind: drop it rather than take it for built.
                 migrations.RunSQL(
-                    f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {NEW}"
+                    f"DROP INDEX CONCURRENTLY IF EXISTS {NEW}", migrations.RunSQL.noop
+                ),
+                migrations.RunSQL(
+                    f"CREATE UNIQUE INDEX CONCURRENTLY {NEW}"
                     " ON lists_entry (hash_id, hash_list_id) WHERE removed_seq IS NULL",
                     f"DROP INDEX CONCURRENTLY IF EXISTS {NEW}",
                 ),
