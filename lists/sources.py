@@ -577,7 +577,7 @@ def _hash_ids(
 
 @dataclass
 class _Prepared:
-    """A page parsed, and (when prepared ahead) the ids of its hashes in the merged set."""
+    """A page parsed, and (when prepared ahead) planned: then the plan replaces the records."""
 
     page: Page
     result: PageResult
@@ -648,17 +648,21 @@ def _plan(
         label_sets.setdefault(tuple(labels), len(label_sets) + 1)
     # Each distinct label set written once as an element of a text array (upstreams repeat a
     # handful of them); the id arrays need no quoting inside one.
-    label_elements: dict[tuple[str, ...], str] = {}
-    for _, _, _, labels in upserts:
-        if tuple(labels) not in label_elements:
-            label_elements[tuple(labels)] = _quoted([_pg_array(labels)])[1:-1]
+    elements: dict[tuple[str, ...], str] = {}
+
+    def element(labels: Iterable[str]) -> str:
+        key = tuple(labels)
+        if key not in elements:
+            elements[key] = _quoted([_quoted(key)])[1:-1]
+        return elements[key]
+
     return _Plan(
         items=items,
         keys=_quoted(wanted),
         added={list_pk: frozenset(by_hash) for list_pk, by_hash in adds.items()},
         add_rows=len(rows),
         add_arrays={
-            "label_sets": _quoted(_pg_array(labels) for labels in label_sets),
+            "label_sets": "{" + ",".join(element(labels) for labels in label_sets) + "}",
             "lists": _literal(row[0] for row in rows),
             "ids": _literal(row[1] for row in rows),
             "types": _literal(row[2] for row in rows),
@@ -670,7 +674,7 @@ def _plan(
             "keys": _quoted(u[0] for u in upserts),
             "lists": _literal(u[1] for u in upserts),
             "ids": "{" + ",".join(f'"{_literal(u[2])}"' for u in upserts) + "}",
-            "labels": "{" + ",".join(label_elements[tuple(u[3])] for u in upserts) + "}",
+            "labels": "{" + ",".join(element(u[3]) for u in upserts) + "}",
         },
     )
 
@@ -799,7 +803,8 @@ _PLAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, 
 def _prepared_ahead(
     source: Source, lists: Mapping[str, HashList], pages: Iterator[Page]
 ) -> Iterator[_Prepared]:
-    """Each page parsed and its hashes upserted, on this process's own database connection.
+    """Each page parsed, its hashes upserted (on this process's own database connection) and
+    the page planned.
 
     Run by the helper process one page ahead of the runner, so that PostgreSQL upserts the next
     page's hashes (on a second backend, in autocommit) while the runner's transaction applies
@@ -897,11 +902,6 @@ def _records(source: Source, keys: str) -> dict[str, _Held]:
     return {
         key: _Held(list_pk, list(hash_ids), list(labels)) for key, list_pk, hash_ids, labels in rows
     }
-
-
-def _pg_array(values: Iterable[object]) -> str:
-    """A PostgreSQL array literal of ids or labels (labels are normalised: no quotes, commas)."""
-    return "{" + ",".join(f'"{v}"' for v in values) + "}"
 
 
 def _records_write(source: Source, plan: _Plan, deletes: list[str], snapshot: str) -> None:
@@ -1010,7 +1010,7 @@ def _relabel(hash_list: HashList, labels_by_hash: Mapping[int, list[str]]) -> No
         " WHERE e.id = t.id",
         {
             "ids": [hash_id for hash_id, _ in ordered],
-            "labels": [_pg_array(labels) for _, labels in ordered],
+            "labels": [_quoted(labels) for _, labels in ordered],
             "list": hash_list.pk,
         },
     )
@@ -1036,8 +1036,7 @@ def _still_held(hash_list: HashList, hash_ids: list[int]) -> set[int]:
     overlap with hundreds of ids as matching most of the table (it has no statistics for ids
     that each occur once) and scans every record instead. A count, not EXISTS or LIMIT 1, so
     that it does not plan a scan that hopes to stop early; ``OFFSET 0`` keeps the list
-    condition out of the scan, which could otherwise read all the list's records through the
-    list's own index (its statistics lag behind a running import).
+    condition out of the GIN look-up, to be checked on the few records it finds.
     """
     rows = _query(
         "SELECT id FROM ("
