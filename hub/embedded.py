@@ -169,6 +169,9 @@ class Postgres:
         )
         if self.datadir.is_relative_to(Path(tempfile.gettempdir())):
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        # More server options for one start, e.g. to profile a bench with pg_stat_statements.
+        if extra := os.environ.get("HASHHUB_PG_OPTIONS", "").strip():
+            options += f" {extra}"
         result = self._run(
             "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.datadir),
             "-l", str(self.datadir / "server.log"), "-o", options,

@@ -6,6 +6,7 @@ servers); what is under test is the runner's bookkeeping against PostgreSQL.
 
 from __future__ import annotations
 
+import gc
 import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -177,6 +178,26 @@ def test_a_failing_page_fails_the_run_and_keeps_the_checkpoint(source: Source) -
     assert done.status == "succeeded"
     assert done.checkpoint_before == {"page": 1} and done.checkpoint_after == {"page": 3}
     assert len(live(source)["csam"]) == 3
+
+
+def test_a_run_keeps_the_collector_off_older_objects_and_gives_them_back(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen_during: list[int] = []
+
+    class Watching(Scripted):
+        def pages(self, checkpoint: Mapping[str, Any]) -> Iterator[Page]:
+            frozen_during.append(gc.get_freeze_count())
+            yield from super().pages(checkpoint)
+
+    monkeypatch.setattr(sources, "adapter_class", lambda kind: Watching)
+    assert gc.get_freeze_count() == 0
+    Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
+    assert run(source).status == "succeeded"
+    Scripted.SCRIPT.append(SourceError("malformed_page", "Page 2 is not XML."))
+    assert run(source).status == "failed"
+    assert len(frozen_during) == 2 and min(frozen_during) > 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_applying_pages_again_changes_nothing(source: Source) -> None:
