@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_scopes import ScopedManager
 
-from hub.lib.ids import new_public_id
+from hub.lib.ids import new_ordered_public_id, new_public_id
 from hub.models import ApiKey, Organization, User
 
 
@@ -135,8 +135,9 @@ class Entry(models.Model):
         db_index=False,
     )
     # Unique through Meta's constraint: ``unique=True`` would add a second index for LIKE
-    # look-ups, which nothing makes, and every bulk insert paid for it.
-    public_id = models.CharField(max_length=32, default=new_public_id)
+    # look-ups, which nothing makes, and every bulk insert paid for it. Ordered by time, so that
+    # the index grows at one end (see new_ordered_public_ids).
+    public_id = models.CharField(max_length=32, default=new_ordered_public_id)
     labels = ArrayField(models.CharField(max_length=40), default=list, blank=True)
     note = models.TextField(blank=True)
 

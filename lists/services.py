@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
-from hub.lib.ids import new_public_ids
+from hub.lib.ids import new_ordered_public_ids
 from hub.models import Organization
 from lists.hashtypes import get_signal_type
 from lists.models import HashList
@@ -173,7 +173,7 @@ def _stage(rows: Iterable[ParsedEntry]) -> None:
         cursor.execute("TRUNCATE hashhub_stage")
         rows = list(rows)
         # Each row carries the public id its entry gets if it is added (unused ones are dropped).
-        public_ids = new_public_ids(len(rows))
+        public_ids = new_ordered_public_ids(len(rows))
         with cursor.cursor.copy(
             "COPY hashhub_stage (idx, signal_type, value, labels, note, public_id) FROM STDIN"
         ) as copy:
