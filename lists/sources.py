@@ -548,6 +548,25 @@ SELECT n, id, made FROM (
 WHERE id IS NOT NULL
 """
 
+# Outside a transaction (the helper process, in autocommit) most of a page's hashes are new
+# to the merged set: each is looked for once through the unique index and the missing ones are
+# inserted by a plain INSERT, which costs about half of ON CONFLICT's speculative insertion.
+# Another writer may insert one of them meanwhile: the INSERT then fails on the unique index,
+# changing nothing, and _HASH_IDS does the page instead.
+_HASH_IDS_NEW = """
+WITH q AS MATERIALIZED (
+    SELECT q.t, q.v, q.n,
+           (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
+      FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
+), fresh AS (
+    INSERT INTO lists_hash (signal_type, value)
+    SELECT t, v FROM q WHERE id IS NULL ORDER BY n
+    RETURNING id, signal_type, value
+)
+SELECT q.n, COALESCE(q.id, f.id), q.id IS NULL
+  FROM q LEFT JOIN fresh f ON q.id IS NULL AND f.signal_type = q.t AND f.value = q.v
+"""
+
 _HASH_IDS_READ = """
 SELECT n, id FROM (
     SELECT q.n, (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
@@ -566,8 +585,14 @@ def _hash_ids(
     wanted = sorted(set(pairs))
     if not wanted:
         return {}, frozenset()
-    rows = _query(_HASH_IDS, {"types": [t for t, _ in wanted], "values": [v for _, v in wanted]})
-    ids = {wanted[n - 1]: pk for n, pk, _ in rows}
+    arrays = {"types": [t for t, _ in wanted], "values": [v for _, v in wanted]}
+    rows = None
+    if not connection.in_atomic_block:  # else a failed INSERT would abort the transaction
+        with contextlib.suppress(psycopg.errors.UniqueViolation):
+            rows = _query(_HASH_IDS_NEW, arrays)
+    if rows is None:
+        rows = _query(_HASH_IDS, arrays)
+    ids = {wanted[n - 1]: pk for n, pk, _ in rows if pk is not None}
     made = frozenset(pk for _, pk, inserted in rows if inserted)
     if len(ids) < len(wanted):
         # Committed by another transaction after this statement's snapshot was taken.

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import gc
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django_scopes import scopes_disabled
 
 from hub.audit import Actor
@@ -324,8 +325,6 @@ def test_a_run_outside_a_transaction_prepares_pages_ahead_and_ends_the_same(
     import os
     import threading
 
-    from django.db import transaction
-
     monkeypatch.setattr(sources, "adapter_class", lambda kind: Scripted)
     shared, a, b, c = pdq(), pdq(), pdq(), pdq()
     first = Record("1", "add", (("pdq", shared), ("md5", "ab" * 16)), key="r1", labels=("A1",))
@@ -428,3 +427,42 @@ def test_a_run_that_stops_on_its_own_error_kills_its_helper_process(
     task = Path(f"/proc/self/task/{threading.get_native_id()}/children")
     assert task.read_text().strip() == ""
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hashes_another_writer_inserts_meanwhile_are_taken_as_theirs_not_as_new() -> None:
+    """The helper inserts a page's new hashes with a plain INSERT; when another transaction
+    inserts one of them first (here: before it, uncommitted, committing while the INSERT waits
+    on it), the INSERT fails and the page's hashes are upserted after all."""
+    import threading
+
+    import psycopg
+
+    theirs, ours = ("pdq", secrets.token_bytes(32)), ("md5", secrets.token_bytes(16))
+    other = psycopg.connect(**connection.get_connection_params())
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO lists_hash (signal_type, value) VALUES (%s, %s) RETURNING id", theirs
+            )
+            row = cursor.fetchone()
+            assert row is not None
+            their_id = row[0]
+        # Commits once our INSERT waits on its row (then no sooner than a moment later).
+        threading.Timer(0.5, other.commit).start()
+        started = time.monotonic()
+        ids, made = sources._hash_ids([theirs, ours])
+        assert time.monotonic() - started >= 0.4  # it did wait for the other transaction
+    finally:
+        other.close()
+    assert ids[theirs] == their_id
+    assert made == {ids[ours]}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT signal_type, count(*) FROM lists_hash WHERE value = ANY(%s) GROUP BY 1",
+            [[theirs[1], ours[1]]],
+        )
+        assert dict(cursor.fetchall()) == {"pdq": 1, "md5": 1}
+    # The same in a transaction (the in-order path) upserts directly and finds both.
+    with transaction.atomic():
+        assert sources._hash_ids([theirs, ours]) == (ids, frozenset())
