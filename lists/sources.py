@@ -651,59 +651,67 @@ def _plan(
     made: frozenset[int],
 ) -> _Plan:
     items: dict[str, _Item] = {}
-    adds: dict[int, dict[int, tuple[str, list[str]]]] = defaultdict(dict)
-    upserts: list[tuple[str, int, list[int], list[str]]] = []
+    # Each distinct label set is numbered, and written once as an element of a text array
+    # (upstreams repeat a handful of them); the id arrays need no quoting inside one.
+    label_sets: dict[tuple[str, ...], int] = {}
+    elements: list[str] = []
+    adds: dict[int, dict[int, tuple[str, int]]] = defaultdict(dict)  # list -> hash -> type, set
+    upsert_keys: list[str] = []
+    upsert_lists: list[int] = []
+    upsert_ids: list[str] = []
+    upsert_labels: list[str] = []
     for key, item in wanted.items():
         list_pk = list_pks[item.category]
         if item.op == REMOVE:
             items[key] = _Item(item.op, list_pk, [], item.labels)
             continue
+        labels = tuple(item.labels)
+        number = label_sets.get(labels)
+        if number is None:
+            number = label_sets[labels] = len(label_sets) + 1
+            elements.append(_quoted([_quoted(labels)])[1:-1])
         by_hash = adds[list_pk]
-        hash_ids = []
         for pair in item.hashes:
-            hash_id = ids[pair]
-            by_hash[hash_id] = (pair[0], item.labels)
-            hash_ids.append(hash_id)
-        hash_ids = sorted(set(hash_ids))
+            by_hash[ids[pair]] = (pair[0], number)  # a later record's labels win
+        hash_ids = sorted({ids[pair] for pair in item.hashes})
         items[key] = _Item(item.op, list_pk, hash_ids, item.labels)
-        upserts.append((key, list_pk, hash_ids, item.labels))
-    rows = [
-        (list_pk, hash_id, signal_type, labels)
-        for list_pk, by_hash in sorted(adds.items())
-        for hash_id, (signal_type, labels) in sorted(by_hash.items())
-    ]
-    label_sets: dict[tuple[str, ...], int] = {}
-    for _, _, _, labels in rows:
-        label_sets.setdefault(tuple(labels), len(label_sets) + 1)
-    # Each distinct label set written once as an element of a text array (upstreams repeat a
-    # handful of them); the id arrays need no quoting inside one.
-    elements: dict[tuple[str, ...], str] = {}
-
-    def element(labels: Iterable[str]) -> str:
-        key = tuple(labels)
-        if key not in elements:
-            elements[key] = _quoted([_quoted(key)])[1:-1]
-        return elements[key]
-
+        upsert_keys.append(key)
+        upsert_lists.append(list_pk)
+        upsert_ids.append('"{' + ",".join(map(str, hash_ids)) + '}"')
+        upsert_labels.append(elements[number - 1])
+    # The new entries in list, then hash order (the order of their change numbers).
+    lists_column: list[int] = []
+    ids_column: list[int] = []
+    types_column: list[str] = []
+    sets_column: list[int] = []
+    for list_pk in sorted(adds):
+        by_hash = adds[list_pk]
+        ordered = sorted(by_hash)
+        lists_column += [list_pk] * len(ordered)
+        ids_column += ordered
+        for hash_id in ordered:
+            signal_type, number = by_hash[hash_id]
+            types_column.append(signal_type)
+            sets_column.append(number)
     return _Plan(
         items=items,
         keys=_quoted(wanted),
         added={list_pk: frozenset(by_hash) for list_pk, by_hash in adds.items()},
-        add_rows=len(rows),
+        add_rows=len(ids_column),
         add_arrays={
-            "label_sets": "{" + ",".join(element(labels) for labels in label_sets) + "}",
-            "lists": _literal(row[0] for row in rows),
-            "ids": _literal(row[1] for row in rows),
-            "types": _literal(row[2] for row in rows),
-            "label_set_of": _literal(label_sets[tuple(row[3])] for row in rows),
-            "public_ids": _literal(new_ordered_public_ids(len(rows))),
-            "check": _literal("f" if row[1] in made else "t" for row in rows),
+            "label_sets": "{" + ",".join(elements) + "}",
+            "lists": _literal(lists_column),
+            "ids": _literal(ids_column),
+            "types": _literal(types_column),
+            "label_set_of": _literal(sets_column),
+            "public_ids": _literal(new_ordered_public_ids(len(ids_column))),
+            "check": "{" + ",".join(["f" if i in made else "t" for i in ids_column]) + "}",
         },
         upsert_arrays={
-            "keys": _quoted(u[0] for u in upserts),
-            "lists": _literal(u[1] for u in upserts),
-            "ids": "{" + ",".join(f'"{_literal(u[2])}"' for u in upserts) + "}",
-            "labels": "{" + ",".join(element(u[3]) for u in upserts) + "}",
+            "keys": _quoted(upsert_keys),
+            "lists": _literal(upsert_lists),
+            "ids": "{" + ",".join(upsert_ids) + "}",
+            "labels": "{" + ",".join(upsert_labels) + "}",
         },
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import string
 
 from lists.hashtypes.base import (
@@ -41,18 +42,25 @@ class PhotoDNA(SignalType):
         cleaned = self._clean(text)
         if "," in cleaned:
             return _parse_decimal(cleaned)
+        # Each form is decoded at C speed first (feeds bring millions of these); only a value
+        # that fails is read character by character, to name what is wrong with it.
         if len(cleaned) == _HEX_LENGTH:
+            with contextlib.suppress(ValueError):
+                value = bytes.fromhex(cleaned)
+                # fromhex skips inner spaces, so a right-length text may give too few bytes.
+                if len(value) == PHOTODNA_BYTES:
+                    return value
             reject_bad_characters(
                 cleaned, HEX_DIGITS, what="hex digits (0-9, a-f)", label=self.label
             )
-            return bytes.fromhex(cleaned)
         # Tools that pad unconditionally would add "=" even though 144 bytes need none.
         unpadded = cleaned.rstrip("=")
         if len(cleaned) - len(unpadded) <= 2 and len(unpadded) == _BASE64_LENGTH:
+            with contextlib.suppress(binascii.Error):
+                return _decode_base64(unpadded)
             reject_bad_characters(
                 unpadded, _BASE64_CHARS, what="base64 characters", label=self.label
             )
-            return _decode_base64(unpadded)
         reject_bad_characters(
             unpadded, HEX_DIGITS | _BASE64_CHARS, what="hex or base64 characters", label=self.label
         )
@@ -89,9 +97,6 @@ def _parse_decimal(text: str) -> bytes:
 
 
 def _decode_base64(text: str) -> bytes:
-    # Both alphabets decode to the same bytes; 192 characters are exactly 144 bytes, so
-    # validate=True can only fail on characters already rejected above.
-    try:
-        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
-    except binascii.Error as error:  # pragma: no cover - guarded by the character check
-        raise HashParseError("bad_characters", "The PhotoDNA hash is not valid base64.") from error
+    """192 characters of either alphabet (both decode to the same bytes) are exactly 144 bytes;
+    ``validate=True`` raises binascii.Error on any other character."""
+    return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
