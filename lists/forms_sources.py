@@ -18,7 +18,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django import forms
 
+from hub.errors import ServiceError
 from lists.models import HashList, Source
+from lists.source_schedules import MAX_CRON_LENGTH, check_schedule
 
 ENV_SUFFIX = "_env"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -216,7 +218,35 @@ class SourceConfigFormMixin(forms.Form):
         return config
 
 
-class SourceCreateForm(SourceConfigFormMixin):
+class SourceScheduleFormMixin(forms.Form):
+    """When beat fetches the source: an interval or a cron schedule (lists.source_schedules)."""
+
+    interval_minutes = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_INTERVAL_MINUTES,
+        initial=0,
+        label="Fetch every (minutes)",
+        help_text="0 and no cron schedule: only when someone runs it.",
+    )
+    cron = forms.CharField(
+        max_length=MAX_CRON_LENGTH,
+        required=False,
+        label="Or on a cron schedule (UTC)",
+        help_text="Five fields: minute hour day-of-month month day-of-week, e.g. 0 2 * * *.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if "interval_minutes" in data and "cron" in data:
+            try:
+                data["cron"] = check_schedule(data["interval_minutes"], data["cron"])
+            except ServiceError as error:
+                field = "interval_minutes" if error.code == "two_schedules" else "cron"
+                self.add_error(field, forms.ValidationError(error.message, code=error.code))
+        return data
+
+
+class SourceCreateForm(SourceConfigFormMixin, SourceScheduleFormMixin):
     name = forms.CharField(max_length=120)
     kind = forms.ChoiceField(choices=Source.Kind.choices)
     default_category = forms.ChoiceField(
@@ -229,13 +259,6 @@ class SourceCreateForm(SourceConfigFormMixin):
         initial=Source.Access.GRANTED,
         help_text="With “only organisations granted access”, grant them on the source's page.",
     )
-    interval_minutes = forms.IntegerField(
-        min_value=0,
-        max_value=MAX_INTERVAL_MINUTES,
-        initial=0,
-        label="Fetch every (minutes)",
-        help_text="0: only when someone runs it.",
-    )
     description = forms.CharField(
         max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
@@ -245,19 +268,14 @@ class SourceCreateForm(SourceConfigFormMixin):
         "default_category",
         "access",
         "interval_minutes",
+        "cron",
         "description",
         "config",
     )
 
 
-class SourceSettingsForm(SourceConfigFormMixin):
+class SourceSettingsForm(SourceConfigFormMixin, SourceScheduleFormMixin):
     enabled = forms.BooleanField(required=False, help_text="A disabled source is never fetched.")
-    interval_minutes = forms.IntegerField(
-        min_value=0,
-        max_value=MAX_INTERVAL_MINUTES,
-        label="Fetch every (minutes)",
-        help_text="0: only when someone runs it.",
-    )
     description = forms.CharField(
         max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
@@ -266,7 +284,14 @@ class SourceSettingsForm(SourceConfigFormMixin):
         label="Default category",
         help_text="For records that do not say whether they are CSAM or SE.",
     )
-    field_order = ("enabled", "default_category", "interval_minutes", "description", "config")
+    field_order = (
+        "enabled",
+        "default_category",
+        "interval_minutes",
+        "cron",
+        "description",
+        "config",
+    )
 
     @classmethod
     def for_source(cls, source: Source) -> SourceSettingsForm:
@@ -275,6 +300,7 @@ class SourceSettingsForm(SourceConfigFormMixin):
                 "enabled": source.enabled,
                 "default_category": source.default_category,
                 "interval_minutes": source.interval_minutes,
+                "cron": source.cron,
                 "description": source.description,
                 "config": config_for_editing(source.config),
             },
@@ -286,12 +312,6 @@ class SourceSettingsForm(SourceConfigFormMixin):
         data = self.cleaned_data
         return {
             field: data[field]
-            for field in (
-                "enabled",
-                "default_category",
-                "interval_minutes",
-                "description",
-                "config",
-            )
+            for field in self.field_order
             if data[field] != getattr(source, field)
         }

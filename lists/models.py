@@ -311,8 +311,17 @@ class Source(models.Model):
     config = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     access = models.CharField(max_length=8, choices=Access.choices, default=Access.GRANTED)
-    # How often beat runs an import, in minutes (0: only by hand).
+    # When beat runs an import: every interval_minutes, or on cron (five crontab fields, UTC);
+    # neither: only by hand. lists.source_schedules keeps periodic_task in step with them.
     interval_minutes = models.PositiveIntegerField(default=0)
+    cron = models.CharField(max_length=100, blank=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     checkpoint = models.JSONField(default=dict, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)

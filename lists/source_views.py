@@ -32,6 +32,7 @@ from lists.forms_sources import (
 )
 from lists.importers.base import SourceError
 from lists.models import HashList, ImportRun, ImportRunError, Source
+from lists.source_schedules import next_run_after, schedule_text
 
 RUNS_PER_PAGE = 20
 ERRORS_PER_PAGE = 100
@@ -103,14 +104,19 @@ class SourceRow:
 
     @property
     def overdue(self) -> bool:
-        """A scheduled source whose last success is more than two intervals old."""
+        """A scheduled source that has missed two scheduled runs since its last success."""
         source = self.source
-        if not source.enabled or not source.interval_minutes:
+        if not source.enabled or not (source.interval_minutes or source.cron):
             return False
         if source.last_success_at is None:
             return source.last_run_at is not None
-        allowed = dt.timedelta(minutes=2 * source.interval_minutes)
-        return timezone.now() - source.last_success_at > allowed
+        due = next_run_after(source, source.last_success_at)
+        after = next_run_after(source, due) if due is not None else None
+        return after is not None and timezone.now() > after
+
+    @property
+    def schedule(self) -> str:
+        return schedule_text(self.source)
 
     @property
     def health(self) -> str:
@@ -200,6 +206,7 @@ def sources_index(request: HttpRequest) -> HttpResponse:
                 default_category=data["default_category"],
                 access=data["access"],
                 interval_minutes=data["interval_minutes"],
+                cron=data["cron"],
                 description=data["description"],
                 actor=_actor(request),
             )

@@ -71,6 +71,7 @@ from lists.services import (
     _tombstone,
     normalise_labels,
 )
+from lists.source_schedules import check_schedule, schedule_sync
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ def source_create(
     default_category: str = HashList.Category.CSAM,
     access: str = Source.Access.GRANTED,
     interval_minutes: int = 0,
+    cron: str = "",
     description: str = "",
     actor: Actor,
 ) -> Source:
@@ -173,8 +175,7 @@ def source_create(
         raise ServiceError("invalid_category", "category must be one of: csam, se.")
     if access not in Source.Access.values:
         raise ServiceError("invalid_access", "access must be one of: all, granted.")
-    if interval_minutes < 0:
-        raise ServiceError("invalid_interval", "interval_minutes must be 0 or more.")
+    cron = check_schedule(interval_minutes, cron)
     source = Source.objects.create(
         name=name,
         kind=kind,
@@ -182,14 +183,16 @@ def source_create(
         default_category=default_category,
         access=access,
         interval_minutes=interval_minutes,
+        cron=cron,
         description=description.strip(),
     )
     source_lists(source)
+    schedule_sync(source)
     _audit_source(source, "source.created", actor, kind=kind, access=access)
     return source
 
 
-_EDITABLE = {"description", "enabled", "interval_minutes", "config", "default_category"}
+_EDITABLE = {"description", "enabled", "interval_minutes", "cron", "config", "default_category"}
 
 
 @transaction.atomic
@@ -202,11 +205,19 @@ def source_update(*, source: Source, actor: Actor, **changes: Any) -> Source:
         changes["config"] = _clean_config(source.kind, changes["config"])
     if changes.get("default_category", source.default_category) not in HashList.Category.values:
         raise ServiceError("invalid_category", "category must be one of: csam, se.")
-    if int(changes.get("interval_minutes", 0)) < 0:
-        raise ServiceError("invalid_interval", "interval_minutes must be 0 or more.")
+    schedule = {"interval_minutes", "cron"} & set(changes)
+    if schedule:
+        cron = check_schedule(
+            int(changes.get("interval_minutes", source.interval_minutes)),
+            changes.get("cron", source.cron),
+        )
+        if "cron" in changes:
+            changes["cron"] = cron
     for name, value in changes.items():
         setattr(source, name, value)
     source.save()
+    if schedule or "enabled" in changes:
+        schedule_sync(source)
     _audit_source(source, "source.updated", actor, fields=sorted(changes))
     return source
 
@@ -1159,16 +1170,13 @@ def feed_file_store(*, source: Source, data: bytes, filename: str, actor: Actor)
     return run_create(source=source, trigger=actor.label, actor=actor)
 
 
-def sources_due_run() -> int:
-    """Queue runs for enabled sources with an interval that has passed. Returns how many."""
-    now = timezone.now()
-    queued = 0
-    for source in Source.objects.filter(enabled=True, interval_minutes__gt=0):
-        last = source.last_run_at
-        if last is None or now - last >= timedelta(minutes=source.interval_minutes):
-            run_create(source=source, trigger="schedule")
-            queued += 1
-    return queued
+def scheduled_run(source_id: int) -> ImportRun | None:
+    """What beat's PeriodicTask of a source does: queue a run of it (or find the one pending),
+    unless the source is gone or disabled meanwhile."""
+    source = Source.objects.filter(pk=source_id, enabled=True).first()
+    if source is None:
+        return None
+    return run_create(source=source, trigger="schedule")
 
 
 def source_run_now(*, source: Source, actor: Actor = SYSTEM) -> ImportRun:

@@ -32,12 +32,13 @@ def source_run(self: Any, run_id: int) -> None:
         raise self.retry(countdown=60) from None
 
 
-@app.task(name="lists.schedule_sources")
-def schedule_sources() -> int:
-    """Queue a run for each enabled source whose interval has passed since its last run."""
+@app.task(name="lists.scheduled_source_run")
+def scheduled_source_run(source_id: int) -> str | None:
+    """Sent by beat from a source's PeriodicTask: queue its run. Returns the run's public id."""
     from django_scopes import scopes_disabled
 
-    from lists.sources import sources_due_run
+    from lists.sources import scheduled_run
 
     with scopes_disabled():
-        return sources_due_run()
+        run = scheduled_run(source_id)
+    return run.public_id if run is not None else None

@@ -303,10 +303,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "matching.send_digests",
         "schedule": crontab(hour=7, minute=0),
     },
-    "source-imports-due": {
-        "task": "lists.schedule_sources",
-        "schedule": 60.0,
-    },
     "match-index-snapshot": {
         "task": "matching.write_index_snapshot",
         "schedule": crontab(minute=41),

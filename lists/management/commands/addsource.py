@@ -10,6 +10,7 @@ from hub.errors import ServiceError
 from hub.management.base import cli_actor
 from lists.forms_sources import ENV_NAME, MAX_INTERVAL_MINUTES, credential_problems
 from lists.models import HashList, Source
+from lists.source_schedules import schedule_text
 from lists.sources import source_create, source_lists
 
 # --<option> VAR  ->  config key holding the variable's *name* (never its value).
@@ -52,6 +53,12 @@ class Command(BaseCommand):
             metavar="MIN",
             help="fetch every MIN minutes (default 0: only by hand or fetchsource)",
         )
+        parser.add_argument(
+            "--cron",
+            default="",
+            metavar="'M H DOM MON DOW'",
+            help="or fetch on this crontab schedule, in UTC (e.g. '0 2 * * *': daily at 02:00)",
+        )
         parser.add_argument("--description", default="")
         parser.add_argument(
             "--config-json",
@@ -83,6 +90,7 @@ class Command(BaseCommand):
                 default_category=options["category"],
                 access=options["access"],
                 interval_minutes=options["interval"],
+                cron=options["cron"],
                 description=options["description"],
                 actor=cli_actor(),
             )
@@ -130,11 +138,7 @@ class Command(BaseCommand):
     def _report(self, source: Source) -> None:
         lists = source_lists(source)
         made = ", ".join(f"{hl.name} ({hl.public_id})" for hl in lists.values())
-        schedule = (
-            f"every {source.interval_minutes} minutes"
-            if source.interval_minutes
-            else "only by hand (fetchsource or the staff page)"
-        )
+        schedule = schedule_text(source) or "only by hand (fetchsource or the staff page)"
         access = (
             "every approved organisation"
             if source.access == Source.Access.ALL
