@@ -329,6 +329,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     tmp.chmod(0o755)  # PostgreSQL may run as another user (see _server_user) and must reach it.
     pg = Postgres(tmp / "postgres", free_port())
     redis = Redis(tmp / "redis", free_port(), persistent=False)
+
+    def stop(signum: int, _frame: object) -> None:
+        # Killed (a CI timeout, a terminal closed): stop the servers below all the same, or
+        # PostgreSQL, a daemon of its own, outlives us.
+        raise SystemExit(128 + signum)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
     try:
         pg.start()
         redis.start()
