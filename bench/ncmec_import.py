@@ -8,9 +8,8 @@ them, and the timed import is served from memory, as a real upstream on another 
 serve it, without taking our CPU. Prints the adapter's own rate (HTTP and XML, no database),
 then a full import by lists.sources.run_execute (the Celery task's body) into PostgreSQL:
 entries/s, pages, counts, the CPU time of the runner, of its helper process and of PostgreSQL,
-peak memory; then a
-second run that finds nothing new. ``BENCH_N`` sets N, ``BENCH_BATCH`` the upstream pages per
-applied page (default 1).
+peak memory; then a second run that finds nothing new. ``BENCH_N`` sets N, ``BENCH_BATCH`` the
+upstream pages per applied page (default 1).
 Run by `make bench`; asserts nothing.
 """
 

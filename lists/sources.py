@@ -559,25 +559,6 @@ SELECT n, id, made FROM (
 WHERE id IS NOT NULL
 """
 
-# Outside a transaction (the helper process, in autocommit) most of a page's hashes are new
-# to the merged set: each is looked for once through the unique index and the missing ones are
-# inserted by a plain INSERT, which costs about half of ON CONFLICT's speculative insertion.
-# Another writer may insert one of them meanwhile: the INSERT then fails on the unique index,
-# changing nothing, and _HASH_IDS does the page instead.
-_HASH_IDS_NEW = """
-WITH q AS MATERIALIZED (
-    SELECT q.t, q.v, q.n,
-           (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
-      FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
-), fresh AS (
-    INSERT INTO lists_hash (signal_type, value)
-    SELECT t, v FROM q WHERE id IS NULL ORDER BY n
-    RETURNING id, signal_type, value
-)
-SELECT q.n, COALESCE(q.id, f.id), q.id IS NULL
-  FROM q LEFT JOIN fresh f ON q.id IS NULL AND f.signal_type = q.t AND f.value = q.v
-"""
-
 _HASH_IDS_READ = """
 SELECT n, id FROM (
     SELECT q.n, (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
@@ -596,14 +577,8 @@ def _hash_ids(
     wanted = sorted(set(pairs))
     if not wanted:
         return {}, frozenset()
-    arrays = {"types": [t for t, _ in wanted], "values": [v for _, v in wanted]}
-    rows = None
-    if not connection.in_atomic_block:  # else a failed INSERT would abort the transaction
-        with contextlib.suppress(psycopg.errors.UniqueViolation):
-            rows = _query(_HASH_IDS_NEW, arrays)
-    if rows is None:
-        rows = _query(_HASH_IDS, arrays)
-    ids = {wanted[n - 1]: pk for n, pk, _ in rows if pk is not None}
+    rows = _query(_HASH_IDS, {"types": [t for t, _ in wanted], "values": [v for _, v in wanted]})
+    ids = {wanted[n - 1]: pk for n, pk, _ in rows}
     made = frozenset(pk for _, pk, inserted in rows if inserted)
     if len(ids) < len(wanted):
         # Committed by another transaction after this statement's snapshot was taken.
@@ -738,10 +713,15 @@ def _prepare(source: Source, page: Page, list_pks: Mapping[str, int] | None = No
             wanted[item.key] = item  # a later record with the same key wins
     prepared = _Prepared(page, result, wanted)
     if list_pks is not None:
-        ids, made = _hash_ids(h for item in wanted.values() for h in item.hashes)
-        prepared.plan = _plan(wanted, list_pks, ids, made)
+        prepared.plan = _planned(wanted, list_pks)
         prepared.wanted = {}
     return prepared
+
+
+def _planned(wanted: Mapping[str, _Wanted], list_pks: Mapping[str, int]) -> _Plan:
+    """The page's plan, its hashes added to the merged set first."""
+    ids, made = _hash_ids(pair for item in wanted.values() for pair in item.hashes)
+    return _plan(wanted, list_pks, ids, made)
 
 
 # Of the database connections a forked helper inherits: kept referenced, never used or closed,
@@ -865,13 +845,14 @@ def _prepared_ahead(
     thread on a connection of its own, so that neither the runner nor this waits for that.
     """
     analyzing: threading.Thread | None = None
+    list_pks = {category: hl.pk for category, hl in lists.items()}
     try:
         _query("SET jit = off", {})  # see _PAGE_SETTINGS
         for number, page in enumerate(pages):
             if _analyze_due(number) and (analyzing is None or not analyzing.is_alive()):
                 analyzing = threading.Thread(target=_analyze_alone, name="analyze", daemon=True)
                 analyzing.start()
-            yield _prepare(source, page, {category: hl.pk for category, hl in lists.items()})
+            yield _prepare(source, page, list_pks)
     finally:
         close = getattr(pages, "close", None)
         if close is not None:
@@ -894,9 +875,7 @@ def _apply_prepared(
     page, result, plan = prepared.page, prepared.result, prepared.plan
     _query(_PAGE_SETTINGS, {})
     if plan is None:
-        wanted = prepared.wanted
-        ids, made = _hash_ids(h for item in wanted.values() for h in item.hashes)
-        plan = _plan(wanted, {category: hl.pk for category, hl in lists.items()}, ids, made)
+        plan = _planned(prepared.wanted, {category: hl.pk for category, hl in lists.items()})
     old = _records(source, plan.keys) if plan.items else {}
     by_pk = {hl.pk: hl for hl in lists.values()}
     released: dict[int, set[int]] = defaultdict(set)  # list pk -> hash ids maybe to remove

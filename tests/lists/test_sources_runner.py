@@ -431,9 +431,9 @@ def test_a_run_that_stops_on_its_own_error_kills_its_helper_process(
 
 @pytest.mark.django_db(transaction=True)
 def test_hashes_another_writer_inserts_meanwhile_are_taken_as_theirs_not_as_new() -> None:
-    """The helper inserts a page's new hashes with a plain INSERT; when another transaction
-    inserts one of them first (here: before it, uncommitted, committing while the INSERT waits
-    on it), the INSERT fails and the page's hashes are upserted after all."""
+    """Another transaction inserts one of a page's new hashes first (uncommitted, committing
+    while the upsert waits on it): the page takes that hash's id as it is, and reports as
+    inserted by itself only the hash it did insert."""
     import threading
 
     import psycopg
@@ -448,7 +448,7 @@ def test_hashes_another_writer_inserts_meanwhile_are_taken_as_theirs_not_as_new(
             row = cursor.fetchone()
             assert row is not None
             their_id = row[0]
-        # Commits once our INSERT waits on its row (then no sooner than a moment later).
+        # Commits while our upsert waits on its row (no sooner than a moment from now).
         threading.Timer(0.5, other.commit).start()
         started = time.monotonic()
         ids, made = sources._hash_ids([theirs, ours])
@@ -463,6 +463,6 @@ def test_hashes_another_writer_inserts_meanwhile_are_taken_as_theirs_not_as_new(
             [[theirs[1], ours[1]]],
         )
         assert dict(cursor.fetchall()) == {"pdq": 1, "md5": 1}
-    # The same in a transaction (the in-order path) upserts directly and finds both.
+    # Both known now, inside a transaction too (the in-order path): none inserted again.
     with transaction.atomic():
         assert sources._hash_ids([theirs, ours]) == (ids, frozenset())
