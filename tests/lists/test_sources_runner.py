@@ -21,7 +21,7 @@ from hub.audit import Actor
 from hub.errors import ServiceError
 from lists import sources
 from lists.importers.base import Adapter, Page, Record, RecordError, SourceError
-from lists.models import Entry, ImportRun, ImportRunError, Source, SourceRecord
+from lists.models import Entry, HashList, ImportRun, ImportRunError, Source, SourceRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,8 @@ def run(source: Source) -> ImportRun:
 
 
 def live(source: Source) -> dict[str, set[tuple[str, str, tuple[str, ...]]]]:
-    """category -> {(type, value, labels)} of the source's live entries."""
+    """category -> {(type, value, labels)} of the source's live entries; checks on the way that
+    each list's live counts (kept by every write) are what its live entries add up to."""
     found: dict[str, set[tuple[str, str, tuple[str, ...]]]] = {"csam": set(), "se": set()}
     with scopes_disabled():
         for entry in Entry.objects.filter(
@@ -72,6 +73,11 @@ def live(source: Source) -> dict[str, set[tuple[str, str, tuple[str, ...]]]]:
             found[entry.hash_list.category].add(
                 (entry.hash.signal_type, bytes(entry.hash.value).hex(), tuple(entry.labels))
             )
+        for hash_list in HashList.objects.filter(source=source):
+            counted: dict[str, int] = {}
+            for signal_type, _, _ in found[hash_list.category]:
+                counted[signal_type] = counted.get(signal_type, 0) + 1
+            assert hash_list.live_counts == counted, hash_list.category
     return found
 
 
