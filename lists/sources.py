@@ -537,8 +537,9 @@ def _query(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
 # nothing), reads the statement's snapshot, so it finds the hashes that existed before; a hash
 # another transaction committed meanwhile is in neither (see _hash_ids). Each look-up is a
 # correlated subquery, so it goes through the unique index whatever the planner believes of the
-# table's size (a join may hash the whole merged set when statistics lag). ``made`` tells the
-# hashes this statement inserted.
+# table's size (a join may hash the whole merged set when statistics lag); OFFSET 0 keeps the
+# outer filter from being merged into the subquery with a copy of the look-up, which made it
+# twice for every known hash. ``made`` tells the hashes this statement inserted.
 _HASH_IDS = """
 WITH q AS MATERIALIZED (
     SELECT * FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
@@ -555,6 +556,7 @@ SELECT n, id, made FROM (
            ) AS id,
            f.id IS NOT NULL AS made
       FROM q LEFT JOIN fresh f ON f.signal_type = q.t AND f.value = q.v
+    OFFSET 0
 ) AS known
 WHERE id IS NOT NULL
 """
@@ -563,6 +565,7 @@ _HASH_IDS_READ = """
 SELECT n, id FROM (
     SELECT q.n, (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
       FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
+    OFFSET 0
 ) AS known
 WHERE id IS NOT NULL
 """
