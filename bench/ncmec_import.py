@@ -8,8 +8,9 @@ them, and the timed import is served from memory, as a real upstream on another 
 serve it, without taking our CPU. Prints the adapter's own rate (HTTP and XML, no database),
 then a full import by lists.sources.run_execute (the Celery task's body) into PostgreSQL:
 entries/s, pages, counts, the CPU time of the runner, of its helper process and of PostgreSQL,
-peak memory; then a second run that finds nothing new. ``BENCH_N`` sets N, ``BENCH_BATCH`` the
-upstream pages per applied page (default 1).
+peak memory; the whole machine's CPU budget of the import (busy and idle core-seconds, and
+each process's share, bench/_cpu_budget.py); then a second run that finds nothing new.
+``BENCH_N`` sets N, ``BENCH_BATCH`` the upstream pages per applied page (default 1).
 Run by `make bench`; asserts nothing.
 """
 
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +35,9 @@ import django
 django.setup()
 
 from django.core.management import call_command
+from django.db import connection
 
+from bench._cpu_budget import CpuBudget
 from hub.audit import Actor
 from lists.importers import adapter_class
 from lists.importers.base import Credentials
@@ -59,24 +63,6 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     return server, server.stdout.readline().strip()
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time (user + system) of every PostgreSQL process on this machine, from /proc."""
-    total = 0
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
-        if name.startswith("postgres"):
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
-
-
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -92,21 +78,25 @@ def children_cpu_seconds() -> float:
 HELPERS_CPU: list[float] = []  # per timed run: its helper process's CPU seconds
 
 
-def timed_run(source_id: int, label: str) -> ImportRun:
+def timed_run(source_id: int, label: str, server_pid: int) -> ImportRun:
     from lists.models import Source
 
     source = Source.objects.get(pk=source_id)
     run = run_create(source=source, trigger="bench", enqueue=False)
     http = Http(timeout=60, attempts=3)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     started = time.perf_counter()
-    cpu, helper_cpu, pg_cpu = own_cpu_seconds(), children_cpu_seconds(), postgres_cpu_seconds()
+    cpu, helper_cpu = own_cpu_seconds(), children_cpu_seconds()
     try:
-        run = run_execute(run_id=run.pk, http=http)
+        with CpuBudget(partial(classify, backend=backend, server=server_pid)) as budget:
+            run = run_execute(run_id=run.pk, http=http)
     finally:
         http.close()
     elapsed = time.perf_counter() - started
     cpu, helper_cpu = own_cpu_seconds() - cpu, children_cpu_seconds() - helper_cpu
-    pg_cpu = postgres_cpu_seconds() - pg_cpu
+    pg_cpu = sum(v for name, v in budget.by_name().items() if "PostgreSQL" in name)
     HELPERS_CPU.append(helper_cpu)
     print(
         f"{label}: {run.status}{' ' + run.error_code if run.error_code else ''}; "
@@ -118,7 +108,31 @@ def timed_run(source_id: int, label: str) -> ImportRun:
         f"  CPU: runner {cpu:.1f} s, its helper process {helper_cpu:.1f} s, "
         f"PostgreSQL {pg_cpu:.1f} s"
     )
+    if run.seen:
+        print(budget.report())
     return run
+
+
+def classify(pid: int, ppid: int, command: str, *, backend: int, server: int) -> str | None:
+    """The part of the import (or of the machine) a process is, for the CPU budget."""
+    if pid == os.getpid():
+        return "runner (Python)"
+    if pid == server:
+        return "fixture server (the upstream)"
+    if ppid == os.getpid():
+        return "runner's helper process (Python)"
+    if pid == backend:
+        return "runner's PostgreSQL backend"
+    if command.startswith("postgres: autovacuum"):
+        return "PostgreSQL autovacuum"
+    if "/bin/postgres " in command or (
+        command.startswith("postgres: ")
+        and any(name in command for name in ("writer", "checkpointer", "launcher", "archiver"))
+    ):
+        return "PostgreSQL background (WAL writer, checkpointer, ...)"
+    if command.startswith("postgres: "):
+        return "other PostgreSQL backends (the helper's hash upserts, ANALYZE)"
+    return None
 
 
 def read_only(source_id: int) -> None:
@@ -172,8 +186,8 @@ def main() -> None:
             f"{BATCH} upstream page(s) per applied page, {PER_DAY:,} per day of upstream time)"
         )
         read_only(source.pk)
-        timed_run(source.pk, "full import")
-        timed_run(source.pk, "second run, nothing new")
+        timed_run(source.pk, "full import", server.pid)
+        timed_run(source.pk, "second run, nothing new", server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)

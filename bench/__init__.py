@@ -1,0 +1,1 @@
+"""Benchmark scripts (run by `make bench`); modules starting with _ are their helpers."""
