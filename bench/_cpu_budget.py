@@ -6,7 +6,8 @@ one of them: on a machine with C cores it cannot finish faster than (CPU seconds
 ``/proc/stat``, and the CPU seconds of each process in it, sampled from ``/proc/PID/stat``
 twice a second on a thread so that processes that end meanwhile (a helper, its database
 connection) are counted up to their last sample. Each process is named by the caller's
-``classify(pid, ppid, command line)``; what it returns None for is "rest of the machine".
+``classify(pid, ppid, command line)``; what it returns None for is "rest of the machine". The
+sampling itself (a few milliseconds a second) counts as the calling process's CPU.
 Linux only; a helper module, not a script (``make bench`` runs bench/[!_]*.py).
 """
 
