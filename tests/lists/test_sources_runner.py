@@ -405,7 +405,6 @@ def test_a_run_that_stops_on_its_own_error_kills_its_helper_process(
     """The runner fails applying a page while the helper still has pages to prepare (and waits
     on upstream): the helper is killed and waited for, not left behind."""
     import threading
-    import time
 
     class Endless(Scripted):
         def pages(self, checkpoint: Mapping[str, Any]) -> Iterator[Page]:
