@@ -6,6 +6,7 @@ Steve is hub staff (and a member of nothing).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test import Client
 from django_scopes import scope
@@ -184,3 +186,84 @@ def wait_for(
             return result
         time.sleep(0.2)
     return condition()
+
+
+# --- the clock ----------------------------------------------------------------------------------
+#
+# Tests about time (digests, retention, charts by day, impact by week, expiry, schedules) are
+# marked ``@pytest.mark.clock``. Each runs once at every instant of CLOCK_INSTANTS, with Python's
+# clock moved there, so that ``make test`` gives the same answer at any hour and a test that only
+# passes at some hours of some days fails every time. Only Python's clock moves: PostgreSQL's
+# ``now()``, Redis and any subprocess (a Celery worker, Chromium) keep the real time, so a marked
+# test must not compare a time the database or another process made with one Python made. (The
+# product stamps every row from Python: ``default=timezone.now``, never a database default.) Nor
+# can it lean on a module- or session-scoped fixture's rows: those were made at the real time.
+
+CLOCK_ENV = "HASHHUB_TEST_CLOCK"
+CLOCK_INSTANTS = (
+    # An afternoon of a weekday: far from midnight and from the small hours sources run at.
+    dt.datetime(2026, 3, 18, 16, 30, tzinfo=dt.UTC),
+    # Half a minute before a Monday, and after it: the two sides of the midnight that ends a day
+    # and a week ("today", "yesterday", "an hour ago", "this week").
+    dt.datetime(2026, 3, 22, 23, 59, 30, tzinfo=dt.UTC),
+    dt.datetime(2026, 3, 23, 0, 0, 30, tzinfo=dt.UTC),
+)
+
+# Fixtures whose other process keeps the real time: a marked test cannot use them.
+REAL_TIME_FIXTURES = frozenset({"celery_worker_process", "live_server"})
+
+
+def clock_instants() -> tuple[dt.datetime, ...]:
+    """CLOCK_INSTANTS, or the comma-separated ISO 8601 instants of $HASHHUB_TEST_CLOCK instead."""
+    override = os.environ.get(CLOCK_ENV, "").strip()
+    if not override:
+        return CLOCK_INSTANTS
+    instants = []
+    for text in (part.strip() for part in override.split(",")):
+        try:
+            instant = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise pytest.UsageError(f"{CLOCK_ENV}: {text!r} is not an ISO 8601 instant") from None
+        if instant.tzinfo is None:
+            raise pytest.UsageError(f"{CLOCK_ENV}: {text!r} needs an offset, e.g. Z")
+        instants.append(instant.astimezone(dt.UTC))
+    return tuple(instants)
+
+
+def clock_id(instant: dt.datetime) -> str:
+    """How a test id names the instant: ``Wed-2026-03-18T16:30:00Z``."""
+    fraction = f".{instant:%f}".rstrip("0") if instant.microsecond else ""
+    return f"{instant:%a-%Y-%m-%dT%H:%M:%S}{fraction}Z"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    clock_instants()  # a bad $HASHHUB_TEST_CLOCK stops the run once, before collection
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("clock") is None:
+        return
+    if elsewhere := sorted(REAL_TIME_FIXTURES & set(metafunc.fixturenames)):
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid} is marked clock but uses {', '.join(elsewhere)}, "
+            "which keeps the real time: another process does not see the moved clock"
+        )
+    instants = clock_instants()
+    metafunc.parametrize("_clock", instants, ids=[clock_id(i) for i in instants], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _clock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Python's clock at the marked test's instant (ticking on from it); no change otherwise.
+
+    Function-scoped and autouse, so it starts before the test's own fixtures make their rows.
+    A test that travels itself (``time_machine.travel``) still can: travel nests. To try the
+    marked tests at other instants, name them: ``HASHHUB_TEST_CLOCK=2026-03-16T00:00:30Z,
+    2026-12-31T23:59:30Z make test PYTEST_ARGS="-m clock"``.
+    """
+    instant = getattr(request, "param", None)
+    if instant is None:
+        yield
+        return
+    with time_machine.travel(instant, tick=True):
+        yield

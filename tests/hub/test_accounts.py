@@ -74,6 +74,7 @@ def test_signup_rejects_bad_input(data: dict[str, str], field: str) -> None:
     assert not User.objects.filter(email=data["email"]).exists()
 
 
+@pytest.mark.clock
 def test_failed_logins_are_rate_limited(alice: User) -> None:
     client = Client()
     for _ in range(5):
@@ -87,6 +88,7 @@ def test_failed_logins_are_rate_limited(alice: User) -> None:
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.clock
 def test_login_with_totp_asks_for_the_code(alice: User) -> None:
     secret = pyotp.random_base32()
     TOTP.activate(alice, secret)

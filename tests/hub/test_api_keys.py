@@ -158,6 +158,7 @@ def test_api_views_run_inside_the_keys_organisation_scope(
     assert response.data == ["A's key"]
 
 
+@pytest.mark.clock
 def test_keys_are_throttled_per_key_with_a_clear_429(org_a: Organization, settings: object) -> None:
     from rest_framework.settings import api_settings
     from rest_framework.throttling import SimpleRateThrottle

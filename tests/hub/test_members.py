@@ -26,6 +26,7 @@ def _invite(client: Client, email: str, role: str = "analyst") -> str:
     return match.group(1)
 
 
+@pytest.mark.clock
 def test_an_invited_person_signs_in_and_joins_with_the_role(
     alice_client: Client, org_a: Organization
 ) -> None:
@@ -52,6 +53,7 @@ def test_an_invitation_cannot_be_accepted_by_someone_else(
     assert not Membership.objects.filter(user=charlie, organization__slug="org-a").exists()
 
 
+@pytest.mark.clock
 def test_an_expired_or_revoked_invitation_is_refused(
     alice_client: Client, org_a: Organization
 ) -> None:

@@ -262,6 +262,7 @@ def test_the_credential_check_leaves_ordinary_settings_alone() -> None:
     assert credential_problems(feed) == []
 
 
+@pytest.mark.clock
 def test_the_list_shows_health(staff_client: Client) -> None:
     healthy = new_source("Healthy feed", interval_minutes=60)
     failing = new_source("Failing feed")
@@ -362,6 +363,7 @@ def test_run_now_queues_one_run(staff_client: Client, source: Source, steve: Use
     assert staff_client.get(url).status_code == 405
 
 
+@pytest.mark.clock
 def test_the_source_page_shows_the_current_run_and_the_history(
     staff_client: Client, source: Source
 ) -> None:

@@ -282,6 +282,7 @@ def test_one_run_at_a_time_per_source(source: Source) -> None:
     assert sources.run_execute(run_id=queued.pk).status == "succeeded"
 
 
+@pytest.mark.clock
 def test_a_dead_workers_run_is_marked_abandoned_by_the_next(source: Source) -> None:
     Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
     dead = sources.run_create(source=source, trigger="test", enqueue=False)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 
 import pytest
+import time_machine
 from django.test import Client
 from django.utils import timezone
 from django_scopes import scope
@@ -14,7 +16,16 @@ from hub.models import Organization
 from matching import review
 from tests.matching.test_review import a_match, make_detection
 
-pytestmark = pytest.mark.django_db
+# Days are calendar days from today: run them at the suite's fixed instants.
+pytestmark = [pytest.mark.django_db, pytest.mark.clock]
+
+
+@pytest.fixture(autouse=True)
+def _the_clock_stands_still(_clock: None) -> Iterator[None]:
+    """Today stays today for the whole test: begun a moment before midnight, a test would
+    otherwise make its detections on one day and read the chart of the next."""
+    with time_machine.travel(timezone.now(), tick=False):
+        yield
 
 
 def noon(day: date) -> datetime:

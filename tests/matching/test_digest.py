@@ -20,7 +20,8 @@ from matching.models import Detection, DigestSent
 from tests.conftest import _member
 from tests.matching.test_review import a_match, make_detection, md5, pdq
 
-pytestmark = pytest.mark.django_db
+# The digest's periods are counted back from now: run them at the suite's fixed instants.
+pytestmark = [pytest.mark.django_db, pytest.mark.clock]
 
 
 def html_of(message: mail.EmailMessage) -> str:

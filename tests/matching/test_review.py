@@ -132,6 +132,7 @@ def audit_event(org: Organization, action: str) -> AuditEvent:
 # --- the queue ----------------------------------------------------------------------------------
 
 
+@pytest.mark.clock
 def test_the_queue_lists_only_the_orgs_own_detections_newest_first(
     alice_client: Client, org_a: Organization, org_b: Organization
 ) -> None:
@@ -172,6 +173,7 @@ def test_an_unknown_filter_value_is_a_400(alice_client: Client, org_a: Organizat
     assert "Select a valid choice" in response.content.decode()
 
 
+@pytest.mark.clock
 def test_the_queue_pages_50_at_a_time(alice_client: Client, org_a: Organization) -> None:
     start = timezone.now() - timedelta(hours=1)
     for n in range(51):
@@ -407,6 +409,7 @@ def test_review_is_post_only(alice_client: Client, org_a: Organization) -> None:
 # --- the allow list -----------------------------------------------------------------------------
 
 
+@pytest.mark.clock
 def test_the_allow_list_shows_hashes_and_how_often_they_suppressed(
     bob_client: Client, org_a: Organization
 ) -> None:
@@ -464,6 +467,7 @@ def test_charlie_cannot_remove_org_as_allowed_hash(
 # --- retention ----------------------------------------------------------------------------------
 
 
+@pytest.mark.clock
 def test_purge_deletes_only_detections_older_than_the_retention(
     org_a: Organization, org_b: Organization, settings: Any
 ) -> None:

@@ -11,6 +11,7 @@ from matching.models import Detection
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.clock
 def test_it_seeds_hashes_and_a_month_of_detections_once(org_a: Organization) -> None:
     call_command("seedmatching", org=org_a.slug, days=30, once=True, verbosity=0)
     with scope(organization=org_a.pk):

@@ -590,6 +590,7 @@ def test_the_list_page_shows_its_visibility_and_links_to_it(
 # --- impact and the overview --------------------------------------------------------------------
 
 
+@pytest.mark.clock
 def test_the_impact_page_charts_recorded_matches(
     org_a: Organization, org_b: Organization, alice_client: Client
 ) -> None:
@@ -623,6 +624,7 @@ def test_a_viewer_may_read_the_impact_page(org_a: Organization, bob_client: Clie
     )
 
 
+@pytest.mark.clock
 def test_the_overview_lists_own_lists_with_subscribers_and_matches(
     org_a: Organization, org_b: Organization, org_c: Organization, alice_client: Client
 ) -> None:
