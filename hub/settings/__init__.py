@@ -55,7 +55,12 @@ ALLOWED_HOSTS = env_list(
 if not EMBEDDED and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must list the hub's host names.")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
-SITE_URL = env_str("HASHHUB_SITE_URL", "http://127.0.0.1:8000" if EMBEDDED else None)
+# The embedded servers' ports, as the launcher (hub/embedded.py) reads them, so that manage.py in
+# a shell with the same variables finds the hub `make run` started.
+_PG_PORT = env_int("HASHHUB_PG_PORT", 54329)
+_REDIS_PORT = env_int("HASHHUB_REDIS_PORT", 63799)
+_WEB_PORT = env_int("HASHHUB_WEB_PORT", 8000)
+SITE_URL = env_str("HASHHUB_SITE_URL", f"http://127.0.0.1:{_WEB_PORT}" if EMBEDDED else None)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -115,7 +120,7 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str(
-    "DATABASE_URL", "postgres://hashhub@127.0.0.1:54329/hashhub" if EMBEDDED else None
+    "DATABASE_URL", f"postgres://hashhub@127.0.0.1:{_PG_PORT}/hashhub" if EMBEDDED else None
 )
 if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
     raise ImproperlyConfigured(
@@ -128,7 +133,7 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:63799/0" if EMBEDDED else None)
+REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{_REDIS_PORT}/0" if EMBEDDED else None)
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
