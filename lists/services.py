@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
+from django_scopes import scopes_disabled
 
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
@@ -234,6 +235,11 @@ def sequence_last() -> int:
 # Sent inside the transaction that tombstoned live entries of ``hash_list`` (any removal: by
 # hand, by file, a list's deletion, an upstream's). ``sharing`` closes the disputes on them.
 entries_removed = Signal()
+# Sent inside the transaction that made new lists: a source's lists (``source_lists``), so that
+# ``sharing`` grants them to the organisations entitled to the source, and, for a deleted list
+# (``list_deleted``), so that it revokes them. ``lists`` may not import ``sharing`` (DESIGN.md).
+source_lists_created = Signal()
+list_deleted = Signal()
 
 
 @dataclass(frozen=True)
@@ -618,6 +624,7 @@ def list_delete(*, hash_list: HashList, reason: str, actor: Actor) -> int:
     )
     hash_list.deleted_at = timezone.now()
     hash_list.save(update_fields=["deleted_at"])
+    list_deleted.send(sender=HashList, hash_list=hash_list)
     audit_list(
         actor=actor,
         action="list.deleted",
@@ -635,3 +642,87 @@ def list_export_record(*, hash_list: HashList, actor: Actor, export_format: str 
         hash_list=hash_list,
         metadata={"name": hash_list.name, "format": export_format},
     )
+
+
+# --- reconciling derived state ----------------------------------------------------------------
+
+# Each list's stored live counts against its live entries, in one snapshot (a write changes
+# both in one transaction, so any difference here is drift, never a write in flight).
+_COUNTS_DRIFT_SQL = """
+SELECT l.id, l.live_counts, COALESCE(c.counts, '{}'::jsonb)
+  FROM lists_hashlist l
+  LEFT JOIN (
+      SELECT hash_list_id, jsonb_object_agg(signal_type, n) AS counts
+        FROM (SELECT e.hash_list_id, h.signal_type, count(*) AS n
+                FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id
+               WHERE e.removed_seq IS NULL
+                 AND (%(lists)s::bigint[] IS NULL OR e.hash_list_id = ANY(%(lists)s::bigint[]))
+               GROUP BY e.hash_list_id, h.signal_type) AS per_type
+       GROUP BY hash_list_id
+  ) AS c ON c.hash_list_id = l.id
+ WHERE l.live_counts <> COALESCE(c.counts, '{}'::jsonb)
+   AND (%(lists)s::bigint[] IS NULL OR l.id = ANY(%(lists)s::bigint[]))
+ ORDER BY l.id
+"""
+
+
+@dataclass(frozen=True)
+class CountDrift:
+    """A list whose stored live counts differ from its live entries."""
+
+    list_pk: int
+    public_id: str
+    stored: dict[str, int]
+    actual: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"list": self.public_id, "stored": self.stored, "actual": self.actual}
+
+
+def _counts(raw: Any) -> dict[str, int]:
+    decoded = json.loads(raw) if isinstance(raw, str) else (raw or {})
+    return {str(k): int(v) for k, v in decoded.items() if int(v)}
+
+
+def _counts_drift(lists: list[int] | None) -> list[tuple[int, dict[str, int], dict[str, int]]]:
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTS_DRIFT_SQL, {"lists": lists})
+        rows = cursor.fetchall()
+    drift = []
+    for pk, stored, actual in rows:
+        stored_counts, actual_counts = _counts(stored), _counts(actual)
+        if stored_counts != actual_counts:  # jsonb may differ in form only (zeros, 1 vs 1.0)
+            drift.append((int(pk), stored_counts, actual_counts))
+    return drift
+
+
+def list_counts_reconcile(*, repair: bool) -> list[CountDrift]:
+    """Compare every list's live counts with its live entries; with ``repair``, set them right.
+
+    Returns the drift found (before any repair). A repair locks each drifted list's row, then
+    counts again in a statement that starts after the lock is held, so a write that was in
+    flight either committed first (and is counted) or waits and adds its own change afterwards.
+    """
+    found = _counts_drift(None)
+    with scopes_disabled():
+        ids = dict(
+            HashList.objects.filter(pk__in=[pk for pk, _, _ in found]).values_list(
+                "pk", "public_id"
+            )
+        )
+    drift = [
+        CountDrift(list_pk=pk, public_id=ids.get(pk, ""), stored=stored, actual=actual)
+        for pk, stored, actual in found
+    ]
+    if repair:
+        for item in drift:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM lists_hashlist WHERE id = %s FOR UPDATE", [item.list_pk]
+                )
+                for pk, _, actual in _counts_drift([item.list_pk]):
+                    cursor.execute(
+                        "UPDATE lists_hashlist SET live_counts = %s::jsonb WHERE id = %s",
+                        [json.dumps(actual), pk],
+                    )
+    return drift

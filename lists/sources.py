@@ -70,6 +70,7 @@ from lists.services import (
     _lock_sequence,
     _tombstone,
     normalise_labels,
+    source_lists_created,
 )
 from lists.source_schedules import check_schedule, schedule_sync
 
@@ -129,15 +130,21 @@ def _clean_config(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
 def source_lists(source: Source) -> dict[str, HashList]:
     """The source's list per category, made on first use ("<name> CSAM", "<name> SE")."""
     # Source lists belong to no organisation: outside every tenant scope.
+    made = []
     with scopes_disabled():
         lists = {hl.category: hl for hl in HashList.objects.filter(source=source)}
         for category, label in HashList.Category.choices:
             if category not in lists:
-                lists[category], _ = HashList.objects.get_or_create(
+                lists[category], created = HashList.objects.get_or_create(
                     source=source,
                     category=category,
                     defaults={"name": f"{source.name} {label}"[:120], "organization": None},
                 )
+                if created:
+                    made.append(lists[category])
+    if made:
+        # Entitled organisations gain the new lists in the same transaction (sharing listens).
+        source_lists_created.send(sender=Source, source=source, hash_lists=made)
     return lists
 
 

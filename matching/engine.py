@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -41,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from lists.hashtypes import all_signal_types
 from lists.services import sequence_last
@@ -145,6 +148,90 @@ def _fetch(
     return last, live, touched
 
 
+REPORT_EVERY_SECONDS = 60.0
+"""How often a process tells Redis what its index holds (on a search or sync, never idle)."""
+_REPORT_KEY = "hashhub:index-report:"
+_REPORT_TTL_SECONDS = 3 * 3600
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What one process's index held at one change number: its size per perceptual type."""
+
+    process: str
+    version: int
+    sizes: dict[str, int]
+    reported_at: str = ""  # ISO time, UTC
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "process": self.process,
+            "version": self.version,
+            "sizes": self.sizes,
+            "reported_at": self.reported_at,
+        }
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+
+
+def report_publish(report: IndexReport) -> None:
+    """Keep ``report`` in Redis for a few hours, where :func:`reports_read` finds it.
+
+    Best effort: a match must not fail because Redis is briefly away; the next report follows.
+    """
+    try:
+        _redis().set(
+            _REPORT_KEY + report.process, json.dumps(report.as_dict()), ex=_REPORT_TTL_SECONDS
+        )
+    except redis.RedisError as error:
+        logger.warning("could not publish the match index report: %s", error)
+
+
+def reports_read() -> list[IndexReport]:
+    """The latest report of every process that searched or synced in the last few hours."""
+    client = _redis()
+    reports = []
+    for key in sorted(client.scan_iter(match=_REPORT_KEY + "*", count=500)):
+        raw = client.get(key)
+        if raw is None:
+            continue  # expired between the scan and the read
+        data = json.loads(raw)
+        reports.append(
+            IndexReport(
+                process=str(data["process"]),
+                version=int(data["version"]),
+                sizes={str(k): int(v) for k, v in data["sizes"].items()},
+                reported_at=str(data.get("reported_at", "")),
+            )
+        )
+    return reports
+
+
+# Distinct hashes of the perceptual types with a live entry at change number ``v``: what an
+# index at ``v`` must hold. History is never rewritten (a removal only sets a later number), so
+# this is exact for any ``v`` the sequence has passed.
+_LIVE_AT_SQL = """
+SELECT h.signal_type, count(*)
+  FROM lists_hash h
+ WHERE h.signal_type = ANY(%(types)s)
+   AND EXISTS (SELECT 1 FROM lists_entry e
+                WHERE e.hash_id = h.id AND e.added_seq <= %(v)s
+                  AND (e.removed_seq IS NULL OR e.removed_seq > %(v)s))
+ GROUP BY h.signal_type
+"""
+
+
+def live_sizes_at(version: int) -> dict[str, int]:
+    """How many distinct live hashes of each perceptual type the database held at ``version``."""
+    specs = _perceptual_specs()
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_AT_SQL, {"types": sorted(specs), "v": version})
+        counted = {str(name): int(n) for name, n in cursor.fetchall()}
+    return {name: counted.get(name, 0) for name in sorted(specs)}
+
+
 class MatchEngine:
     """The index of one process; thread-safe (one lock around syncing and searching)."""
 
@@ -159,6 +246,7 @@ class MatchEngine:
         self.started_from = ""
         self._indexes: dict[str, HammingIndex] = {}
         self._specs = _perceptual_specs()
+        self._reported_at = -REPORT_EVERY_SECONDS
 
     @property
     def version(self) -> int | None:
@@ -184,17 +272,48 @@ class MatchEngine:
             last = sequence_last()
         with self._lock:
             self._sync(last)
+            report = self._report_due()
             index = self._indexes[signal_type]
             if not codes:
-                return []
-            queries = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(len(codes), -1)
-            return index.search(queries, radius)
+                found: list[list[Match]] = []
+            else:
+                queries = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(len(codes), -1)
+                found = index.search(queries, radius)
+        if report is not None:
+            report_publish(report)
+        return found
 
     def sync(self) -> int:
         """Bring the index up to the last committed change; returns the change number."""
         with self._lock:
             self._sync()
-            return self._version or 0
+            report = self._report_due()
+            version = self._version or 0
+        if report is not None:
+            report_publish(report)
+        return version
+
+    def state(self) -> IndexReport:
+        """This process's index now: its change number and size per type (synced first)."""
+        with self._lock:
+            self._sync()
+            return self._report()
+
+    def _report(self) -> IndexReport:
+        return IndexReport(
+            process=f"{socket.gethostname()}:{os.getpid()}",
+            version=self._version or 0,
+            sizes={name: len(index) for name, index in sorted(self._indexes.items())},
+            reported_at=timezone.now().isoformat(timespec="seconds"),
+        )
+
+    def _report_due(self) -> IndexReport | None:
+        """Every so often, what this process's index holds, for the reconciler to check."""
+        now = time.monotonic()
+        if now - self._reported_at < REPORT_EVERY_SECONDS:
+            return None
+        self._reported_at = now
+        return self._report()
 
     def size(self, signal_type: str) -> int:
         with self._lock:

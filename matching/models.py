@@ -185,3 +185,32 @@ class DigestSent(models.Model):
 
     def __str__(self) -> str:
         return f"digest of {self.organization_id} up to {self.until:%Y-%m-%d %H:%M}"
+
+
+class Reconciliation(models.Model):
+    """One run of the reconciler (``manage.py reconcile`` or the daily task) and what it found.
+
+    Hub-wide, staff-only: it names lists by their public ids and counts organisations' drift,
+    never shows anyone's entries. The staff health page shows the latest.
+    """
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    dry_run = models.BooleanField()
+    trigger = models.CharField(max_length=200)
+    access_grants = models.IntegerField(default=0)
+    access_revokes = models.IntegerField(default=0)
+    counter_drift = models.IntegerField(default=0)
+    index_drift = models.IntegerField(default=0)
+    # Up to a few dozen examples of each kind, and every process's index figures.
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("-started_at",)
+
+    def __str__(self) -> str:
+        return f"reconciliation {self.pk}: {self.drift} drift"
+
+    @property
+    def drift(self) -> int:
+        return self.access_grants + self.access_revokes + self.counter_drift + self.index_drift

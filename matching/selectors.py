@@ -11,12 +11,10 @@ from hub.errors import ServiceError
 from hub.models import Organization
 from lists.hashtypes import get_signal_type
 from lists.selectors import decode_cursor, encode_cursor
-from sharing.selectors import access_log, lists_described
+from sharing.selectors import lists_described, matchable_by
 
 EXPORT_PAGE_SIZE = 1000
 EXPORT_MAX_PAGE_SIZE = 10_000
-
-_FOREVER = 2**63 - 1
 
 # Everything the feed says after a position (seq, sub), in that order:
 # - entry changes (adds, removes) inside an access interval (lo, hi) of a list: the caller's own
@@ -77,36 +75,24 @@ def _decode(cursor: str) -> tuple[int, int]:
     return decode_cursor(seq_part), int(sub_part or 0)
 
 
-def _own_lists(org: Organization) -> list[int]:
-    with connection.cursor() as db:
-        db.execute("SELECT id FROM lists_hashlist WHERE organization_id = %s", [org.pk])
-        return [pk for (pk,) in db.fetchall()]
-
-
 def export_page(
     *, org: Organization, cursor: str = "", limit: int = EXPORT_PAGE_SIZE
 ) -> ExportPage:
     """The changes (adds and removes) after ``cursor`` to everything ``org`` may match against.
 
     Replaying the feed from the start, in order, yields exactly the live (list, hash) pairs the
-    organisation matches against: its own lists' changes, and for each community list the whole
-    list when access began (a subscription, a list shared), its changes while access lasted, and
-    removals of all of it when access ended (unsubscribed, made private). Cursors are positions
-    in the change sequence and nothing is ever deleted, so any cursor once given out keeps
-    working. An empty page returns the same cursor: poll it again. Deleted lists stay in the
-    feed so that their removals reach the platform.
+    organisation matches against (``sharing.selectors.matchable_by``, which the match service
+    reads too): its own lists' changes, and for each shared or verified list the whole list when
+    access began (a subscription, a list shared, a grant), its changes while access lasted, and
+    removals of all of it when access ended (unsubscribed, made private, revoked). Cursors are
+    positions in the change sequence and nothing is ever deleted, so any cursor once given out
+    keeps working. An empty page returns the same cursor: poll it again. Deleted lists stay in
+    the feed so that their removals reach the platform.
     """
     after, after_sub = _decode(cursor) if cursor else (0, 0)
     limit = max(1, min(limit, EXPORT_MAX_PAGE_SIZE))
-    intervals: list[tuple[int, int, int]] = [(pk, 0, _FOREVER) for pk in _own_lists(org)]
-    events = access_log(org=org)
-    opened: dict[int, int] = {}
-    for seq, list_pk, granted in events:
-        if granted:
-            opened[list_pk] = seq
-        elif list_pk in opened:
-            intervals.append((list_pk, opened.pop(list_pk), seq))
-    intervals += [(list_pk, seq, _FOREVER) for list_pk, seq in opened.items()]
+    matchable = matchable_by(org=org, history=True)
+    intervals, events = matchable.intervals, matchable.events
     rows: list[tuple[Any, ...]] = []
     if intervals:
         with connection.cursor() as db:

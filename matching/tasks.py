@@ -56,3 +56,14 @@ def send_digests() -> int:
 def write_index_snapshot() -> int:
     """Write the match index snapshot that web processes load at start (hourly, from beat)."""
     return engine.snapshot_write()
+
+
+@app.task(base=ScopedTask, name="matching.reconcile")
+def reconcile_state(*, dry_run: bool = False, trigger: str = "daily task") -> int:
+    """Check (and repair, unless ``dry_run``) the hub's derived state: daily from beat, or when
+    staff ask on the health page. Returns the drift found."""
+    from hub.audit import Actor
+    from matching.reconcile import reconcile
+
+    run = reconcile(dry_run=dry_run, actor=Actor(system="reconciler"), trigger=trigger)
+    return run.drift

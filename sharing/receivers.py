@@ -8,9 +8,9 @@ from django.db import transaction
 
 from hub.audit import Actor
 from hub.models import Organization
-from hub.services import organization_approval_changed
-from lists.models import HashList
-from lists.services import entries_removed
+from hub.services import organization_approval_changed, organization_created
+from lists.models import HashList, Source
+from lists.services import entries_removed, list_deleted, source_lists_created
 
 
 def follow_approval(
@@ -21,6 +21,31 @@ def follow_approval(
 
     access_sync(orgs=[organization.pk])
     access_sync(owners=[organization.pk])
+
+
+def follow_creation(
+    sender: object, organization: Organization, actor: Actor, **kwargs: Any
+) -> None:
+    """An organisation created already approved (``createorg --approve``) gains what approval
+    would give it: the verified sources open to all, at once and in its export."""
+    if organization.approved:
+        follow_approval(sender, organization, actor)
+
+
+def follow_source_lists(
+    sender: object, source: Source, hash_lists: list[HashList], **kwargs: Any
+) -> None:
+    """A source's new lists reach every organisation entitled to the source."""
+    from sharing.services import access_sync
+
+    access_sync(lists=[hash_list.pk for hash_list in hash_lists])
+
+
+def follow_list_deletion(sender: object, hash_list: HashList, **kwargs: Any) -> None:
+    """A deleted list leaves every subscriber's access (its entries are tombstoned already)."""
+    from sharing.services import access_sync
+
+    access_sync(lists=[hash_list.pk])
 
 
 def close_disputes_on_removed(sender: object, hash_list: HashList, **kwargs: Any) -> None:
@@ -41,6 +66,11 @@ def connect() -> None:
     organization_approval_changed.connect(
         follow_approval, dispatch_uid="sharing-access-follows-approval"
     )
+    organization_created.connect(follow_creation, dispatch_uid="sharing-access-follows-creation")
+    source_lists_created.connect(
+        follow_source_lists, dispatch_uid="sharing-access-follows-source-lists"
+    )
+    list_deleted.connect(follow_list_deletion, dispatch_uid="sharing-access-follows-deletion")
     entries_removed.connect(
         close_disputes_on_removed, dispatch_uid="sharing-disputes-close-on-removal"
     )

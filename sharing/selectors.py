@@ -1,9 +1,10 @@
 """What an organisation may match against and read: the one place that decides it.
 
-``lists_matchable_by`` answers DESIGN.md's match path step 3: the organisation's own lists, plus
-the shared lists of other approved organisations it subscribes to (tier ``community``). Entitled
-verified sources (issue 6) extend it. Every caller (the match service, the export feed, the
-catalogue, the list API) follows without change.
+``matchable_by`` answers DESIGN.md's match path step 3: the organisation's own lists, the
+verified sources it is entitled to (tier ``verified``) and the shared lists of other approved
+organisations it subscribes to (tier ``community``). The match service, the export feed and the
+list API all read it; ``access_pairs`` holds the rules it follows, and sharing.services keeps the
+two in step.
 
 Anonymity: a community list of an anonymous owner is described with ``contributor = None`` and
 ``anonymous = True``; nothing returned here to another organisation names or orders by its owner.
@@ -155,25 +156,75 @@ def _described(row: tuple[Any, ...], org: Organization) -> MatchableList:
     )
 
 
-def lists_matchable_by(*, org: Organization) -> dict[int, MatchableList]:
-    """The lists ``org`` matches against now, keyed by primary key.
+FOREVER = 2**63 - 1
+"""The open end of an access interval that has not ended."""
 
-    (The export feed also needs the lists ``org`` matched once; it reads the access log.)
+
+@dataclass(frozen=True)
+class Matchable:
+    """What an organisation matches: the one answer the match path and the export both read.
+
+    ``lists`` are the lists it matches now. ``intervals`` (asked for with ``history=True``) are
+    the stretches of the change sequence during which it matched each list, as
+    ``(list pk, after seq, before seq)``: its own lists always, a shared or verified list from
+    each grant to the revoke that ended it (or ``FOREVER``). ``events`` are the grants and
+    revokes themselves, ``(seq, list pk, granted)`` in order.
     """
-    # Every match request asks this, so it is hand-written SQL: the own lists and the community
-    # and verified access pairs in one round trip. Built from constants only; values are bound.
-    sql = (
-        _LIST_COLUMNS  # noqa: S608
-        + " WHERE (l.organization_id = %(org)s AND l.deleted_at IS NULL)"
-        + " OR l.id IN (SELECT list_id FROM ("
-        + _ACCESS_SQL
-        + ") AS access)"
-    )
-    params: dict[str, Any] = {"org": org.pk, "orgs": [org.pk], "lists": None, "owners": None}
+
+    lists: dict[int, MatchableList]
+    intervals: tuple[tuple[int, int, int], ...] = ()
+    events: tuple[tuple[int, int, bool], ...] = ()
+
+
+# The organisation's own lists and the lists whose latest access event for it is a grant. The
+# access log is kept in step with the rules (``_ACCESS_SQL``) by sharing.services.access_sync in
+# the transaction of every change, and checked by the reconciler; reading the log here rather
+# than the rules is what makes "replaying the export equals what matches" hold by construction.
+_MATCHABLE_SQL = (
+    _LIST_COLUMNS  # noqa: S608 (constants only)
+    + """
+ WHERE (l.organization_id = %(org)s AND l.deleted_at IS NULL)
+    OR l.id IN (SELECT latest.hash_list_id FROM (
+            SELECT DISTINCT ON (a.hash_list_id) a.hash_list_id, a.granted
+              FROM sharing_accessevent a
+             WHERE a.organization_id = %(org)s
+             ORDER BY a.hash_list_id, a.seq DESC) AS latest
+         WHERE latest.granted)
+"""
+)
+
+
+def matchable_by(*, org: Organization, history: bool = False) -> Matchable:
+    """What ``org`` matches now and, with ``history``, since when (for the export feed).
+
+    The single selector of "what this organisation matches" (DESIGN.md, match path step 3):
+    the match service, the export and the tests all ask it. Every match request asks, so the
+    current lists come from one hand-written statement (constants only; values are bound).
+    """
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_MATCHABLE_SQL, {"org": org.pk})
         rows = cursor.fetchall()
-    return {row[0]: _described(row, org) for row in rows}
+    lists = {row[0]: _described(row, org) for row in rows}
+    if not history:
+        return Matchable(lists=lists)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM lists_hashlist WHERE organization_id = %s", [org.pk])
+        # Deleted own lists too: their removals stay in the feed.
+        intervals = [(pk, 0, FOREVER) for (pk,) in cursor.fetchall()]
+    events = access_log(org=org)
+    opened: dict[int, int] = {}
+    for seq, list_pk, granted in events:
+        if granted:
+            opened.setdefault(list_pk, seq)
+        elif list_pk in opened:
+            intervals.append((list_pk, opened.pop(list_pk), seq))
+    intervals += [(list_pk, seq, FOREVER) for list_pk, seq in opened.items()]
+    return Matchable(lists=lists, intervals=tuple(intervals), events=tuple(events))
+
+
+def lists_matchable_by(*, org: Organization) -> dict[int, MatchableList]:
+    """The lists ``org`` matches against now, keyed by primary key (see :func:`matchable_by`)."""
+    return matchable_by(org=org).lists
 
 
 def lists_described(*, org: Organization, pks: Iterable[int]) -> dict[int, MatchableList]:
@@ -358,9 +409,10 @@ def verified_lists(
     *, org: Organization, category: str = "", public_id: str = ""
 ) -> list[CatalogueItem]:
     """The verified source lists ``org`` is entitled to (always matched: no subscription)."""
+    matched = lists_matchable_by(org=org)
     rows = _shown_rows(
         "l.source_id IS NOT NULL AND l.id = ANY(%(lists)s)",
-        {"lists": [list_pk for _, list_pk in access_pairs(orgs=[org.pk])]},
+        {"lists": [pk for pk, described in matched.items() if described.tier == TIER_VERIFIED]},
         category=category,
         public_id=public_id,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -70,40 +71,68 @@ def _recorded_access(
         return {(org_id, list_id) for org_id, list_id in cursor.fetchall()}
 
 
-@transaction.atomic
-def access_sync(
+@dataclass(frozen=True)
+class AccessDrift:
+    """Where the access log differs from the access rules: pairs to grant and to revoke."""
+
+    grants: list[tuple[int, int]]
+    revokes: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.grants) + len(self.revokes)
+
+
+def access_drift(
     *,
     orgs: Iterable[int] | None = None,
     lists: Iterable[int] | None = None,
     owners: Iterable[int] | None = None,
-) -> tuple[int, int]:
-    """Append grant and revoke events where the access log differs from the access rules.
+) -> AccessDrift:
+    """The (org pk, list pk) pairs whose latest access event disagrees with the rules now.
 
-    The filters limit the pairs looked at (subscriber orgs, lists, list owners). Takes the change
-    sequence's lock first, so concurrent syncs and entry writes are ordered and no pair gets two
-    grants. Returns (grants, revokes).
+    A read only; :func:`access_sync` appends the events that remove the difference.
     """
     filters = {
         "orgs": None if orgs is None else list(orgs),
         "lists": None if lists is None else list(lists),
         "owners": None if owners is None else list(owners),
     }
+    now = access_pairs(**filters)
+    recorded = _recorded_access(**filters)
+    return AccessDrift(grants=sorted(now - recorded), revokes=sorted(recorded - now))
+
+
+@transaction.atomic
+def access_sync(
+    *,
+    orgs: Iterable[int] | None = None,
+    lists: Iterable[int] | None = None,
+    owners: Iterable[int] | None = None,
+) -> AccessDrift:
+    """Append grant and revoke events where the access log differs from the access rules.
+
+    The one place that compares the rules with the log: every write that can change who matches
+    what calls it in its own transaction (directly, or through a signal from ``hub``/``lists``),
+    and the reconciler calls it over all pairs. The filters limit the pairs looked at (subscriber
+    orgs, lists, list owners). Takes the change sequence's lock first, so concurrent syncs and
+    entry writes are ordered and no pair gets two grants. Returns the drift it repaired.
+    """
     # Take the sequence lock (numbering nothing yet) before reading, so what we compare is what
     # the numbers we take below will follow.
     sequence_allocate(0)
-    now = access_pairs(**filters)
-    recorded = _recorded_access(**filters)
-    changes = sorted((pair, True) for pair in now - recorded)
-    changes += sorted((pair, False) for pair in recorded - now)
+    drift = access_drift(orgs=orgs, lists=lists, owners=owners)
+    changes = [(pair, True) for pair in drift.grants] + [(pair, False) for pair in drift.revokes]
     if not changes:
-        return 0, 0
+        return drift
     first = sequence_allocate(len(changes))
-    AccessEvent.objects.bulk_create(
-        AccessEvent(organization_id=org_id, hash_list_id=list_id, seq=first + i, granted=granted)
-        for i, ((org_id, list_id), granted) in enumerate(changes)
-    )
-    grants = sum(1 for _, granted in changes if granted)
-    return grants, len(changes) - grants
+    with scopes_disabled():
+        AccessEvent.objects.bulk_create(
+            AccessEvent(
+                organization_id=org_id, hash_list_id=list_id, seq=first + i, granted=granted
+            )
+            for i, ((org_id, list_id), granted) in enumerate(changes)
+        )
+    return drift
 
 
 @transaction.atomic

@@ -362,6 +362,13 @@ TABLE: dict[str, Page | Api] = {
         post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/entitlements/")),
         data={"granted": "1"},
     ),
+    # matching: the health page (the reconciler's latest result); a check is queued by POST.
+    "staff_health": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_health_check": Page(
+        get=Web(LOGIN, 404, 404, 404, 405),
+        post=Web(LOGIN, 404, 404, 404, Redirect("/staff/health/")),
+        data={"mode": "check"},
+    ),
     "staff_list_reveal": Page(
         get=Web(LOGIN, 404, 404, 404, 405),
         post=Web(LOGIN, 404, 404, 404, 200),

@@ -308,6 +308,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "matching.send_digests",
         "schedule": crontab(hour=7, minute=0),
     },
+    "reconcile-derived-state": {
+        "task": "matching.reconcile",
+        "schedule": crontab(hour=4, minute=23),
+    },
     "match-index-snapshot": {
         "task": "matching.write_index_snapshot",
         "schedule": crontab(minute=41),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -18,10 +19,14 @@ pytestmark = pytest.mark.django_db
 
 
 def replay(
-    client: Client, cursor: str = "", limit: int = 3
+    client: Client,
+    cursor: str = "",
+    limit: int = 3,
+    start: Iterable[tuple[str, str, str]] = (),
 ) -> tuple[set[tuple[str, str, str]], str]:
-    """Apply every page from ``cursor`` on to a set of (list id, type, value); the last cursor."""
-    live: set[tuple[str, str, str]] = set()
+    """Apply every page from ``cursor`` on to a set of (list id, type, value) (``start``: what was
+    replayed up to ``cursor``); returns the set and the last cursor."""
+    live: set[tuple[str, str, str]] = set(start)
     last_seq = 0
     while True:
         response = client.get("/api/v1/export", {"cursor": cursor, "limit": str(limit)})
