@@ -7,7 +7,6 @@ Nothing here imports the hub's code: a test sees only what those users would see
 from __future__ import annotations
 
 import io
-import os
 import re
 import secrets
 import subprocess
@@ -23,6 +22,8 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tests.launched_hub import ROOT, LaunchedHub, tail
+
 Hash = tuple[str, str]
 """(signal type, value in its canonical text form)."""
 Held = tuple[str, str, str]
@@ -31,32 +32,13 @@ Held = tuple[str, str, str]
 MATCH_BATCH = 1000  # the most hashes one match request may carry (API contract v1)
 EXPORT_PAGE = 10_000  # the largest export page the hub gives
 HEX_BYTES = {"md5": 16, "sha1": 20, "sha256": 32, "pdq": 32, "phash": 8, "photodna": 144}
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND_SECONDS = 300  # generous: a limit against a hang, never asserted on
-# What `make test` sets for the white-box suite (hub/embedded.py, cmd_test) and what the settings
-# would read before the HASHHUB_* ports: none of it may reach the e2e hub or its commands.
-SUITE_VARIABLES = frozenset(
-    {
-        "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "HASHHUB_SITE_URL", "HASHHUB_VAR_DIR",
-        "HASHHUB_INDEX_DIR", "HASHHUB_FEED_DIR", "DJANGO_STATIC_ROOT", "HASHHUB_PG_PORT",
-        "HASHHUB_REDIS_PORT", "HASHHUB_WEB_PORT",
-    }
-)  # fmt: skip
 DEMO_KEY = re.compile(r"Acme's demo API key \(shown once\): (\S+)")
 
 
 @dataclass(frozen=True)
-class RunningHub:
+class RunningHub(LaunchedHub):
     """The e2e hub: its temporary directory (data under var/), its three ports and its output."""
-
-    root: Path
-    pg_port: int
-    redis_port: int
-    web_port: int
-
-    @property
-    def var(self) -> Path:
-        return self.root / "var"
 
     @property
     def log(self) -> Path:
@@ -65,22 +47,6 @@ class RunningHub:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
-
-    @property
-    def ports(self) -> tuple[int, int, int]:
-        return self.pg_port, self.redis_port, self.web_port
-
-    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """This process's environment without the suite's servers, plus this hub's variables."""
-        env = {name: value for name, value in os.environ.items() if name not in SUITE_VARIABLES}
-        env.update(
-            HASHHUB_VAR_DIR=str(self.var),
-            HASHHUB_PG_PORT=str(self.pg_port),
-            HASHHUB_REDIS_PORT=str(self.redis_port),
-            HASHHUB_WEB_PORT=str(self.web_port),
-        )
-        env.update(extra or {})
-        return env
 
     def manage(
         self, *args: str, env: Mapping[str, str] | None = None, check: bool = True
@@ -110,8 +76,7 @@ class RunningHub:
         return found.group(1)
 
     def log_tail(self) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else "(no output)"
-        return text[-4000:]
+        return tail(self.log)
 
 
 def random_hash(signal_type: str) -> Hash:
