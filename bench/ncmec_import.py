@@ -6,7 +6,7 @@ images and videos (MD5, SHA-1, PDQ, every fourth with PhotoDNA), 10 % updates of
 entries, 5 % deletions. It keeps every page it makes in memory: the adapter-only pass renders
 them, and the timed import is served from memory, as a real upstream on another machine would
 serve it, without taking our CPU. Prints the adapter's own rate (HTTP and XML, no database),
-then a full import by lists.sources.run_execute (the Celery task's body) into PostgreSQL:
+then a full import by lists.sources.runs.run_execute (the Celery task's body) into PostgreSQL:
 entries/s, pages, counts, the CPU time of the runner, of its helper process and of PostgreSQL,
 peak memory; the whole machine's CPU budget of the import (busy and idle core-seconds, and
 each process's share, bench/_cpu_budget.py); then a second run that finds nothing new.
@@ -39,11 +39,12 @@ from django.db import connection
 
 from bench._cpu_budget import CpuBudget
 from hub.audit import Actor
-from lists.importers import adapter_class
-from lists.importers.base import Credentials
-from lists.importers.http import Http
 from lists.models import ImportRun
-from lists.sources import run_create, run_execute, source_create
+from lists.sources.adapters import adapter_class
+from lists.sources.adapters.base import Credentials
+from lists.sources.adapters.http import Http
+from lists.sources.runs import run_create, run_execute
+from lists.sources.services import source_create
 from tests.lists.ncmec_fixtures import PASSWORD, USERNAME, SyntheticLog
 
 N = int(os.environ.get("BENCH_N", "1000000"))

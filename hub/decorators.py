@@ -15,13 +15,28 @@ from hub.permissions import PERMISSIONS, role_has
 View = Callable[..., HttpResponse]
 
 
-def org_permission(permission: str) -> Callable[[View], View]:
+def member_may(request: HttpRequest, permission: str) -> bool:
+    """Whether the current member's role grants ``permission`` (False outside an organisation).
+
+    For what a page shows only to some roles; access to a view is declared with
+    :func:`org_permission`.
+    """
+    membership = getattr(request, "membership", None)
+    return membership is not None and role_has(membership.role, permission)
+
+
+def org_permission(
+    permission: str, *, post: str | None = None, denied: str | None = None
+) -> Callable[[View], View]:
     """Require the current member's role to grant ``permission`` (see hub.permissions).
 
+    ``post`` is what a POST needs as well, for a page every member may see but fewer may submit
+    (a form on it). ``denied`` is the refusal's message, instead of the one naming the role.
     Non-members never get here (the middleware answers 404); members without the role get 403.
     """
-    if permission not in PERMISSIONS:
-        raise ValueError(f"unknown permission {permission!r}")
+    for needed in (permission, post):
+        if needed is not None and needed not in PERMISSIONS:
+            raise ValueError(f"unknown permission {needed!r}")
 
     def decorator(view: View) -> View:
         @wraps(view)
@@ -29,11 +44,13 @@ def org_permission(permission: str) -> Callable[[View], View]:
             membership = getattr(request, "membership", None)
             if membership is None:
                 raise Http404("No such organisation.")
-            if not role_has(membership.role, permission):
-                raise PermissionDenied(f"Your role ({membership.role}) may not do this.")
+            needs = [permission] + ([post] if post and request.method == "POST" else [])
+            if not all(role_has(membership.role, needed) for needed in needs):
+                raise PermissionDenied(denied or f"Your role ({membership.role}) may not do this.")
             return view(request, *args, **kwargs)
 
         wrapper.hashhub_permission = permission  # type: ignore[attr-defined]
+        wrapper.hashhub_post_permission = post  # type: ignore[attr-defined]
         return wrapper
 
     return decorator

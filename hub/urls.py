@@ -51,7 +51,7 @@ urlpatterns = [
     ),
     path("staff/lists/", include("sharing.staff_urls")),
     path("staff/sources/<str:source_id>/entitlements/", include("sharing.source_urls")),
-    path("staff/sources/", include("lists.source_urls")),
+    path("staff/sources/", include("lists.sources.urls")),
     path("staff/health/", include("matching.staff_urls")),
     path("api/v1/", include(api_v1_patterns)),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="api_schema"),

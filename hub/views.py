@@ -9,7 +9,6 @@ from datetime import date, datetime, time, timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -19,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from hub import selectors, services
 from hub.audit import Actor
-from hub.decorators import org_permission, staff_required
+from hub.decorators import member_may, org_permission, staff_required
 from hub.errors import ServiceError
 from hub.forms import (
     ApiKeyForm,
@@ -140,7 +139,7 @@ def dashboard(request: OrgRequest, org_slug: str) -> HttpResponse:
     context = {
         "counts": selectors.dashboard_counts(org=org),
         "recent_events": selectors.audit_events_of(org=org)[:8]
-        if request.membership.role in (Role.OWNER, Role.ADMIN)
+        if member_may(request, "audit.read")
         else [],
     }
     return render(request, "hub/dashboard.html", context)
@@ -173,14 +172,14 @@ def org_settings(request: OrgRequest, org_slug: str) -> HttpResponse:
 # --- members and invitations ---------------------------------------------------------------------
 
 
-@org_permission("org.read")
+@org_permission(
+    "org.read", post="members.manage", denied="Only owners and admins may invite members."
+)
 def members(request: OrgRequest, org_slug: str) -> HttpResponse:
     org = request.organization
     form = InvitationForm(request.POST or None)
     status = 200
     if request.method == "POST":
-        if request.membership.role not in (Role.OWNER, Role.ADMIN):
-            raise PermissionDenied("Only owners and admins may invite members.")
         if form.is_valid():
             try:
                 services.invitation_create(

@@ -1,7 +1,6 @@
-"""List endpoints of API v1 that only ever concern the caller's own lists.
+"""The endpoints of API v1 that lists serves: the signal types.
 
-``lists``, ``lists/<id>`` and ``lists/<id>/entries`` are served by sharing.api_urls, whose views
-extend lists.api with the community lists (lists may not import sharing).
+``lists`` and everything under it are sharing.api_urls' (see sharing.api).
 """
 
 from __future__ import annotations
@@ -12,9 +11,4 @@ from lists import api
 
 urlpatterns = [
     path("hashtypes", api.HashTypesApi.as_view(), name="api_hashtypes"),
-    path(
-        "lists/<str:list_id>/entries/remove",
-        api.EntriesRemoveApi.as_view(),
-        name="api_list_entries_remove",
-    ),
 ]

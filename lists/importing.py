@@ -27,18 +27,21 @@ from django.utils import timezone
 from django_scopes import scope
 
 from hub.audit import Actor, audit
+from hub.celery import app
 from hub.errors import ServiceError
+from lists.changes import ParsedEntry, Provenance, entries_add
 from lists.hashtypes import get_signal_type
 from lists.models import HashList, ImportJob
 from lists.services import (
     EntryInput,
-    ParsedEntry,
-    Provenance,
-    _apply_adds,
-    _check_writable,
     audit_list,
+    check_writable,
     parse_entry,
 )
+
+IMPORT_JOB_TASK = "lists.run_import_job"
+"""The Celery task that runs a queued upload (lists.tasks defines it; queued tasks name it). Sent
+by name, so that this module does not import the tasks module, which imports it."""
 
 CHUNK = 50_000
 MAX_REPORTED = 10_000
@@ -179,14 +182,14 @@ def import_lines(
     chunk_size: int = CHUNK,
 ) -> ImportSummary:
     """Apply a hash file to a list chunk by chunk (one transaction each). Audits the whole run."""
-    _check_writable(hash_list)
+    check_writable(hash_list)
     default_type = _canonical_type(default_type)
     summary = ImportSummary()
     who = Provenance.of(actor, label)
     chunks = _chunks(parse_lines(lines, default_type=default_type, summary=summary), chunk_size)
     for chunk in _read_ahead(chunks):
         with transaction.atomic():
-            valid, added = _apply_adds(hash_list, chunk, who)
+            valid, added = entries_add(hash_list, chunk, who)
         summary.added += added
         summary.already_present += valid - added
         if progress is not None:
@@ -254,7 +257,7 @@ def import_job_create(
     *, hash_list: HashList, filename: str, data: bytes, default_type: str, actor: Actor
 ) -> ImportJob:
     """Queue a bulk upload: validates the file and the type, stores the text, enqueues the job."""
-    _check_writable(hash_list)
+    check_writable(hash_list)
     text = decode_upload(data)
     default_type = _canonical_type(default_type)
     if hash_list.organization is None:
@@ -276,10 +279,10 @@ def import_job_create(
         target_id=job.public_id,
         metadata={"list": hash_list.public_id, "filename": job.filename, "lines": job.total_lines},
     )
-    from lists.tasks import run_import_job
-
     job_id, org_id = job.pk, job.organization_id
-    transaction.on_commit(lambda: run_import_job.delay(job_id=job_id, organization_id=org_id))
+    transaction.on_commit(
+        lambda: app.send_task(IMPORT_JOB_TASK, kwargs={"job_id": job_id, "organization_id": org_id})
+    )
     return job
 
 

@@ -312,7 +312,7 @@ class Source(models.Model):
     enabled = models.BooleanField(default=True)
     access = models.CharField(max_length=8, choices=Access.choices, default=Access.GRANTED)
     # When beat runs an import: every interval_minutes, or on cron (five crontab fields, UTC);
-    # neither: only by hand. lists.source_schedules keeps periodic_task in step with them.
+    # neither: only by hand. lists.sources.schedules keeps periodic_task in step with them.
     interval_minutes = models.PositiveIntegerField(default=0)
     cron = models.CharField(max_length=100, blank=True)
     periodic_task = models.OneToOneField(

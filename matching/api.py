@@ -13,7 +13,7 @@ from hub.api_base import OrgAPIView
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import ApiKey
-from lists.services import SEQUENCE_LAST_SQL
+from lists.changes import SEQUENCE_LAST_SQL
 from matching import selectors, services
 
 

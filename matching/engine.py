@@ -36,7 +36,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,44 +47,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from lists import changes
+from lists.changes import sequence_last
 from lists.hashtypes import all_signal_types
-from lists.services import sequence_last
 from matching.index import HammingIndex, Match
 
 logger = logging.getLogger(__name__)
-
-_FETCH_ROWS = 50_000
-
-# One statement, one snapshot: the rows touched since ``since`` and the change number they are
-# complete up to. The LEFT JOIN returns the number even when nothing of these types changed.
-_DELTA_SQL = """
-WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
-touched AS (
-    SELECT hash_id FROM lists_entry
-     WHERE added_seq > %(since)s AND added_seq <= (SELECT last FROM bound)
-    UNION
-    SELECT hash_id FROM lists_entry
-     WHERE removed_seq > %(since)s AND removed_seq <= (SELECT last FROM bound)
-),
-changed AS (
-    SELECT h.id, h.signal_type, h.value,
-           EXISTS (SELECT 1 FROM lists_entry e
-                    WHERE e.hash_id = h.id AND e.removed_seq IS NULL) AS live
-      FROM lists_hash h JOIN touched t ON t.hash_id = h.id
-     WHERE h.signal_type = ANY(%(types)s)
-)
-SELECT b.last, c.id, c.signal_type, c.value, c.live FROM bound b LEFT JOIN changed c ON TRUE
-"""
-
-_LIVE_SQL = """
-WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
-live AS (
-    SELECT h.id, h.signal_type, h.value FROM lists_hash h
-     WHERE h.signal_type = ANY(%(types)s)
-       AND EXISTS (SELECT 1 FROM lists_entry e WHERE e.hash_id = h.id AND e.removed_seq IS NULL)
-)
-SELECT b.last, l.id, l.signal_type, l.value FROM bound b LEFT JOIN live l ON TRUE
-"""
 
 
 @dataclass(frozen=True)
@@ -127,24 +95,23 @@ class _Rows:
 
 
 def _fetch(
-    sql: str, params: dict[str, Any], specs: dict[str, _Spec]
+    chunks: Iterator[list[tuple[Any, ...]]], specs: dict[str, _Spec]
 ) -> tuple[int, dict[str, _Rows], dict[str, list[int]]]:
-    """Run ``sql``; return its change number, and per type the rows (and the dead ids, if any)."""
+    """Read a change-feed read's rows (lists.changes); return its change number, and per type
+    the rows (and the touched ids, if any)."""
     live = {name: _Rows(spec.bits // 8) for name, spec in specs.items()}
     touched: dict[str, list[int]] = {name: [] for name in specs}
     last = 0
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(_FETCH_ROWS):
-            for row in rows:
-                last = int(row[0])
-                if row[1] is None:
-                    continue
-                hash_id, signal_type, value = row[1], row[2], bytes(row[3])
-                touched[signal_type].append(hash_id)
-                if len(row) < 5 or row[4]:
-                    live[signal_type].ids.append(hash_id)
-                    live[signal_type].values.append(value)
+    for rows in chunks:
+        for row in rows:
+            last = int(row[0])
+            if row[1] is None:
+                continue
+            hash_id, signal_type, value = row[1], row[2], bytes(row[3])
+            touched[signal_type].append(hash_id)
+            if len(row) < 5 or row[4]:
+                live[signal_type].ids.append(hash_id)
+                live[signal_type].values.append(value)
     return last, live, touched
 
 
@@ -209,27 +176,9 @@ def reports_read() -> list[IndexReport]:
     return reports
 
 
-# Distinct hashes of the perceptual types with a live entry at change number ``v``: what an
-# index at ``v`` must hold. History is never rewritten (a removal only sets a later number), so
-# this is exact for any ``v`` the sequence has passed.
-_LIVE_AT_SQL = """
-SELECT h.signal_type, count(*)
-  FROM lists_hash h
- WHERE h.signal_type = ANY(%(types)s)
-   AND EXISTS (SELECT 1 FROM lists_entry e
-                WHERE e.hash_id = h.id AND e.added_seq <= %(v)s
-                  AND (e.removed_seq IS NULL OR e.removed_seq > %(v)s))
- GROUP BY h.signal_type
-"""
-
-
 def live_sizes_at(version: int) -> dict[str, int]:
     """How many distinct live hashes of each perceptual type the database held at ``version``."""
-    specs = _perceptual_specs()
-    with connection.cursor() as cursor:
-        cursor.execute(_LIVE_AT_SQL, {"types": sorted(specs), "v": version})
-        counted = {str(name): int(n) for name, n in cursor.fetchall()}
-    return {name: counted.get(name, 0) for name in sorted(specs)}
+    return changes.live_sizes_at(version=version, types=sorted(_perceptual_specs()))
 
 
 class MatchEngine:
@@ -357,7 +306,7 @@ class MatchEngine:
         )
 
     def _build_from_database(self) -> None:
-        last, live, _ = _fetch(_LIVE_SQL, {"types": list(self._specs)}, self._specs)
+        last, live, _ = _fetch(changes.live_hashes(types=list(self._specs)), self._specs)
         for name, spec in self._specs.items():
             ids, codes = live[name].arrays()
             self._indexes[name] = HammingIndex.build(
@@ -367,7 +316,7 @@ class MatchEngine:
 
     def _apply_delta(self, since: int) -> None:
         last, live, touched = _fetch(
-            _DELTA_SQL, {"since": since, "types": list(self._specs)}, self._specs
+            changes.hashes_touched_since(since=since, types=list(self._specs)), self._specs
         )
         for name, index in self._indexes.items():
             if touched[name]:
@@ -410,7 +359,7 @@ def snapshot_write(directory: Path | None = None) -> int:
     directory = directory or Path(settings.HASHHUB_INDEX_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     specs = _perceptual_specs()
-    last, live, _ = _fetch(_LIVE_SQL, {"types": list(specs)}, specs)
+    last, live, _ = _fetch(changes.live_hashes(types=list(specs)), specs)
     for name, spec in specs.items():
         ids, codes = live[name].arrays()
         index = HammingIndex.build(ids, codes, bits=spec.bits, max_radius=spec.max_radius)

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from hub.audit import Actor, audit
-from lists.services import list_counts_reconcile
+from lists.changes import list_counts_reconcile
 from matching.engine import IndexReport, get_engine, live_sizes_at, reports_read
 from matching.models import Reconciliation
 from sharing.services import access_drift, access_sync

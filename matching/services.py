@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import Organization
+from lists import changes
 from lists.hashtypes import (
     PDQ_MIN_QUALITY,
     HashParseError,
@@ -157,41 +158,13 @@ def parse_queries(items: Sequence[object]) -> list[HashQuery]:
     return queries
 
 
-# The live entries, in the given lists, of the given hashes (by id, or by exact value).
-_ENTRIES_SQL = """
-WITH wanted AS (
-    SELECT id FROM lists_hash WHERE id = ANY(%(ids)s)
-    UNION
-    SELECT h.id FROM lists_hash h
-      JOIN unnest(%(types)s::varchar[], %(values)s::bytea[]) AS q(signal_type, value)
-        ON h.signal_type = q.signal_type AND h.value = q.value
-)
-SELECT e.hash_list_id, h.id, h.signal_type, h.value
-  FROM wanted w
-  JOIN lists_hash h ON h.id = w.id
-  JOIN lists_entry e ON e.hash_id = h.id
- WHERE e.removed_seq IS NULL AND e.hash_list_id = ANY(%(lists)s)
-"""
-
-
 def _live_holders(
     *, hash_ids: set[int], exact: set[tuple[str, bytes]], lists: Mapping[int, MatchableList]
 ) -> dict[int, tuple[str, bytes, list[MatchableList]]]:
     """hash id → (type, value, the allowed lists holding it live)."""
     if not lists or (not hash_ids and not exact):
         return {}
-    exact_pairs = sorted(exact)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _ENTRIES_SQL,
-            {
-                "ids": sorted(hash_ids),
-                "types": [t for t, _ in exact_pairs],
-                "values": [v for _, v in exact_pairs],
-                "lists": list(lists),
-            },
-        )
-        rows = cursor.fetchall()
+    rows = changes.live_entries_of(hash_ids=hash_ids, exact=exact, lists=list(lists))
     holders: dict[int, tuple[str, bytes, list[MatchableList]]] = {}
     for list_pk, hash_id, signal_type, value in rows:
         entry = holders.setdefault(hash_id, (signal_type, bytes(value), []))

@@ -8,7 +8,7 @@ from hub.celery import ScopedTask, app
 from matching import digest, engine, review, webhooks
 
 
-@app.task(base=ScopedTask, name="matching.deliver_webhook", acks_late=True)
+@app.task(base=ScopedTask, name=webhooks.DELIVER_TASK, acks_late=True)
 def deliver_webhook(
     *,
     organization_id: int,

@@ -45,12 +45,17 @@ from django.utils import timezone
 from django_scopes import scope
 
 from hub.audit import Actor, audit
+from hub.celery import app
 from hub.errors import ServiceError
 from hub.lib.ids import new_public_id
 from hub.models import Organization
 from matching.models import Detection, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "matching.deliver_webhook"
+"""The Celery task of one delivery attempt (matching.tasks defines it; queued tasks name it). Sent
+by name, so that this module does not import the tasks module, which imports it."""
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a marker, not a secret)
 SIGNATURE_VERSION = "v1"
@@ -350,11 +355,10 @@ def last_deliveries(*, endpoints: list[WebhookEndpoint]) -> dict[int, WebhookDel
 
 def _enqueue(*, endpoint: WebhookEndpoint, detection_id: int | None, event: str) -> str:
     """Queue the first attempt of one event once the current transaction commits."""
-    from matching import tasks  # tasks imports this module: import late
-
     event_id = new_public_id()
     send = functools.partial(
-        tasks.deliver_webhook.apply_async,
+        app.send_task,
+        DELIVER_TASK,
         kwargs={
             "organization_id": endpoint.organization_id,
             "endpoint_id": endpoint.pk,

@@ -1,37 +1,43 @@
-"""API v1 for lists as an organisation sees them: its own and the community's (DESIGN.md contract).
+"""API v1 for lists as an organisation sees them: every ``/api/v1/lists/**`` route (DESIGN.md).
 
-``GET /lists`` returns the caller's own lists and the community catalogue; one list, its entries
-and its subscription are reachable by the list's public id whether it is the caller's or shared
-with it. Writes to a list stay with its owner (lists.api); visibility needs the ``lists:admin``
-scope and goes through sharing.services, which keeps the access log in step.
+``GET /lists`` returns the caller's own lists, the verified sources it is entitled to and the
+community catalogue; one list, its entries and its subscription are reachable by the list's
+public id whether it is the caller's or shared with it. Writes to a list stay with its owner;
+visibility needs the ``lists:admin`` scope and goes through sharing.services, which keeps the
+access log in step. These views live in sharing because every one of them needs sharing's answer
+to "may this organisation read that list" (lists may not import sharing); they call lists'
+services and selectors for the rest.
 
-A community list's entries show type, value and when they were added, never who added them, their
-notes or their labels: those are the owner's, and could name it.
+Every response that carries a list renders it with :class:`ListSerializer`. A community list's
+entries show type, value and when they were added, never who added them, their notes or their
+labels: those are the owner's, and could name it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from django_scopes import scopes_disabled
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hub.api_base import OrgAPIView
 from hub.audit import Actor
 from hub.errors import ServiceError
-from hub.models import ApiKey
-from lists import api as lists_api
+from hub.models import ApiKey, Organization
 from lists import selectors as list_selectors
 from lists import services as list_services
 from lists.hashtypes import get_signal_type
 from lists.models import Entry, HashList
 from sharing import selectors, services
 
+MAX_ITEMS = 10_000
 
-def _org(request: Request) -> Any:
+
+def _org(request: Request) -> Organization:
     return request.organization  # type: ignore[attr-defined]
 
 
@@ -41,18 +47,257 @@ def _require_scope(request: Request, scope: str) -> None:
         raise exceptions.PermissionDenied(f"This API key lacks the scope '{scope}'.")
 
 
-def _own_list_object(hash_list: HashList) -> dict[str, Any]:
-    stats = list_selectors.list_stats(lists=[hash_list])[hash_list.pk]
-    return lists_api.list_object(hash_list, stats)
-
-
 def _not_owner() -> ServiceError:
     return ServiceError(
         "not_list_owner", "Only the organisation that owns this list can change it.", status=403
     )
 
 
-class ListsApi(lists_api.ListsApi):
+# --- the list object ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShownList:
+    """A list of any tier as the ``/lists`` endpoints show it to the caller.
+
+    ``seen`` says how the caller sees it (tier, contributor, anonymity: sharing.selectors decides
+    that). The fields after ``last_change`` belong to one tier each (see ListSerializer.ONLY_FOR).
+    """
+
+    seen: selectors.MatchableList
+    description: str
+    visibility: str
+    subscribed: bool
+    size: int
+    size_by_type: dict[str, int]
+    last_change: dt.datetime | None
+    subscribed_via_category: bool = False
+    subscribers: int = 0
+    default: bool = False
+    created: dt.datetime | None = None
+
+    @property
+    def last_change_day(self) -> dt.date | None:
+        # A community list's last change is already cut to its day (selectors.community_day).
+        return self.last_change.date() if self.last_change else None
+
+    @classmethod
+    def own(
+        cls, hash_list: HashList, *, org: Organization, stats: list_selectors.ListStats
+    ) -> ShownList:
+        """One of ``org``'s own lists, with its counters."""
+        return cls(
+            seen=selectors.MatchableList(
+                pk=hash_list.pk,
+                public_id=hash_list.public_id,
+                name=hash_list.name,
+                category=hash_list.category,
+                tier=selectors.TIER_OWN,
+                contributor=org.name,
+                anonymous=False,
+            ),
+            description=hash_list.description,
+            visibility=hash_list.visibility,
+            subscribed=True,
+            size=stats.size,
+            size_by_type=stats.by_type,
+            last_change=stats.last_change,
+            default=hash_list.is_default,
+            created=hash_list.created,
+        )
+
+    @classmethod
+    def shared(cls, item: selectors.CatalogueItem) -> ShownList:
+        """A verified source's list or a community list, as the catalogue describes it."""
+        verified = item.hash_list.tier == selectors.TIER_VERIFIED
+        return cls(
+            seen=item.hash_list,
+            description=item.description,
+            # Another organisation's visibility is not the caller's to know, only that it shares.
+            visibility="verified" if verified else "shared",
+            subscribed=verified or item.subscribed,  # a verified list is always matched
+            size=item.size,
+            size_by_type=item.size_by_type,
+            last_change=item.last_change,
+            subscribed_via_category=item.via_category,
+            subscribers=item.subscribers,
+        )
+
+
+def _own_list(hash_list: HashList, org: Organization) -> ShownList:
+    stats = list_selectors.list_stats(lists=[hash_list])[hash_list.pk]
+    return ShownList.own(hash_list, org=org, stats=stats)
+
+
+class IsoDateTimeField(serializers.DateTimeField):
+    """A moment as Python's ``isoformat()`` writes it (``+00:00``, not DRF's ``Z``)."""
+
+    def to_representation(self, value: dt.datetime) -> str:
+        return value.isoformat()
+
+
+class ListSerializer(serializers.Serializer):
+    """The ``list`` object of API v1 as every ``/lists`` response shows it, whatever its tier.
+
+    The first six fields are the ``list`` object of a match (DESIGN.md, "API contract v1"); the
+    rest describe the list to the caller. ``visibility`` is the list's own for the caller's lists,
+    ``verified`` for a source and ``shared`` for a community list.
+    """
+
+    id = serializers.CharField(source="seen.public_id")
+    name = serializers.CharField(source="seen.name")
+    category = serializers.CharField(source="seen.category")
+    tier = serializers.CharField(source="seen.tier")
+    contributor = serializers.CharField(source="seen.contributor", allow_null=True)
+    anonymous = serializers.BooleanField(source="seen.anonymous")
+    description = serializers.CharField()
+    visibility = serializers.CharField()
+    last_change_day = serializers.DateField(allow_null=True)
+    subscribed = serializers.BooleanField()
+    subscribed_via_category = serializers.BooleanField()
+    default = serializers.BooleanField()
+    created = IsoDateTimeField()
+    size = serializers.IntegerField()
+    size_by_type = serializers.DictField(child=serializers.IntegerField())
+    last_change = IsoDateTimeField(allow_null=True)
+    subscribers = serializers.IntegerField()
+
+    # Fields shown for some tiers only. A community list's change is shown to the day, and its
+    # subscription may come from a category; whether a list is its owner's default and when it
+    # was made are the owner's to know.
+    ONLY_FOR: ClassVar[dict[str, frozenset[str]]] = {
+        "last_change_day": frozenset({selectors.TIER_COMMUNITY}),
+        "subscribed_via_category": frozenset({selectors.TIER_COMMUNITY}),
+        "subscribers": frozenset({selectors.TIER_COMMUNITY}),
+        "default": frozenset({selectors.TIER_OWN}),
+        "created": frozenset({selectors.TIER_OWN}),
+    }
+
+    def to_representation(self, instance: ShownList) -> dict[str, Any]:
+        body = super().to_representation(instance)
+        tier = instance.seen.tier
+        return {
+            name: value
+            for name, value in body.items()
+            if name not in self.ONLY_FOR or tier in self.ONLY_FOR[name]
+        }
+
+
+def _shown(org: Organization, list_id: str) -> ShownList:
+    """One list ``org`` may read, as it sees it; 404 ``not_found`` otherwise."""
+    hash_list, seen = selectors.list_readable_by(org=org, public_id=list_id)
+    if seen.tier == selectors.TIER_OWN:
+        return _own_list(hash_list, org)
+    if seen.tier == selectors.TIER_VERIFIED:
+        return ShownList.shared(selectors.verified_item(org=org, public_id=list_id))
+    return ShownList.shared(selectors.catalogue_item(org=org, public_id=list_id))
+
+
+# --- entries ----------------------------------------------------------------------------------
+
+
+def _entry(entry: Entry, tier: str) -> dict[str, Any]:
+    """An entry as a caller of ``tier`` may see it.
+
+    A plain function rather than a serializer: a page holds up to 1,000 entries.
+    """
+    signal_type = get_signal_type(entry.hash.signal_type)
+    body: dict[str, Any] = {
+        "id": entry.public_id,
+        "type": signal_type.name,
+        "value": signal_type.to_text(bytes(entry.hash.value)),
+    }
+    if tier == selectors.TIER_OWN:
+        body.update(
+            labels=entry.labels,
+            note=entry.note,
+            added_at=entry.added_at.isoformat(),
+            added_by=entry.added_by_label,
+        )
+        return body
+    body["added_at"] = entry.added_at.isoformat()
+    if tier == selectors.TIER_VERIFIED:  # a source's labels are its classification, shared
+        body["labels"] = entry.labels
+    return body
+
+
+def _items(request: Request) -> list[list_services.EntryInput | None]:
+    """The ``entries`` array of a request body; an item of the wrong shape becomes None."""
+    data = request.data
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+        raise ServiceError(
+            "invalid_body", 'The body must be {"entries": [{"type": …, "value": …}, …]}.'
+        )
+    raw = data["entries"]
+    if len(raw) > MAX_ITEMS:
+        raise ServiceError(
+            "too_many_items",
+            f"At most {MAX_ITEMS:,} entries a call; split the batch.",
+            {"max": MAX_ITEMS},
+        )
+    items: list[list_services.EntryInput | None] = []
+    for item in raw:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("type"), str)
+            or not isinstance(item.get("value"), str)
+            or not isinstance(item.get("labels", []), list)
+            or not isinstance(item.get("note", ""), str)
+        ):
+            items.append(None)
+        else:
+            items.append(
+                list_services.EntryInput(
+                    item["type"], item["value"], tuple(item.get("labels", [])), item.get("note", "")
+                )
+            )
+    return items
+
+
+def _item_errors(
+    items: list[list_services.EntryInput | None], errors: list[list_services.ItemError]
+) -> list[dict[str, Any]]:
+    """Per-item errors in request order: the malformed items, then the service's by position.
+
+    The service saw only the well-formed items, so its indexes are mapped back to the request's.
+    """
+    positions = [i for i, item in enumerate(items) if item is not None]
+    shape = [
+        list_services.ItemError(
+            i,
+            "invalid_item",
+            'Each entry is an object {"type": str, "value": str, "labels"?: [str], "note"?: str}.',
+        ).as_dict()
+        for i, item in enumerate(items)
+        if item is None
+    ]
+    found = [
+        list_services.ItemError(positions[e.index], e.code, e.message).as_dict() for e in errors
+    ]
+    return sorted(shape + found, key=lambda e: e["index"])
+
+
+def _well_formed(items: list[list_services.EntryInput | None]) -> list[list_services.EntryInput]:
+    return [item for item in items if item is not None]
+
+
+# --- views ------------------------------------------------------------------------------------
+
+
+class ListsApi(OrgAPIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=120)
+        category = serializers.ChoiceField(choices=HashList.Category.values)
+        description = serializers.CharField(
+            max_length=2000, required=False, allow_blank=True, default=""
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        lists = ListSerializer(many=True)
+
+    def get_required_scope(self) -> str | None:
+        return "lists:write" if self.request.method == "POST" else None
+
     @extend_schema(
         operation_id="lists_list",
         summary="The caller's own lists and the community catalogue",
@@ -71,7 +316,7 @@ class ListsApi(lists_api.ListsApi):
             raise ServiceError("invalid_tier", "tier must be own, community or verified.")
         if category and category not in HashList.Category.values:
             raise ServiceError("invalid_category", "category must be one of: csam, se.")
-        items: list[dict[str, Any]] = []
+        shown: list[ShownList] = []
         if tier in ("", selectors.TIER_OWN):
             own = [
                 hl
@@ -79,13 +324,31 @@ class ListsApi(lists_api.ListsApi):
                 if not category or hl.category == category
             ]
             stats = list_selectors.list_stats(lists=own)
-            items += [lists_api.list_object(hl, stats[hl.pk]) for hl in own]
+            shown += [ShownList.own(hl, org=org, stats=stats[hl.pk]) for hl in own]
         if tier in ("", selectors.TIER_VERIFIED):
             verified = selectors.verified_lists(org=org, category=category)
-            items += [item.as_dict() for item in verified]
+            shown += [ShownList.shared(item) for item in verified]
         if tier in ("", selectors.TIER_COMMUNITY):
-            items += [item.as_dict() for item in selectors.catalogue(org=org, category=category)]
-        return Response({"lists": items})
+            community = selectors.catalogue(org=org, category=category)
+            shown += [ShownList.shared(item) for item in community]
+        return Response(self.OutputSerializer({"lists": shown}).data)
+
+    @extend_schema(
+        operation_id="lists_create",
+        summary="Create a self-managed list",
+        request=InputSerializer,
+        responses=dict,
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        org = _org(request)
+        hash_list = list_services.list_create(
+            org=org, actor=Actor.from_request(request), **serializer.validated_data
+        )
+        empty = list_selectors.ListStats(0, {}, None)
+        shown = ShownList.own(hash_list, org=org, stats=empty)
+        return Response(ListSerializer(shown).data, status=status.HTTP_201_CREATED)
 
 
 class ListDetailApi(OrgAPIView):
@@ -93,6 +356,8 @@ class ListDetailApi(OrgAPIView):
         name = serializers.CharField(max_length=120, required=False)
         description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
         visibility = serializers.ChoiceField(choices=HashList.Visibility.values, required=False)
+
+    OutputSerializer = ListSerializer
 
     def get_required_scope(self) -> str | None:
         if self.request.method == "PATCH":
@@ -103,12 +368,7 @@ class ListDetailApi(OrgAPIView):
 
     @extend_schema(operation_id="list_retrieve", summary="One list (own or shared)", responses=dict)
     def get(self, request: Request, list_id: str) -> Response:
-        hash_list, seen = selectors.list_readable_by(org=_org(request), public_id=list_id)
-        if seen.tier == selectors.TIER_OWN:
-            return Response(_own_list_object(hash_list))
-        if seen.tier == selectors.TIER_VERIFIED:
-            return Response(selectors.verified_item(org=_org(request), public_id=list_id).as_dict())
-        return Response(selectors.catalogue_item(org=_org(request), public_id=list_id).as_dict())
+        return Response(self.OutputSerializer(_shown(_org(request), list_id)).data)
 
     @extend_schema(
         operation_id="list_update",
@@ -137,23 +397,13 @@ class ListDetailApi(OrgAPIView):
             services.list_visibility_set(
                 hash_list=hash_list, visibility=data["visibility"], actor=actor
             )
-        return Response(_own_list_object(hash_list))
+        return Response(self.OutputSerializer(_own_list(hash_list, org)).data)
 
 
-def _community_entry(entry: Entry, *, with_labels: bool = False) -> dict[str, Any]:
-    signal_type = get_signal_type(entry.hash.signal_type)
-    body: dict[str, Any] = {
-        "id": entry.public_id,
-        "type": signal_type.name,
-        "value": signal_type.to_text(bytes(entry.hash.value)),
-        "added_at": entry.added_at.isoformat(),
-    }
-    if with_labels:  # a verified source's labels are its classification, shared on purpose
-        body["labels"] = entry.labels
-    return body
+class EntriesApi(OrgAPIView):
+    def get_required_scope(self) -> str | None:
+        return "lists:write" if self.request.method == "POST" else None
 
-
-class EntriesApi(lists_api.EntriesApi):
     @extend_schema(
         operation_id="list_entries_list",
         summary="A page of a list's live entries, newest first (own or shared list)",
@@ -167,30 +417,19 @@ class EntriesApi(lists_api.EntriesApi):
         responses=dict,
     )
     def get(self, request: Request, list_id: str) -> Response:
-        hash_list, seen = selectors.list_readable_by(org=_org(request), public_id=list_id)
-        if seen.tier == selectors.TIER_OWN:
-            return super().get(request, list_id)
-        try:
-            limit = int(request.query_params.get("limit", list_selectors.PAGE_SIZE))
-        except ValueError:
-            raise ServiceError(
-                "bad_limit", "limit must be a whole number from 1 to 1000."
-            ) from None
-        # The owner's labels are not the caller's to filter by: a label could name the owner.
-        with scopes_disabled():
-            page = list_selectors.entries_page(
-                hash_list=hash_list,
-                cursor=request.query_params.get("cursor", ""),
-                limit=limit,
-                signal_type=request.query_params.get("type", ""),
-                prefix=request.query_params.get("prefix", ""),
-            )
+        query = request.query_params
+        seen, page = selectors.entries_readable_by(
+            org=_org(request),
+            public_id=list_id,
+            cursor=query.get("cursor", ""),
+            limit=query.get("limit", list_selectors.PAGE_SIZE),
+            signal_type=query.get("type", ""),
+            label=query.get("label", ""),
+            prefix=query.get("prefix", ""),
+        )
         return Response(
             {
-                "entries": [
-                    _community_entry(e, with_labels=seen.tier == selectors.TIER_VERIFIED)
-                    for e in page.entries
-                ],
+                "entries": [_entry(e, seen.tier) for e in page.entries],
                 "next_cursor": page.next_cursor,
             }
         )
@@ -202,14 +441,59 @@ class EntriesApi(lists_api.EntriesApi):
         responses=dict,
     )
     def post(self, request: Request, list_id: str) -> Response:
-        _, seen = selectors.list_readable_by(org=_org(request), public_id=list_id)
+        hash_list, seen = selectors.list_readable_by(org=_org(request), public_id=list_id)
         if seen.tier != selectors.TIER_OWN:
             raise _not_owner()
-        return super().post(request, list_id)
+        items = _items(request)
+        result = list_services.entry_add(
+            hash_list=hash_list, items=_well_formed(items), actor=Actor.from_request(request)
+        )
+        return Response(
+            {
+                "added": result.added,
+                "already_present": result.already_present,
+                "errors": _item_errors(items, result.errors),
+            }
+        )
+
+
+class EntriesRemoveApi(OrgAPIView):
+    required_scope = "lists:write"
+
+    @extend_schema(
+        operation_id="list_entries_remove",
+        summary="Remove hashes from a list (tombstones; up to 10,000 a call)",
+        request=dict,
+        responses=dict,
+    )
+    def post(self, request: Request, list_id: str) -> Response:
+        # Only the caller's own lists: a shared list it may read is as missing here as any other.
+        hash_list = list_selectors.get_list_for_org(org=_org(request), public_id=list_id)
+        items = _items(request)
+        reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
+        if not isinstance(reason, str):
+            raise ServiceError("invalid_body", "reason must be a string.")
+        result = list_services.entry_remove(
+            hash_list=hash_list,
+            items=_well_formed(items),
+            reason=reason,
+            actor=Actor.from_request(request),
+        )
+        return Response(
+            {
+                "removed": result.removed,
+                "not_present": result.not_present,
+                "errors": _item_errors(items, result.errors),
+            }
+        )
 
 
 class SubscriptionApi(OrgAPIView):
     required_scope = "lists:admin"
+
+    class OutputSerializer(serializers.Serializer):
+        list = ListSerializer()
+        changed = serializers.BooleanField()
 
     @extend_schema(
         operation_id="list_subscribe",
@@ -235,7 +519,8 @@ class SubscriptionApi(OrgAPIView):
             org=org, public_id=list_id, subscribed=subscribed, actor=Actor.from_request(request)
         )
         item = selectors.catalogue_item(org=org, public_id=list_id)
-        return Response({"list": item.as_dict(), "changed": changed})
+        body = {"list": ShownList.shared(item), "changed": changed}
+        return Response(self.OutputSerializer(body).data)
 
 
 class CategorySubscriptionApi(OrgAPIView):

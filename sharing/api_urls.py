@@ -1,4 +1,4 @@
-"""The list endpoints of API v1 that know about sharing (they replace lists' own-only views)."""
+"""Every ``lists/**`` endpoint of API v1, and the category subscriptions (see sharing.api)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ urlpatterns = [
     path("lists", api.ListsApi.as_view(), name="api_lists"),
     path("lists/<str:list_id>", api.ListDetailApi.as_view(), name="api_list"),
     path("lists/<str:list_id>/entries", api.EntriesApi.as_view(), name="api_list_entries"),
+    path(
+        "lists/<str:list_id>/entries/remove",
+        api.EntriesRemoveApi.as_view(),
+        name="api_list_entries_remove",
+    ),
     path(
         "lists/<str:list_id>/subscription",
         api.SubscriptionApi.as_view(),

@@ -9,8 +9,9 @@ from django.db import transaction
 from hub.audit import Actor
 from hub.models import Organization
 from hub.services import organization_approval_changed, organization_created
+from lists.changes import entries_removed
 from lists.models import HashList, Source
-from lists.services import entries_removed, list_deleted, source_lists_created
+from lists.services import list_deleted, source_lists_created
 
 
 def follow_approval(

@@ -21,11 +21,14 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
-from django_scopes import scopes_disabled
+from django_scopes import scope, scopes_disabled
 
 from hub.errors import ServiceError
 from hub.models import Organization
+from lists import changes
+from lists import selectors as list_selectors
 from lists.models import HashList
+from sharing.models import AccessEvent, ListImpact, SharingPreferences, Subscription
 
 TIER_VERIFIED = "verified"
 TIER_OWN = "own"
@@ -207,10 +210,10 @@ def matchable_by(*, org: Organization, history: bool = False) -> Matchable:
     lists = {row[0]: _described(row, org) for row in rows}
     if not history:
         return Matchable(lists=lists)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM lists_hashlist WHERE organization_id = %s", [org.pk])
+    with scope(organization=org.pk):
         # Deleted own lists too: their removals stay in the feed.
-        intervals = [(pk, 0, FOREVER) for (pk,) in cursor.fetchall()]
+        own = HashList.objects.filter(organization=org).values_list("pk", flat=True)
+        intervals = [(pk, 0, FOREVER) for pk in own]
     events = access_log(org=org)
     opened: dict[int, int] = {}
     for seq, list_pk, granted in events:
@@ -250,31 +253,6 @@ class CatalogueItem:
     via_category: bool
     excluded: bool
     description: str
-
-    def as_dict(self) -> dict[str, Any]:
-        if self.hash_list.tier == TIER_VERIFIED:
-            return {
-                **self.hash_list.as_dict(),
-                "description": self.description,
-                "visibility": "verified",
-                "subscribed": True,
-                "size": self.size,
-                "size_by_type": self.size_by_type,
-                "last_change": self.last_change.isoformat() if self.last_change else None,
-            }
-        return {
-            **self.hash_list.as_dict(),
-            "description": self.description,
-            "visibility": "shared",
-            # The day only (see community_day).
-            "last_change_day": self.last_change.date().isoformat() if self.last_change else None,
-            "subscribed": self.subscribed,
-            "subscribed_via_category": self.via_category,
-            "size": self.size,
-            "size_by_type": self.size_by_type,
-            "last_change": self.last_change.isoformat() if self.last_change else None,
-            "subscribers": self.subscribers,
-        }
 
 
 # The shared lists (of the given ones) that their own owner's category subscription takes in.
@@ -453,13 +431,8 @@ class SubscriptionState:
 
 
 def subscription_state(*, org: Organization) -> SubscriptionState:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT hash_list_id, category, excluded FROM sharing_subscription"
-            " WHERE organization_id = %s",
-            [org.pk],
-        )
-        rows = cursor.fetchall()
+    with scope(organization=org.pk):
+        rows = list(Subscription.objects.values_list("hash_list_id", "category", "excluded"))
     return SubscriptionState(
         lists={list_pk: not excluded for list_pk, _, excluded in rows if list_pk is not None},
         categories={category for list_pk, category, _ in rows if list_pk is None},
@@ -496,15 +469,56 @@ def list_readable_by(*, org: Organization, public_id: str) -> tuple[HashList, Ma
     return hash_list, catalogue_item(org=org, public_id=public_id).hash_list
 
 
+def _page_limit(limit: int | str) -> int:
+    """The page size a caller asked for (a number, or the text of a query parameter)."""
+    if isinstance(limit, int):
+        return limit
+    try:
+        return int(limit)
+    except ValueError:
+        raise ServiceError("bad_limit", "limit must be a whole number from 1 to 1000.") from None
+
+
+def entries_readable_by(
+    *,
+    org: Organization,
+    public_id: str,
+    cursor: str = "",
+    limit: int | str = list_selectors.PAGE_SIZE,
+    signal_type: str = "",
+    label: str = "",
+    prefix: str = "",
+) -> tuple[MatchableList, list_selectors.EntryPage]:
+    """A page of the live entries of a list ``org`` may read (see :func:`list_readable_by`).
+
+    Returns how ``org`` sees the list (its tier says which fields of an entry it may be shown)
+    and the page, newest first. 404 ``not_found`` for a list ``org`` may not read, whatever the
+    paging parameters; only then are they checked (``bad_limit``, ``bad_cursor``,
+    ``bad_prefix``). ``label`` filters the caller's own lists only: another owner's labels are
+    not the caller's to search, since a label could name the owner.
+
+    The entries are read inside the scope of the list's owner (none for a verified source's
+    list), so no caller needs to turn the tenant scopes off.
+    """
+    hash_list, seen = list_readable_by(org=org, public_id=public_id)
+    size = _page_limit(limit)
+    with scope(organization=hash_list.organization_id):
+        page = list_selectors.entries_page(
+            hash_list=hash_list,
+            cursor=cursor,
+            limit=size,
+            signal_type=signal_type,
+            label=label if seen.tier == TIER_OWN else "",
+            prefix=prefix,
+        )
+    return seen, page
+
+
 def access_log(*, org: Organization) -> list[tuple[int, int, bool]]:
     """(seq, list pk, granted) of every community access change of ``org``, in sequence order."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT seq, hash_list_id, granted FROM sharing_accessevent"
-            " WHERE organization_id = %s ORDER BY seq",
-            [org.pk],
-        )
-        return [(seq, list_pk, granted) for seq, list_pk, granted in cursor.fetchall()]
+    with scope(organization=org.pk):
+        events = AccessEvent.objects.order_by("seq").values_list("seq", "hash_list_id", "granted")
+        return [(seq, list_pk, granted) for seq, list_pk, granted in events]
 
 
 def corroboration_counts(hash_ids: Iterable[int]) -> dict[int, int]:
@@ -516,21 +530,23 @@ def corroboration_counts(hash_ids: Iterable[int]) -> dict[int, int]:
     invariant 3). An organisation that holds a hash in an anonymous list and elsewhere is
     therefore counted more than once.
     """
-    wanted = list(set(hash_ids))
-    if not wanted:
+    held = changes.live_holders(hash_ids=hash_ids)
+    if not held:
         return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT e.hash_id, count(DISTINCT CASE"
-            "   WHEN l.visibility = 'anonymous' THEN 'list ' || l.id"
-            "   WHEN l.source_id IS NOT NULL THEN 'source ' || l.source_id"
-            "   ELSE 'org ' || l.organization_id END)"
-            "  FROM lists_entry e JOIN lists_hashlist l ON l.id = e.hash_list_id"
-            " WHERE e.hash_id = ANY(%s) AND e.removed_seq IS NULL AND l.deleted_at IS NULL"
-            " GROUP BY e.hash_id",
-            [wanted],
-        )
-        return {hash_id: int(count) for hash_id, count in cursor.fetchall()}
+    with scopes_disabled():
+        # Corroboration spans every tenant by design (the count, never who).
+        lists = {
+            pk: ("list", pk) if visibility == "anonymous" else
+            ("source", source_id) if source_id is not None else ("org", owner_id)
+            for pk, visibility, source_id, owner_id in HashList.objects.filter(
+                pk__in={list_pk for _, list_pk in held}, deleted_at__isnull=True
+            ).values_list("pk", "visibility", "source_id", "organization_id")
+        }  # fmt: skip
+    holders: dict[int, set[tuple[str, int]]] = {}
+    for hash_id, list_pk in held:
+        if list_pk in lists:
+            holders.setdefault(hash_id, set()).add(lists[list_pk])
+    return {hash_id: len(keys) for hash_id, keys in holders.items()}
 
 
 def disputed_entries(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -552,13 +568,8 @@ def disputed_entries(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
 
 
 def ignores_disputed(*, org: Organization) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT ignore_disputed FROM sharing_sharingpreferences WHERE organization_id = %s",
-            [org.pk],
-        )
-        row = cursor.fetchone()
-    return bool(row and row[0])
+    with scope(organization=org.pk):
+        return SharingPreferences.objects.filter(ignore_disputed=True).exists()
 
 
 def week_start(day: dt.date) -> dt.date:
@@ -569,12 +580,11 @@ def impact_weeks(*, hash_list: HashList, weeks: int = 12) -> list[tuple[dt.date,
     """(Monday, matches for other organisations) for the last ``weeks`` weeks, zeros included."""
     this_week = week_start(timezone.now().date())
     first = this_week - dt.timedelta(weeks=weeks - 1)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT week, matches FROM sharing_listimpact WHERE hash_list_id = %s AND week >= %s",
-            [hash_list.pk, first],
+    counts = dict(
+        ListImpact.objects.filter(hash_list=hash_list, week__gte=first).values_list(
+            "week", "matches"
         )
-        counts = dict(cursor.fetchall())
+    )
     return [
         (first + dt.timedelta(weeks=i), int(counts.get(first + dt.timedelta(weeks=i), 0)))
         for i in range(weeks)

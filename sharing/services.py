@@ -20,8 +20,9 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import Organization
+from lists.changes import sequence_allocate
 from lists.models import HashList, Source
-from lists.services import audit_list, sequence_allocate
+from lists.services import audit_list
 from sharing.models import (
     AccessEvent,
     ListImpact,

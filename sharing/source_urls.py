@@ -1,5 +1,5 @@
 """Staff page of a source's entitlements, under ``/staff/sources/<source_id>/entitlements/``
-(included by hub.urls after lists.source_urls)."""
+(included by hub.urls after lists.sources.urls)."""
 
 from __future__ import annotations
 

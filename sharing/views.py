@@ -299,26 +299,23 @@ def community_list(request: OrgRequest, org_slug: str, list_id: str) -> HttpResp
         item = selectors.catalogue_item(org=org, public_id=list_id)
     except ServiceError:
         # Not in the catalogue: the organisation's own list (a preview), or the same 404.
-        hash_list = list_selectors.get_list_for_org(org=org, public_id=list_id)
-        summary = _summary_of_own(hash_list)
+        summary = _summary_of_own(list_selectors.get_list_for_org(org=org, public_id=list_id))
     else:
-        with scopes_disabled():
-            hash_list = HashList.objects.get(pk=item.hash_list.pk)
         summary = _summary_of_item(item)
     filters = CommunityEntryFilterForm(request.GET)
     context: dict[str, Any] = {"summary": summary, "filters": filters, "rows": []}
     if not filters.is_valid():
         return render(request, "sharing/list.html", context, status=400)
     data = filters.cleaned_data
-    # Another organisation's entries: outside this organisation's scope by design, and read
-    # only through the catalogue check above.
-    with scopes_disabled():
-        page = list_selectors.entries_page(
-            hash_list=hash_list,
-            cursor=data["cursor"],
-            signal_type=data["type"],
-            prefix=data["prefix"],
-        )
+    # Another organisation's entries, read by the selector inside their owner's scope, for a
+    # list this organisation may read (its own, or one of its catalogue as checked above).
+    _, page = selectors.entries_readable_by(
+        org=org,
+        public_id=list_id,
+        cursor=data["cursor"],
+        signal_type=data["type"],
+        prefix=data["prefix"],
+    )
     dispute_base = None if summary.own else _dispute_base(org_slug, list_id)
     rows = []
     for entry in page.entries:

@@ -474,7 +474,7 @@ OTHER_KWARGS: dict[str, Callable[[World], str]] = {
 
 def _new_source() -> None:
     from lists.models import ImportRun, Source
-    from lists.sources import source_create
+    from lists.sources.services import source_create
 
     source = source_create(
         name="Permission feed",

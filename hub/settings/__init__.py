@@ -286,7 +286,7 @@ HASHHUB_DETECTION_RETENTION_DAYS = env_int("HASHHUB_DETECTION_RETENTION_DAYS", 9
 # A shared entry is reported ``disputed: true`` once this many organisations dispute it (open).
 HASHHUB_DISPUTE_THRESHOLD = env_int("HASHHUB_DISPUTE_THRESHOLD", 2, minimum=1)
 # Where the index snapshot task writes the memory-mapped arrays every web process loads.
-# Feed files uploaded by staff for file-based sources (lists.importers.feed).
+# Feed files uploaded by staff for file-based sources (lists.sources.adapters.feed).
 HASHHUB_FEED_DIR = Path(env_str("HASHHUB_FEED_DIR", str(VAR_DIR / "feeds")))
 HASHHUB_INDEX_DIR = Path(env_str("HASHHUB_INDEX_DIR", str(VAR_DIR / "index")))
 # Webhook URLs may not reach loopback, private, link-local or metadata addresses; networks listed

@@ -185,7 +185,7 @@ def collect_audit_actions() -> AuditActionScan:
     """Read every action name the code passes to ``hub.audit.audit``, directly or via helpers.
 
     A helper is any function that hands one of its own parameters on as the action of an audit
-    call (or of another helper's): ``audit_list``, ``_audit_source``, ``_record``, ... Its
+    call (or of another helper's): ``audit_list``, ``audit_source``, ``_record``, ... Its
     callers' arguments are read instead. Anything the scan cannot read is reported, not skipped.
     """
     modules = list(_modules())

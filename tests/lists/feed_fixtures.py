@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from lists.importers.http import Http
+from lists.sources.adapters.http import Http
 
 
 @dataclass(frozen=True)

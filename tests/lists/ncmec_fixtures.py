@@ -1,7 +1,7 @@
 """A local NCMEC hash-sharing API v2 server for tests and bench/ncmec_import.py.
 
 A real HTTP server on 127.0.0.1 (http.server in a thread) speaking the format the real API
-speaks (see lists/importers/ncmec.py): Basic auth, ``/v2/status``, ``/v2/entries?from=&to=``
+speaks (see lists/sources/adapters/ncmec.py): Basic auth, ``/v2/status``, ``/v2/entries?from=&to=``
 with ``<paging><next>`` links carrying ``start``, ``size`` and ``max``. Every path sits under a
 prefix (``/hashsharing`` by default), like NCMEC's environments, while ``next`` links are
 relative to it, as NCMEC's are.

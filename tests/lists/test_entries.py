@@ -10,7 +10,7 @@ from django_scopes import scope, scopes_disabled
 from hub.audit import Actor
 from hub.errors import ServiceError
 from hub.models import AuditEvent, Organization
-from lists import services
+from lists import changes, services
 from lists.models import Entry, Hash, HashList
 from lists.services import EntryInput, entry_add, entry_remove
 
@@ -97,7 +97,7 @@ def test_removal_is_a_tombstone_and_readding_revives_with_new_provenance(csam_a:
 def test_every_change_gets_the_next_number_of_one_sequence(
     csam_a: HashList, se_a: HashList
 ) -> None:
-    start = services.sequence_last()
+    start = changes.sequence_last()
     values = [pdq() for _ in range(5)]
     entry_add(hash_list=csam_a, items=[EntryInput("pdq", v) for v in values], actor=ALICE)
     entry_add(hash_list=se_a, items=[EntryInput("pdq", values[0])], actor=ALICE)
@@ -107,7 +107,7 @@ def test_every_change_gets_the_next_number_of_one_sequence(
         + [s for s in Entry.objects.values_list("removed_seq", flat=True) if s and s > start]
     )
     assert seqs == list(range(start + 1, start + 8))
-    assert services.sequence_last() == start + 7
+    assert changes.sequence_last() == start + 7
 
 
 def test_changes_are_audited_once_per_batch(csam_a: HashList) -> None:

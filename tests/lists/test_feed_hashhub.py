@@ -17,12 +17,14 @@ from django_scopes import scope, scopes_disabled
 from hub.audit import Actor
 from hub.models import Organization
 from lists import services as list_services
-from lists import sources
-from lists.importers.base import ADD, REMOVE, Credentials, SourceError
-from lists.importers.hashhub import HashHubAdapter
-from lists.importers.http import Http
+from lists.changes import sequence_last
 from lists.models import Entry, HashList, ImportRun, Source
-from lists.services import sequence_last
+from lists.sources import runs
+from lists.sources import services as source_services
+from lists.sources.adapters.base import ADD, REMOVE, Credentials
+from lists.sources.adapters.hashhub import HashHubAdapter
+from lists.sources.adapters.http import Http
+from lists.sources.errors import SourceError
 from tests.conftest import make_key
 from tests.lists.feed_fixtures import Reply, Upstream, quick_http, random_pdq, serve_upstream
 
@@ -61,7 +63,7 @@ def change(hash_list: HashList, op: str, *pairs: tuple[str, str]) -> None:
 
 
 def peer_source(url: str, **config: Any) -> Source:
-    return sources.source_create(
+    return source_services.source_create(
         name="Peer hub",
         kind="hashhub",
         config={"url": url, "api_key_env": "PEER_KEY", **config},
@@ -70,10 +72,8 @@ def peer_source(url: str, **config: Any) -> Source:
 
 
 def run(source: Source, http: Http, key: str) -> ImportRun:
-    queued = sources.run_create(source=source, trigger="test", enqueue=False)
-    return sources.run_execute(
-        run_id=queued.pk, http=http, credentials=Credentials({"PEER_KEY": key})
-    )
+    queued = runs.run_create(source=source, trigger="test", enqueue=False)
+    return runs.run_execute(run_id=queued.pk, http=http, credentials=Credentials({"PEER_KEY": key}))
 
 
 def live(source: Source) -> dict[str, set[str]]:

@@ -1,4 +1,4 @@
-"""Feed and StopNCII sources end to end: real HTTP servers, lists.sources, PostgreSQL."""
+"""Feed and StopNCII sources end to end: real HTTP servers, lists.sources runs, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 from django_scopes import scopes_disabled
 
 from hub.audit import Actor
-from lists import sources
-from lists.importers.base import Credentials
-from lists.importers.http import Http
+from lists.changes import sequence_last
 from lists.models import Entry, ImportRun, ImportRunError, Source
-from lists.services import sequence_last
+from lists.sources import runs
+from lists.sources import services as source_services
+from lists.sources.adapters.base import Credentials
+from lists.sources.adapters.http import Http
 from tests.lists.feed_fixtures import (
     FakeStopNCII,
     Reply,
@@ -42,7 +43,7 @@ def http() -> Iterator[Http]:
 
 
 def feed_source(upstream: Upstream, name: str = "IWF-style", **config: Any) -> Source:
-    return sources.source_create(
+    return source_services.source_create(
         name=name,
         kind="feed",
         config={"url": f"{upstream.url}/{name}.csv", "token_env": "FEED_TOKEN", **config},
@@ -62,8 +63,8 @@ def publish(upstream: Upstream, source: Source, body: str) -> None:
 
 
 def run(source: Source, http: Http, **extra: Any) -> ImportRun:
-    queued = sources.run_create(source=source, trigger="test", enqueue=False)
-    return sources.run_execute(run_id=queued.pk, http=http, credentials=KEYS, **extra)
+    queued = runs.run_create(source=source, trigger="test", enqueue=False)
+    return runs.run_execute(run_id=queued.pk, http=http, credentials=KEYS, **extra)
 
 
 def live(source: Source) -> dict[str, set[tuple[str, str]]]:
@@ -245,7 +246,7 @@ def test_stopncii_hashes_land_in_the_se_list_and_withdrawals_leave(
     md5 = random_md5()
     fake.records = [stopncii_record(p, timestamp=100 + i) for i, p in enumerate(pdqs)]
     fake.records.append(stopncii_record(md5, signal_type="VideoMD5", timestamp=110))
-    source = sources.source_create(
+    source = source_services.source_create(
         name="StopNCII",
         kind="stopncii",
         config={

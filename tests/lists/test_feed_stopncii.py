@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from lists.importers import adapter_class
-from lists.importers.base import ADD, REMOVE, Credentials, Page, Record, SourceError
-from lists.importers.http import Http
-from lists.importers.stopncii import StopNCIIAdapter
+from lists.sources.adapters import adapter_class
+from lists.sources.adapters.base import ADD, REMOVE, Credentials, Page, Record
+from lists.sources.adapters.http import Http
+from lists.sources.adapters.stopncii import StopNCIIAdapter
+from lists.sources.errors import SourceError
 from tests.lists.feed_fixtures import (
     FakeStopNCII,
     Reply,

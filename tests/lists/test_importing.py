@@ -13,9 +13,9 @@ from django_scopes import scope
 from hub.audit import Actor
 from hub.errors import ServiceError
 from hub.models import Organization
+from lists.changes import ParsedEntry
 from lists.importing import decode_upload, import_job_create, import_job_run, import_lines
 from lists.models import Entry, HashList, ImportJob
-from lists.services import ParsedEntry
 
 pytestmark = pytest.mark.django_db
 ACTOR = Actor(system="import test")

@@ -1,7 +1,7 @@
 """The NCMEC hash-sharing adapter against a real HTTP server on 127.0.0.1 (ncmec_fixtures).
 
 First the adapter alone (pages, checkpoints, failures, hostile XML), then whole runs through
-lists.sources into a source's CSAM and SE lists on PostgreSQL.
+lists.sources.runs into a source's CSAM and SE lists on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ import pytest
 from django_scopes import scopes_disabled
 
 from hub.audit import Actor
-from lists import sources
+from lists.changes import sequence_last
 from lists.hashtypes import get_signal_type
-from lists.importers import adapter_class
-from lists.importers import ncmec as ncmec_module
-from lists.importers.base import ADD, REMOVE, Credentials, Page, SourceError
-from lists.importers.http import Http
-from lists.importers.ncmec import NcmecAdapter, parse_time
 from lists.models import Entry, ImportRun, ImportRunError, Source
-from lists.services import sequence_last
+from lists.sources import runs
+from lists.sources import services as source_services
+from lists.sources.adapters import adapter_class
+from lists.sources.adapters import ncmec as ncmec_module
+from lists.sources.adapters.base import ADD, REMOVE, Credentials, Page
+from lists.sources.adapters.http import Http
+from lists.sources.adapters.ncmec import NcmecAdapter, parse_time
+from lists.sources.errors import SourceError
 from tests.lists.ncmec_fixtures import (
     BILLION_LAUGHS,
     PASSWORD,
@@ -572,7 +574,7 @@ def test_an_unusable_checkpoint_fails_with_bad_checkpoint(server: NcmecServer) -
     assert raised.value.code == "bad_checkpoint"
 
 
-# --- whole runs through lists.sources ---------------------------------------------------------
+# --- whole runs through lists.sources.runs ----------------------------------------------------
 
 Hashes = set[tuple[str, str, tuple[str, ...]]]
 
@@ -613,7 +615,7 @@ def removed(source: Source) -> dict[str, set[tuple[str, str]]]:
 
 
 def make_source(server: NcmecServer, name: str = "NCMEC", **extra: Any) -> Source:
-    return sources.source_create(
+    return source_services.source_create(
         name=name, kind="ncmec", config=config(server, **extra), actor=SYSTEM
     )
 
@@ -621,9 +623,11 @@ def make_source(server: NcmecServer, name: str = "NCMEC", **extra: Any) -> Sourc
 def run(source: Source, credentials: Credentials | None = None, **extra_config: Any) -> ImportRun:
     if extra_config:
         source.refresh_from_db()
-        sources.source_update(source=source, config=source.config | extra_config, actor=SYSTEM)
-    queued = sources.run_create(source=source, trigger="test", enqueue=False)
-    return sources.run_execute(
+        source_services.source_update(
+            source=source, config=source.config | extra_config, actor=SYSTEM
+        )
+    queued = runs.run_create(source=source, trigger="test", enqueue=False)
+    return runs.run_execute(
         run_id=queued.pk, http=fast_http(), credentials=credentials or Credentials(ENV)
     )
 

@@ -20,7 +20,7 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor
 from hub.models import AuditEvent
 from lists.models import Entry, HashList, ImportRun, Source
-from lists.sources import source_create
+from lists.sources.services import source_create
 from tests.lists.feed_fixtures import Reply, Upstream, serve_upstream
 
 pytestmark = pytest.mark.django_db
@@ -237,7 +237,7 @@ def test_fetchsource_needs_a_known_source() -> None:
 def test_fetchsource_does_not_run_a_source_already_running(upstream: Upstream) -> None:
     from django.db import connections
 
-    from lists.sources import _LOCK_NAMESPACE
+    from lists.sources.runs import _LOCK_NAMESPACE
 
     source = feed_source(upstream)
     ImportRun.objects.create(

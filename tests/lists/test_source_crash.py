@@ -19,9 +19,10 @@ import pytest
 from django_scopes import scopes_disabled
 
 from hub.audit import Actor
-from lists import sources
-from lists.importers.http import Http
 from lists.models import Entry, ImportRun, Source, SourceRecord
+from lists.sources import runs
+from lists.sources import services as source_services
+from lists.sources.adapters.http import Http
 from tests.conftest import wait_for
 from tests.lists.ncmec_fixtures import PASSWORD, USERNAME, NcmecServer, SyntheticLog, iso
 
@@ -57,17 +58,17 @@ def make_source(server: NcmecServer, name: str) -> Source:
         "window_hours": 24,
         "settle_minutes": 0,
     }
-    return sources.source_create(name=name, kind="ncmec", config=config, actor=SYSTEM)
+    return source_services.source_create(name=name, kind="ncmec", config=config, actor=SYSTEM)
 
 
 def run_here(source: Source) -> ImportRun:
     """Run (or resume) an import of ``source`` in this process, to the end."""
     deadline = time.monotonic() + 30
     while True:
-        queued = sources.run_create(source=source, trigger="test", enqueue=False)
+        queued = runs.run_create(source=source, trigger="test", enqueue=False)
         http = Http(attempts=3, backoff=0.01, timeout=10)
         try:
-            result = sources.run_execute(run_id=queued.pk, http=http)
+            result = runs.run_execute(run_id=queued.pk, http=http)
         finally:
             http.close()
         # The killed worker's connection may hold the source's lock a moment longer.
@@ -127,7 +128,7 @@ def test_a_run_killed_part_way_then_run_again_ends_like_a_clean_run(
     kill_after_pages: int,
 ) -> None:
     crashed = make_source(slow_upstream, "NCMEC (crashed)")
-    queued = sources.run_create(source=crashed, trigger="test")  # a Celery task, on commit
+    queued = runs.run_create(source=crashed, trigger="test")  # a Celery task, on commit
 
     def far_enough() -> ImportRun | None:
         run = ImportRun.objects.get(pk=queued.pk)

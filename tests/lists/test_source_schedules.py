@@ -24,8 +24,8 @@ from hub.audit import Actor
 from hub.celery import app
 from hub.errors import ServiceError
 from lists.models import ImportRun, Source
-from lists.source_schedules import next_run_after
-from lists.sources import source_create, source_update
+from lists.sources.schedules import next_run_after
+from lists.sources.services import source_create, source_update
 from lists.tasks import scheduled_source_run
 
 pytestmark = pytest.mark.django_db

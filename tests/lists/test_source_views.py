@@ -21,9 +21,9 @@ from django_scopes import scopes_disabled
 
 from hub.audit import Actor
 from hub.models import AuditEvent, Organization, User
-from lists.forms_sources import config_for_display, credential_problems
 from lists.models import Entry, HashList, ImportRun, ImportRunError, Source
-from lists.sources import source_create
+from lists.sources.credentials import config_for_display, credential_problems
+from lists.sources.services import source_create
 from sharing.models import SourceEntitlement
 from tests.factories import OrganizationFactory
 
@@ -506,7 +506,8 @@ def test_changing_a_sources_access(staff_client: Client, source: Source) -> None
 def test_staff_upload_a_feed_file_which_is_stored_and_imported(
     staff_client: Client, settings: Any, tmp_path: Any
 ) -> None:
-    from lists.sources import run_execute, source_create
+    from lists.sources.runs import run_execute
+    from lists.sources.services import source_create
 
     settings.HASHHUB_FEED_DIR = tmp_path
     source = source_create(

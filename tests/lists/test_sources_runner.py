@@ -1,4 +1,4 @@
-"""lists.sources: pages and checkpoints in one transaction, keyed updates, refcounts, snapshots.
+"""Source runs: pages and checkpoints in one transaction, keyed updates, refcounts, snapshots.
 
 The adapter here is a scripted one (the real formats have their own tests against real HTTP
 servers); what is under test is the runner's bookkeeping against PostgreSQL.
@@ -19,9 +19,11 @@ from django_scopes import scopes_disabled
 
 from hub.audit import Actor
 from hub.errors import ServiceError
-from lists import sources
-from lists.importers.base import Adapter, Page, Record, RecordError, SourceError
 from lists.models import Entry, HashList, ImportRun, ImportRunError, Source, SourceRecord
+from lists.sources import helper, pages, runs
+from lists.sources import services as source_services
+from lists.sources.adapters.base import Adapter, Page, Record, RecordError
+from lists.sources.errors import SourceError
 
 pytestmark = pytest.mark.django_db
 
@@ -44,9 +46,10 @@ class Scripted(Adapter):
 
 @pytest.fixture
 def source(monkeypatch: pytest.MonkeyPatch) -> Source:
-    monkeypatch.setattr(sources, "adapter_class", lambda kind: Scripted)
+    monkeypatch.setattr(source_services, "adapter_class", lambda kind: Scripted)
+    monkeypatch.setattr(runs, "adapter_class", lambda kind: Scripted)
     Scripted.SCRIPT = []
-    return sources.source_create(name="Scripted", kind="feed", config={}, actor=SYSTEM)
+    return source_services.source_create(name="Scripted", kind="feed", config={}, actor=SYSTEM)
 
 
 def pdq() -> str:
@@ -58,8 +61,8 @@ def page(number: int, *records: Record, **extra: Any) -> Page:
 
 
 def run(source: Source) -> ImportRun:
-    queued = sources.run_create(source=source, trigger="test", enqueue=False)
-    return sources.run_execute(run_id=queued.pk)
+    queued = runs.run_create(source=source, trigger="test", enqueue=False)
+    return runs.run_execute(run_id=queued.pk)
 
 
 def live(source: Source) -> dict[str, set[tuple[str, str, tuple[str, ...]]]]:
@@ -197,7 +200,7 @@ def test_a_run_keeps_the_collector_off_older_objects_and_gives_them_back(
             frozen_during.append(gc.get_freeze_count())
             yield from super().pages(checkpoint)
 
-    monkeypatch.setattr(sources, "adapter_class", lambda kind: Watching)
+    monkeypatch.setattr(runs, "adapter_class", lambda kind: Watching)
     assert gc.get_freeze_count() == 0
     Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
     assert run(source).status == "succeeded"
@@ -262,37 +265,37 @@ def test_a_complete_snapshot_removes_what_it_no_longer_names(source: Source) -> 
 
 def test_one_run_at_a_time_per_source(source: Source) -> None:
     Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
-    queued = sources.run_create(source=source, trigger="test", enqueue=False)
-    assert sources.run_create(source=source, trigger="again", enqueue=False) == queued
+    queued = runs.run_create(source=source, trigger="test", enqueue=False)
+    assert runs.run_create(source=source, trigger="again", enqueue=False) == queued
     # Another connection holds the source's lock, as a running worker would.
     from django.db import connections
 
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [sources._LOCK_NAMESPACE, source.pk])
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [runs._LOCK_NAMESPACE, source.pk])
         with pytest.raises(ServiceError) as busy:
-            sources.run_execute(run_id=queued.pk)
+            runs.run_execute(run_id=queued.pk)
         assert busy.value.code == "source_busy"
         queued.refresh_from_db()
         assert queued.status == "queued"  # left alone for whoever holds the lock
         assert live(source)["csam"] == set()
     finally:
         other.close()
-    assert sources.run_execute(run_id=queued.pk).status == "succeeded"
+    assert runs.run_execute(run_id=queued.pk).status == "succeeded"
 
 
 @pytest.mark.clock
 def test_a_dead_workers_run_is_marked_abandoned_by_the_next(source: Source) -> None:
     Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
-    dead = sources.run_create(source=source, trigger="test", enqueue=False)
+    dead = runs.run_create(source=source, trigger="test", enqueue=False)
     ImportRun.objects.filter(pk=dead.pk).update(status="running")
     ImportRun.objects.filter(pk=dead.pk).update(
-        heartbeat_at=dead.created - sources.HEARTBEAT_STALE * 2
+        heartbeat_at=dead.created - runs.HEARTBEAT_STALE * 2
     )
-    fresh = sources.run_create(source=source, trigger="later", enqueue=False)
+    fresh = runs.run_create(source=source, trigger="later", enqueue=False)
     assert fresh.pk != dead.pk  # the stale one does not block a new run
-    assert sources.run_execute(run_id=fresh.pk).status == "succeeded"
+    assert runs.run_execute(run_id=fresh.pk).status == "succeeded"
     dead.refresh_from_db()
     assert (dead.status, dead.error_code) == ("failed", "abandoned")
 
@@ -307,19 +310,19 @@ def test_source_validation_errors_have_codes(source: Source) -> None:
     ]:
         arguments: dict[str, Any] = {"kind": "feed", "config": {}, "actor": SYSTEM} | kwargs
         with pytest.raises(ServiceError) as refused:
-            sources.source_create(**arguments)
+            source_services.source_create(**arguments)
         assert refused.value.code == code
 
 
 def test_a_running_run_whose_worker_is_gone_does_not_block_a_new_one(source: Source) -> None:
     Scripted.SCRIPT = [page(0, Record("1", "add", (("pdq", pdq()),)))]
-    dead = sources.run_create(source=source, trigger="test", enqueue=False)
+    dead = runs.run_create(source=source, trigger="test", enqueue=False)
     ImportRun.objects.filter(pk=dead.pk).update(status="running")  # fresh heartbeat, no lock
-    fresh = sources.run_create(source=source, trigger="later", enqueue=False)
+    fresh = runs.run_create(source=source, trigger="later", enqueue=False)
     assert fresh.pk != dead.pk
     dead.refresh_from_db()
     assert (dead.status, dead.error_code) == ("failed", "abandoned")
-    assert sources.run_execute(run_id=fresh.pk).status == "succeeded"
+    assert runs.run_execute(run_id=fresh.pk).status == "succeeded"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -332,7 +335,8 @@ def test_a_run_outside_a_transaction_prepares_pages_ahead_and_ends_the_same(
     import os
     import threading
 
-    monkeypatch.setattr(sources, "adapter_class", lambda kind: Scripted)
+    monkeypatch.setattr(source_services, "adapter_class", lambda kind: Scripted)
+    monkeypatch.setattr(runs, "adapter_class", lambda kind: Scripted)
     shared, a, b, c = pdq(), pdq(), pdq(), pdq()
     first = Record("1", "add", (("pdq", shared), ("md5", "ab" * 16)), key="r1", labels=("A1",))
     Scripted.SCRIPT = [
@@ -342,10 +346,10 @@ def test_a_run_outside_a_transaction_prepares_pages_ahead_and_ends_the_same(
         page(3, Record("4", "remove", key="r2"), Record("5", "add", (("pdq", c),), key="r3")),
         SourceError("malformed_page", "Page 5 is not well-formed."),
     ]
-    ahead = sources.source_create(name="Ahead", kind="feed", config={}, actor=SYSTEM)
-    in_order = sources.source_create(name="In order", kind="feed", config={}, actor=SYSTEM)
+    ahead = source_services.source_create(name="Ahead", kind="feed", config={}, actor=SYSTEM)
+    in_order = source_services.source_create(name="In order", kind="feed", config={}, actor=SYSTEM)
     helpers = tmp_path / "helpers"  # the helper's memory is its own: it writes down its pid
-    real_ahead = sources._prepared_ahead
+    real_ahead = helper._prepared_ahead
 
     def spied_ahead(*args: Any) -> Iterator[Any]:
         with helpers.open("a") as noted:
@@ -356,7 +360,7 @@ def test_a_run_outside_a_transaction_prepares_pages_ahead_and_ends_the_same(
         task = Path(f"/proc/self/task/{threading.get_native_id()}/children")
         return task.read_text().strip()
 
-    monkeypatch.setattr(sources, "_prepared_ahead", spied_ahead)
+    monkeypatch.setattr(helper, "_prepared_ahead", spied_ahead)
     started_threads = set(threading.enumerate())
     ran_ahead = run(ahead)
     assert helpers.read_text().split() not in ([], [str(os.getpid())])
@@ -386,7 +390,7 @@ def test_without_a_helper_process_the_run_prepares_its_pages_itself(
     def no_fork() -> int:
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(sources.os, "fork", no_fork)
+    monkeypatch.setattr(helper.os, "fork", no_fork)
     a, b = pdq(), pdq()
     Scripted.SCRIPT = [
         page(0, Record("1", "add", (("pdq", a),), key="r1", labels=("A1",))),
@@ -415,8 +419,8 @@ def test_a_run_that_stops_on_its_own_error_kills_its_helper_process(
                 yield page(number, Record(str(number), "add", (("pdq", pdq()),), key=f"k{number}"))
                 number += 1
 
-    monkeypatch.setattr(sources, "adapter_class", lambda kind: Endless)
-    real_apply = sources._apply_page_and_checkpoint
+    monkeypatch.setattr(runs, "adapter_class", lambda kind: Endless)
+    real_apply = runs._apply_page_and_checkpoint
     applied: list[int] = []
 
     def apply_then_break(*args: Any) -> None:
@@ -425,7 +429,7 @@ def test_a_run_that_stops_on_its_own_error_kills_its_helper_process(
         applied.append(1)
         real_apply(*args)
 
-    monkeypatch.setattr(sources, "_apply_page_and_checkpoint", apply_then_break)
+    monkeypatch.setattr(runs, "_apply_page_and_checkpoint", apply_then_break)
     started = time.monotonic()
     done = run(source)
     assert (done.status, done.error_code, done.pages) == ("failed", "internal_error", 2)
@@ -457,7 +461,7 @@ def test_hashes_another_writer_inserts_meanwhile_are_taken_as_theirs_not_as_new(
         # Commits while our upsert waits on its row (no sooner than a moment from now).
         threading.Timer(0.5, other.commit).start()
         started = time.monotonic()
-        ids, made = sources._hash_ids([theirs, ours])
+        ids, made = pages._hash_ids([theirs, ours])
         assert time.monotonic() - started >= 0.4  # it did wait for the other transaction
     finally:
         other.close()
@@ -471,4 +475,4 @@ def test_hashes_another_writer_inserts_meanwhile_are_taken_as_theirs_not_as_new(
         assert dict(cursor.fetchall()) == {"pdq": 1, "md5": 1}
     # Both known now, inside a transaction too (the in-order path): none inserted again.
     with transaction.atomic():
-        assert sources._hash_ids([theirs, ours]) == (ids, frozenset())
+        assert pages._hash_ids([theirs, ours]) == (ids, frozenset())

@@ -143,7 +143,7 @@ def test_a_gated_source_reaches_only_the_granted_and_a_new_list_of_it_follows(
         # A list made for the source later (as ``source_lists`` does when one is missing) is
         # granted to the entitled organisation at once.
         HashList.objects.filter(source=source, category="se").delete()
-        from lists.sources import source_lists
+        from lists.sources.services import source_lists
 
         made = source_lists(source)["se"]
         assert AccessEvent.objects.filter(organization=org_b, hash_list=made, granted=True)

@@ -11,8 +11,8 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor
 from hub.models import AuditEvent, Organization
 from lists import services as list_services
-from lists import sources
 from lists.models import HashList, Source
+from lists.sources import services as source_services
 from sharing import services
 from tests.matching.test_export import replay
 from tests.sharing.test_access import api, hits, matchable_live
@@ -26,14 +26,14 @@ SYSTEM = Actor(system="test")
 def source(monkeypatch: pytest.MonkeyPatch) -> Source:
     from tests.lists.test_sources_runner import Scripted
 
-    monkeypatch.setattr(sources, "adapter_class", lambda kind: Scripted)
-    return sources.source_create(
+    monkeypatch.setattr(source_services, "adapter_class", lambda kind: Scripted)
+    return source_services.source_create(
         name="Hotline Feed", kind="feed", config={}, access="granted", actor=SYSTEM
     )
 
 
 def source_list(source: Source, category: str = "csam") -> HashList:
-    return sources.source_lists(source)[category]
+    return source_services.source_lists(source)[category]
 
 
 def add(hash_list: HashList, signal_type: str, value: str) -> None:

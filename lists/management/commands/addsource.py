@@ -8,14 +8,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hub.errors import ServiceError
 from hub.management.base import cli_actor
-from lists.forms_sources import ENV_NAME, MAX_INTERVAL_MINUTES, credential_problems
 from lists.models import HashList, Source
-from lists.source_schedules import schedule_text
-from lists.sources import source_create, source_lists
+from lists.sources.credentials import ENV_NAME, credential_problems
+from lists.sources.forms import MAX_INTERVAL_MINUTES
+from lists.sources.schedules import schedule_text
+from lists.sources.services import source_create, source_lists
 
 # --<option> VAR  ->  config key holding the variable's *name* (never its value).
 CREDENTIAL_OPTIONS = ("username_env", "password_env", "token_env")
-# Where each kind's adapter looks for the variable naming its token (lists/importers/*.py).
+# Where each kind's adapter looks for the variable naming its token (lists/sources/adapters/*.py).
 TOKEN_KEYS = {
     Source.Kind.FEED: "token_env",
     Source.Kind.HASHHUB: "api_key_env",

@@ -9,7 +9,7 @@ from django.db.models import Q
 from hub.errors import ServiceError
 from hub.management.base import cli_actor
 from lists.models import ImportRun, ImportRunError, Source
-from lists.sources import run_create, run_execute
+from lists.sources.runs import run_create, run_execute
 
 BAR_WIDTH = 30
 ERRORS_SHOWN = 20

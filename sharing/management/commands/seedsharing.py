@@ -17,7 +17,8 @@ from hub.management.base import cli_actor
 from hub.models import Organization
 from lists.models import HashList, Source
 from lists.services import EntryInput, entry_add, list_create
-from lists.sources import run_create, run_execute, source_create
+from lists.sources.runs import run_create, run_execute
+from lists.sources.services import source_create
 from sharing.services import list_visibility_set, subscription_category_set
 
 FEED_NAME = "Demo hotline feed"

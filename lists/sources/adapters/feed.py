@@ -67,7 +67,8 @@ from typing import IO, Any
 from django.conf import settings
 
 from lists.hashtypes import HashParseError, get_signal_type
-from lists.importers.base import ADD, REMOVE, Adapter, Page, Record, RecordError, SourceError
+from lists.sources.adapters.base import ADD, REMOVE, Adapter, Page, Record, RecordError
+from lists.sources.errors import SourceError
 
 PAGE_SIZE = 10_000
 MAX_PAGE_SIZE = 100_000

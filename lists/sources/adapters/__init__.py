@@ -6,13 +6,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lists.importers.base import Adapter
+    from lists.sources.adapters.base import Adapter
 
 _MODULES = {
-    "ncmec": "lists.importers.ncmec",
-    "stopncii": "lists.importers.stopncii",
-    "feed": "lists.importers.feed",
-    "hashhub": "lists.importers.hashhub",
+    "ncmec": "lists.sources.adapters.ncmec",
+    "stopncii": "lists.sources.adapters.stopncii",
+    "feed": "lists.sources.adapters.feed",
+    "hashhub": "lists.sources.adapters.hashhub",
 }
 
 

@@ -1,15 +1,15 @@
 """What every upstream adapter gives the import runner, and what it may raise.
 
 An adapter turns one upstream format into :class:`Page` objects: records to apply, per-record
-errors, and the checkpoint to store once the page is applied. The runner (lists.sources) applies
-each page and stores its checkpoint in one transaction, so a crash between pages loses nothing
-and a crash inside a page leaves the old checkpoint: the next run fetches that page again, and
-applying it twice gives the state once gives (adds of live entries and removals of absent ones
+errors, and the checkpoint to store once the page is applied. The runner (lists.sources.runs)
+applies each page and stores its checkpoint in one transaction, so a crash between pages loses
+nothing and a crash inside a page leaves the old checkpoint: the next run fetches that page again,
+and applying it twice gives the state once gives (adds of live entries and removals of absent ones
 change nothing).
 
 Adapters never touch the database; they are given the source's ``config`` (plain settings, plus
 the *names* of environment variables that hold credentials), a :class:`Credentials` reader and
-an :class:`~lists.importers.http.Http` client with timeouts and retries.
+an :class:`~lists.sources.adapters.http.Http` client with timeouts and retries.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from queue import Full, Queue
 from typing import Any, ClassVar, TypeVar
 
-from lists.importers.http import Http
+from lists.sources.adapters.http import Http
+from lists.sources.errors import SourceError
 
 T = TypeVar("T")
 
@@ -76,21 +77,6 @@ class Page:
     snapshot: str = ""
     snapshot_complete: bool = False
     expected: int | None = None
-
-
-class SourceError(Exception):
-    """The run cannot go on: the checkpoint stays where the last good page left it.
-
-    ``code`` is machine-readable (``auth_failed``, ``http_error``, ``timeout``,
-    ``malformed_page``, ``unsafe_xml``, ``bad_config``, ``credentials_missing``...); ``message``
-    is a sentence for staff. Never put credentials in either.
-    """
-
-    def __init__(self, code: str, message: str, *, position: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.position = position
 
 
 class Credentials:

@@ -74,16 +74,16 @@ from defusedxml import (
     ExternalReferenceForbidden,
 )
 
-from lists.importers.base import (
+from lists.sources.adapters.base import (
     ADD,
     REMOVE,
     Adapter,
     Page,
     Record,
     RecordError,
-    SourceError,
     prefetched,
 )
+from lists.sources.errors import SourceError
 
 CATEGORY_OF_ENVIRONMENT = {"industry": "csam", "ngo": "csam", "exploitative": "se"}
 FINGERPRINT_TYPES = {"md5": "md5", "sha1": "sha1", "pdq": "pdq", "pdna": "photodna"}

@@ -35,8 +35,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from lists.hashtypes import HashParseError
-from lists.importers.base import ADD, REMOVE, Adapter, Page, Record, RecordError, SourceError
-from lists.importers.feed import CATEGORIES, hash_key
+from lists.sources.adapters.base import ADD, REMOVE, Adapter, Page, Record, RecordError
+from lists.sources.adapters.feed import CATEGORIES, hash_key
+from lists.sources.errors import SourceError
 
 DEFAULT_URL = "https://api.stopncii.org/v1"
 DEFAULT_START_TIME = 10

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from lists.sources.errors import SourceError
+
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -17,7 +19,7 @@ class Http:
     """GET with a timeout, retrying connection errors, timeouts and 5xx/429 with backoff.
 
     ``sleep`` is injectable so tests can run the backoff without waiting. A final failure raises
-    lists.importers.base.SourceError with ``auth_failed`` (401/403), ``timeout`` or ``http_error``.
+    lists.sources.errors.SourceError with ``auth_failed`` (401/403), ``timeout`` or ``http_error``.
     """
 
     def __init__(
@@ -46,8 +48,6 @@ class Http:
         auth: tuple[str, str] | None = None,
     ) -> httpx.Response:
         """The response of a successful (2xx) GET; raises SourceError once retries are spent."""
-        from lists.importers.base import SourceError
-
         last_error = ""
         code = "http_error"
         for attempt in range(1, self.attempts + 1):

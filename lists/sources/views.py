@@ -1,14 +1,14 @@
 """Staff pages of upstream sources: the list with health, a source's settings and runs, run detail.
 
 Hub staff only (``staff_required``: the login page for anonymous callers, 404 for everyone else).
-The rules live in lists.sources; these views translate forms to calls. A source's config is shown
-only through lists.forms_sources (names of environment variables, never a credential). Entitlements
-are sharing's business and have their own page (sharing.source_views), linked by URL name.
+The rules live in the services of lists.sources; these views translate forms to calls. A source's
+config is shown only through lists.sources.credentials (names of environment variables, never a
+credential). Entitlements are sharing's business and have their own page (sharing.source_views),
+linked by URL name.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from django.contrib import messages
@@ -23,23 +23,16 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor
 from hub.decorators import staff_required
 from hub.errors import ServiceError
-from lists import sources
-from lists.forms_sources import (
-    ConfigRow,
-    SourceCreateForm,
-    SourceSettingsForm,
-    config_for_display,
-)
-from lists.importers.base import SourceError
 from lists.models import HashList, ImportRun, ImportRunError, Source
-from lists.source_schedules import next_run_after, schedule_text
+from lists.sources import runs, services, uploads
+from lists.sources.credentials import ConfigRow, config_for_display
+from lists.sources.errors import SourceError
+from lists.sources.forms import SourceCreateForm, SourceSettingsForm
+from lists.sources.schedules import next_run_after, schedule_text
 
 RUNS_PER_PAGE = 20
 ERRORS_PER_PAGE = 100
 ACTIVE = (ImportRun.Status.QUEUED, ImportRun.Status.RUNNING)
-# A running run whose worker has not reported for this long has probably died (the next run
-# resumes from its checkpoint).
-STALE_HEARTBEAT = dt.timedelta(minutes=5)
 
 
 def duration_text(seconds: float | None) -> str:
@@ -73,12 +66,14 @@ class RunRow:
 
     @property
     def stale(self) -> bool:
+        """Running, and no word from its worker for as long as makes the service queue a new run
+        beside it (runs.HEARTBEAT_STALE): its worker has probably died."""
         run = self.run
         beat = run.heartbeat_at or run.started_at
         return (
             run.status == ImportRun.Status.RUNNING
             and beat is not None
-            and timezone.now() - beat > STALE_HEARTBEAT
+            and timezone.now() - beat > runs.HEARTBEAT_STALE
         )
 
 
@@ -199,7 +194,7 @@ def sources_index(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            source = sources.source_create(
+            source = services.source_create(
                 name=data["name"],
                 kind=data["kind"],
                 config=data["config"],
@@ -253,7 +248,7 @@ def source_detail(request: HttpRequest, source_id: str) -> HttpResponse:
         changes = form.changes(source)
         try:
             if changes:
-                sources.source_update(source=source, actor=_actor(request), **changes)
+                services.source_update(source=source, actor=_actor(request), **changes)
         except (ServiceError, SourceError) as error:
             form.add_error(None, error.message)
         else:
@@ -268,7 +263,7 @@ def source_run_now(request: HttpRequest, source_id: str) -> HttpResponse:
     source = _source(source_id)
     going = ImportRun.objects.filter(source=source, status__in=ACTIVE).exists()
     try:
-        sources.source_run_now(source=source, actor=_actor(request))
+        runs.source_run_now(source=source, actor=_actor(request))
     except (ServiceError, SourceError) as error:
         messages.error(request, error.message)
     else:
@@ -289,7 +284,7 @@ def source_upload(request: HttpRequest, source_id: str) -> HttpResponse:
         messages.error(request, "Choose a CSV, TSV or JSON-lines file to upload.")
         return redirect("staff_source", source_id=source.public_id)
     try:
-        sources.feed_file_store(
+        uploads.feed_file_store(
             source=source, data=upload.read(), filename=upload.name or "", actor=_actor(request)
         )
     except (ServiceError, SourceError) as error:

@@ -1,0 +1,593 @@
+"""The change sequence, entry writes and change-feed reads: the one owner of how lists change.
+
+Every add and removal of an entry takes the next number of one global sequence (see
+``lists/models.py`` for why a reader never skips a change that commits late). This module is the
+only code that numbers changes, writes entries and their tombstones, keeps each list's live
+counters, and reads the changes back for the match index, the export feed and the reconciler.
+``lists.services`` (the entry and list services), the source runner (``lists.sources``),
+``sharing`` (access events share the sequence) and ``matching`` (the index and the export) call
+it; nothing else hand-writes a statement against the entry tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+from django.dispatch import Signal
+from django.utils import timezone
+from django_scopes import scopes_disabled
+
+from hub.audit import Actor
+from hub.lib.ids import new_ordered_public_ids
+from lists.models import HashList
+
+
+@dataclass(frozen=True)
+class ParsedEntry:
+    index: int
+    signal_type: str
+    value: bytes
+    labels: list[str]
+    note: str
+
+
+# --- the staging table and the change sequence ----------------------------------------------
+
+
+def rows_distinct(rows: Iterable[ParsedEntry]) -> list[ParsedEntry]:
+    """The first row of each (type, value), in order: a batch may repeat a hash."""
+    first: dict[tuple[str, bytes], ParsedEntry] = {}
+    for row in rows:
+        first.setdefault((row.signal_type, row.value), row)
+    return list(first.values())
+
+
+def rows_stage(rows: Iterable[ParsedEntry]) -> None:
+    """COPY distinct parsed rows into this transaction's staging table (made on first use)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS hashhub_stage ("
+            " idx integer, signal_type varchar(16), value bytea, labels text[], note text,"
+            " public_id text"
+            ") ON COMMIT DELETE ROWS"
+        )
+        cursor.execute("TRUNCATE hashhub_stage")
+        rows = list(rows)
+        # Each row carries the public id its entry gets if it is added (unused ones are dropped).
+        public_ids = new_ordered_public_ids(len(rows))
+        with cursor.cursor.copy(
+            "COPY hashhub_stage (idx, signal_type, value, labels, note, public_id) FROM STDIN"
+        ) as copy:
+            for row, public_id in zip(rows, public_ids, strict=True):
+                copy.write_row(
+                    (row.index, row.signal_type, row.value, row.labels, row.note, public_id)
+                )
+        cursor.execute("ANALYZE hashhub_stage")
+
+
+def sequence_lock() -> int:
+    """Take the change sequence's lock until commit and return its last number (see models)."""
+    with connection.cursor() as cursor:
+        # One round trip: the conflict's no-op update locks the row (a migration makes it; the
+        # insert recreates it if a test flush, a TRUNCATE, removed it) and returns its value.
+        cursor.execute(
+            "INSERT INTO lists_changecounter (id, last) VALUES (1, 0)"
+            " ON CONFLICT (id) DO UPDATE SET last = lists_changecounter.last RETURNING last"
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("the change counter row is missing; run the migrations")
+    return int(row[0])
+
+
+def sequence_advance(count: int) -> None:
+    if count:
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE lists_changecounter SET last = last + %s WHERE id = 1", [count])
+
+
+def sequence_allocate(count: int) -> int:
+    """Take ``count`` numbers of the change sequence for changes made outside this module.
+
+    Returns the first; the numbers are ``first .. first + count - 1``. Holds the sequence lock until
+    the caller's transaction commits (see lists.models), so call it last, inside the transaction
+    that writes the numbered rows.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("sequence_allocate must run inside the transaction that uses it")
+    first = sequence_lock() + 1
+    sequence_advance(count)
+    return first
+
+
+SEQUENCE_LAST_SQL = "SELECT last FROM lists_changecounter WHERE id = 1"
+"""The query behind :func:`sequence_last`, for callers that read it within another statement."""
+
+
+def sequence_last() -> int:
+    """The last committed change number: a cheap check for readers (index, export)."""
+    with connection.cursor() as cursor:
+        cursor.execute(SEQUENCE_LAST_SQL)
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+# Sent inside the transaction that tombstoned live entries of ``hash_list`` (any removal: by
+# hand, by file, a list's deletion, an upstream's). ``sharing`` closes the disputes on them.
+entries_removed = Signal()
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who adds or removes, as stored on the entry."""
+
+    user_id: int | None
+    key_id: int | None
+    label: str
+
+    def as_params(self) -> dict[str, Any]:
+        """The statement parameters ``user``, ``key`` and ``label`` of an entry write."""
+        return {"user": self.user_id, "key": self.key_id, "label": self.label}
+
+    @classmethod
+    def of(cls, actor: Actor, label: str | None = None) -> Provenance:
+        return cls(
+            user_id=actor.user.pk if actor.user else None,
+            key_id=actor.api_key.pk if actor.api_key else None,
+            label=(label or actor.label)[:200],
+        )
+
+
+def entries_add(
+    hash_list: HashList, rows: Iterable[ParsedEntry], who: Provenance
+) -> tuple[int, int]:
+    """Stage, upsert the merged set, add live entries. Returns (valid rows, entries added)."""
+    rows = list(rows)
+    if not rows:
+        return 0, 0
+    rows_stage(rows_distinct(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO lists_hash (signal_type, value) "
+            "SELECT signal_type, value FROM hashhub_stage "
+            "ON CONFLICT (signal_type, value) DO NOTHING"
+        )
+        last = sequence_lock()
+        # The staged rows are distinct (see _stage). Each looks its hash and its live entry up
+        # through the unique indexes (correlated subqueries), so a chunk costs the same whether
+        # the merged set holds a thousand hashes or ten million; a join would scan them all.
+        cursor.execute(
+            """
+            WITH resolved AS (
+                SELECT s.idx, s.signal_type, s.labels, s.note, s.public_id,
+                       (SELECT h.id FROM lists_hash h
+                         WHERE h.signal_type = s.signal_type AND h.value = s.value) AS hash_id
+                FROM hashhub_stage s
+            ), fresh AS (
+                SELECT r.*, row_number() OVER (ORDER BY r.idx) AS rn
+                FROM resolved r
+                WHERE (SELECT e.id FROM lists_entry e
+                        WHERE e.hash_list_id = %(list)s AND e.hash_id = r.hash_id
+                          AND e.removed_seq IS NULL) IS NULL
+            )
+            , inserted AS (
+                INSERT INTO lists_entry (
+                    hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
+                    added_by_user_id, added_by_key_id, added_by_label, removed_by_label,
+                    removed_reason
+                )
+                SELECT %(list)s, hash_id, public_id, labels, note, %(last)s + rn, %(now)s,
+                       %(user)s, %(key)s, %(label)s, '', ''
+                FROM fresh
+            )
+            -- Every fresh row is inserted: its per-type count keeps the list's counters exact.
+            SELECT signal_type, count(*) FROM fresh GROUP BY signal_type
+            """,
+            {
+                "list": hash_list.pk,
+                "last": last,
+                "now": timezone.now(),
+                **who.as_params(),
+            },
+        )
+        by_type = {signal_type: int(n) for signal_type, n in cursor.fetchall()}
+    added = sum(by_type.values())
+    sequence_advance(added)
+    counts_change(hash_list, by_type, sign=1)
+    return len(rows), added
+
+
+# Which live entries a removal tombstones: the staged hashes', or the whole list's.
+STAGED_TARGETS = """
+    SELECT e.id, h.signal_type FROM lists_entry e
+    JOIN lists_hash h ON h.id = e.hash_id
+    JOIN hashhub_stage s ON s.signal_type = h.signal_type AND s.value = h.value
+    WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL
+"""
+ALL_TARGETS = """
+    SELECT e.id, h.signal_type FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id
+    WHERE e.hash_list_id = %(list)s AND e.removed_seq IS NULL
+"""
+
+
+def entries_tombstone(
+    hash_list: HashList,
+    targets: str,
+    who: Provenance,
+    reason: str,
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Give each target entry the next change number and a removal record. Returns how many.
+
+    ``params`` binds the target query's own parameters beyond ``list``.
+    """
+    last = sequence_lock()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH targets AS (
+                SELECT id, signal_type, row_number() OVER (ORDER BY id) AS rn
+                FROM ({targets}) AS chosen
+            ), updated AS (
+                UPDATE lists_entry e
+                   SET removed_seq = %(last)s + t.rn, removed_at = %(now)s,
+                       removed_by_user_id = %(user)s, removed_by_key_id = %(key)s,
+                       removed_by_label = %(label)s, removed_reason = %(reason)s
+                  FROM targets t
+                 WHERE e.id = t.id
+            )
+            SELECT signal_type, count(*) FROM targets GROUP BY signal_type
+            """,  # noqa: S608 - only the two constant target queries above are formatted in.
+            {
+                "list": hash_list.pk,
+                "last": last,
+                "now": timezone.now(),
+                **who.as_params(),
+                "reason": reason,
+                **(params or {}),
+            },
+        )
+        by_type = {signal_type: int(n) for signal_type, n in cursor.fetchall()}
+    removed = sum(by_type.values())
+    sequence_advance(removed)
+    counts_change(hash_list, by_type, sign=-1)
+    if removed:
+        entries_removed.send(sender=None, hash_list=hash_list)
+    return removed
+
+
+def counts_change(hash_list: HashList, by_type: dict[str, int], *, sign: int) -> None:
+    """Keep the list's live counts per type and its last change, under the sequence lock.
+
+    Counting on every write makes the list index and list page O(1) at any list size.
+    """
+    if not by_type:
+        return
+    types = sorted(by_type)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        # Added in the statement (one round trip, under the row's lock): types whose count
+        # falls to zero leave the object.
+        cursor.execute(
+            """
+            UPDATE lists_hashlist SET last_change_at = %s, live_counts = (
+                SELECT COALESCE(jsonb_object_agg(t, n) FILTER (WHERE n <> 0), '{}'::jsonb)
+                  FROM (SELECT t, sum(n) AS n FROM (
+                            SELECT key AS t, value::bigint AS n
+                              FROM jsonb_each_text(lists_hashlist.live_counts)
+                            UNION ALL
+                            SELECT * FROM unnest(%s::text[], %s::bigint[])
+                        ) AS both_ GROUP BY t) AS summed
+            )
+            WHERE id = %s RETURNING live_counts
+            """,
+            [now, types, [sign * by_type[t] for t in types], hash_list.pk],
+        )
+        stored = cursor.fetchone()[0]
+    # Django leaves jsonb undecoded on raw cursors (its JSONField decodes it).
+    hash_list.live_counts = json.loads(stored) if isinstance(stored, str) else dict(stored)
+    hash_list.last_change_at = now
+
+
+def entries_remove(
+    hash_list: HashList, rows: Iterable[ParsedEntry], who: Provenance, reason: str
+) -> tuple[int, int]:
+    """Tombstone the live entries of the given hashes. Returns (distinct rows, entries removed)."""
+    rows = rows_distinct(rows)
+    if not rows:
+        return 0, 0
+    rows_stage(rows)
+    return len(rows), entries_tombstone(hash_list, STAGED_TARGETS, who, reason)
+
+
+# --- reconciling derived state ----------------------------------------------------------------
+
+# Each list's stored live counts against its live entries, in one snapshot (a write changes
+# both in one transaction, so any difference here is drift, never a write in flight).
+_COUNTS_DRIFT_SQL = """
+SELECT l.id, l.live_counts, COALESCE(c.counts, '{}'::jsonb)
+  FROM lists_hashlist l
+  LEFT JOIN (
+      SELECT hash_list_id, jsonb_object_agg(signal_type, n) AS counts
+        FROM (SELECT e.hash_list_id, h.signal_type, count(*) AS n
+                FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id
+               WHERE e.removed_seq IS NULL
+                 AND (%(lists)s::bigint[] IS NULL OR e.hash_list_id = ANY(%(lists)s::bigint[]))
+               GROUP BY e.hash_list_id, h.signal_type) AS per_type
+       GROUP BY hash_list_id
+  ) AS c ON c.hash_list_id = l.id
+ WHERE l.live_counts <> COALESCE(c.counts, '{}'::jsonb)
+   AND (%(lists)s::bigint[] IS NULL OR l.id = ANY(%(lists)s::bigint[]))
+ ORDER BY l.id
+"""
+
+
+@dataclass(frozen=True)
+class CountDrift:
+    """A list whose stored live counts differ from its live entries."""
+
+    list_pk: int
+    public_id: str
+    stored: dict[str, int]
+    actual: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"list": self.public_id, "stored": self.stored, "actual": self.actual}
+
+
+def _counts(raw: Any) -> dict[str, int]:
+    decoded = json.loads(raw) if isinstance(raw, str) else (raw or {})
+    return {str(k): int(v) for k, v in decoded.items() if int(v)}
+
+
+def _counts_drift(lists: list[int] | None) -> list[tuple[int, dict[str, int], dict[str, int]]]:
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTS_DRIFT_SQL, {"lists": lists})
+        rows = cursor.fetchall()
+    drift = []
+    for pk, stored, actual in rows:
+        stored_counts, actual_counts = _counts(stored), _counts(actual)
+        if stored_counts != actual_counts:  # jsonb may differ in form only (zeros, 1 vs 1.0)
+            drift.append((int(pk), stored_counts, actual_counts))
+    return drift
+
+
+def list_counts_reconcile(*, repair: bool) -> list[CountDrift]:
+    """Compare every list's live counts with its live entries; with ``repair``, set them right.
+
+    Returns the drift found (before any repair). A repair locks each drifted list's row, then
+    counts again in a statement that starts after the lock is held, so a write that was in
+    flight either committed first (and is counted) or waits and adds its own change afterwards.
+    """
+    found = _counts_drift(None)
+    with scopes_disabled():
+        ids = dict(
+            HashList.objects.filter(pk__in=[pk for pk, _, _ in found]).values_list(
+                "pk", "public_id"
+            )
+        )
+    drift = [
+        CountDrift(list_pk=pk, public_id=ids.get(pk, ""), stored=stored, actual=actual)
+        for pk, stored, actual in found
+    ]
+    if repair:
+        for item in drift:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM lists_hashlist WHERE id = %s FOR UPDATE", [item.list_pk]
+                )
+                for pk, _, actual in _counts_drift([item.list_pk]):
+                    cursor.execute(
+                        "UPDATE lists_hashlist SET live_counts = %s::jsonb WHERE id = %s",
+                        [json.dumps(actual), pk],
+                    )
+    return drift
+
+
+# --- change-feed reads --------------------------------------------------------------------------
+
+FEED_CHUNK_ROWS = 50_000
+"""Rows fetched at a time by the streaming reads below, so a big index build stays flat."""
+
+# One statement, one snapshot: the rows touched since ``since`` and the change number they are
+# complete up to. The LEFT JOIN returns the number even when nothing of these types changed.
+_DELTA_SQL = """
+WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
+touched AS (
+    SELECT hash_id FROM lists_entry
+     WHERE added_seq > %(since)s AND added_seq <= (SELECT last FROM bound)
+    UNION
+    SELECT hash_id FROM lists_entry
+     WHERE removed_seq > %(since)s AND removed_seq <= (SELECT last FROM bound)
+),
+changed AS (
+    SELECT h.id, h.signal_type, h.value,
+           EXISTS (SELECT 1 FROM lists_entry e
+                    WHERE e.hash_id = h.id AND e.removed_seq IS NULL) AS live
+      FROM lists_hash h JOIN touched t ON t.hash_id = h.id
+     WHERE h.signal_type = ANY(%(types)s)
+)
+SELECT b.last, c.id, c.signal_type, c.value, c.live FROM bound b LEFT JOIN changed c ON TRUE
+"""
+
+_LIVE_SQL = """
+WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
+live AS (
+    SELECT h.id, h.signal_type, h.value FROM lists_hash h
+     WHERE h.signal_type = ANY(%(types)s)
+       AND EXISTS (SELECT 1 FROM lists_entry e WHERE e.hash_id = h.id AND e.removed_seq IS NULL)
+)
+SELECT b.last, l.id, l.signal_type, l.value FROM bound b LEFT JOIN live l ON TRUE
+"""
+
+# Distinct hashes of the perceptual types with a live entry at change number ``v``: what an
+# index at ``v`` must hold. History is never rewritten (a removal only sets a later number), so
+# this is exact for any ``v`` the sequence has passed.
+_LIVE_AT_SQL = """
+SELECT h.signal_type, count(*)
+  FROM lists_hash h
+ WHERE h.signal_type = ANY(%(types)s)
+   AND EXISTS (SELECT 1 FROM lists_entry e
+                WHERE e.hash_id = h.id AND e.added_seq <= %(v)s
+                  AND (e.removed_seq IS NULL OR e.removed_seq > %(v)s))
+ GROUP BY h.signal_type
+"""
+
+
+def _chunks(sql: str, params: Mapping[str, Any]) -> Iterator[list[tuple[Any, ...]]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(FEED_CHUNK_ROWS):
+            yield rows
+
+
+def hashes_touched_since(*, since: int, types: list[str]) -> Iterator[list[tuple[Any, ...]]]:
+    """Every hash of ``types`` an add or removal touched after ``since``, in chunks of rows
+    ``(last change number, hash id, type, value, still live)``; one snapshot, so the number is
+    the one the rows are complete up to (a row of NULLs but the number when nothing changed)."""
+    return _chunks(_DELTA_SQL, {"since": since, "types": types})
+
+
+def live_hashes(*, types: list[str]) -> Iterator[list[tuple[Any, ...]]]:
+    """Every hash of ``types`` with a live entry in any list, in chunks of rows
+    ``(last change number, hash id, type, value)``, all read in one snapshot."""
+    return _chunks(_LIVE_SQL, {"types": types})
+
+
+def live_sizes_at(*, version: int, types: list[str]) -> dict[str, int]:
+    """How many distinct hashes of each of ``types`` had a live entry at change ``version``."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_AT_SQL, {"types": types, "v": version})
+        counted = {str(name): int(n) for name, n in cursor.fetchall()}
+    return {name: counted.get(name, 0) for name in types}
+
+
+# Everything the feed says after a position (seq, sub), in that order:
+# - entry changes (adds, removes) inside an access interval (lo, hi) of a list: the caller's own
+#   lists have (0, forever), a community list one interval per grant;
+# - at a grant (seq g), an add for each entry of the list live at g;
+# - at a revoke (seq r), a remove for each entry of the list live at r.
+# Expanded items share their event's seq and are ordered by the entry's added_seq (``sub``);
+# plain changes have sub 0. Each arm reads an index in order and stops after ``limit`` rows.
+_FEED_SQL = """
+WITH iv(list_id, lo, hi) AS (
+    SELECT * FROM unnest(%(iv_list)s::bigint[], %(iv_lo)s::bigint[], %(iv_hi)s::bigint[])
+), ev(list_id, seq, granted) AS (
+    SELECT * FROM unnest(%(ev_list)s::bigint[], %(ev_seq)s::bigint[], %(ev_granted)s::boolean[])
+)
+SELECT seq, sub, op, hash_list_id, signal_type, value FROM (
+    (SELECT e.added_seq AS seq, 0::bigint AS sub, 'add' AS op, e.hash_list_id, h.signal_type,
+            h.value
+       FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id
+                AND e.added_seq > iv.lo AND e.added_seq < iv.hi
+       JOIN lists_hash h ON h.id = e.hash_id
+      WHERE e.added_seq > %(after)s
+      ORDER BY e.added_seq LIMIT %(limit)s)
+    UNION ALL
+    (SELECT e.removed_seq, 0::bigint, 'remove', e.hash_list_id, h.signal_type, h.value
+       FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id
+                AND e.removed_seq > iv.lo AND e.removed_seq < iv.hi
+       JOIN lists_hash h ON h.id = e.hash_id
+      WHERE e.removed_seq > %(after)s
+      ORDER BY e.removed_seq LIMIT %(limit)s)
+    UNION ALL
+    (SELECT ev.seq, e.added_seq, CASE WHEN ev.granted THEN 'add' ELSE 'remove' END,
+            e.hash_list_id, h.signal_type, h.value
+       FROM ev JOIN lists_entry e ON e.hash_list_id = ev.list_id
+                AND e.added_seq < ev.seq AND (e.removed_seq IS NULL OR e.removed_seq > ev.seq)
+       JOIN lists_hash h ON h.id = e.hash_id
+      WHERE (ev.seq, e.added_seq) > (%(after)s, %(after_sub)s)
+      ORDER BY ev.seq, e.added_seq LIMIT %(limit)s)
+) AS changes
+ORDER BY seq, sub LIMIT %(limit)s
+"""
+
+
+def feed_rows(
+    *,
+    intervals: Iterable[tuple[int, int, int]],
+    events: Iterable[tuple[int, int, bool]],
+    after: int,
+    after_sub: int,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """The first ``limit`` changes after position (``after``, ``after_sub``) of a reader that
+    may see each list during its ``intervals`` ``(list, from seq, until seq)``, with access
+    ``events`` ``(seq, list, granted)`` expanded to the list's entries live at that moment.
+
+    Rows are ``(seq, sub, "add"/"remove", list id, type, value)`` in feed order (the export:
+    ``matching.selectors.export_page``, which gets intervals and events from ``sharing``).
+    """
+    intervals, events = list(intervals), list(events)
+    if not intervals:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FEED_SQL,
+            {
+                "iv_list": [i[0] for i in intervals],
+                "iv_lo": [i[1] for i in intervals],
+                "iv_hi": [i[2] for i in intervals],
+                "ev_list": [e[1] for e in events],
+                "ev_seq": [e[0] for e in events],
+                "ev_granted": [e[2] for e in events],
+                "after": after,
+                "after_sub": after_sub,
+                "limit": limit,
+            },
+        )
+        return cursor.fetchall()
+
+
+# The live entries, in the given lists, of the given hashes (by id, or by exact value).
+_ENTRIES_SQL = """
+WITH wanted AS (
+    SELECT id FROM lists_hash WHERE id = ANY(%(ids)s)
+    UNION
+    SELECT h.id FROM lists_hash h
+      JOIN unnest(%(types)s::varchar[], %(values)s::bytea[]) AS q(signal_type, value)
+        ON h.signal_type = q.signal_type AND h.value = q.value
+)
+SELECT e.hash_list_id, h.id, h.signal_type, h.value
+  FROM wanted w
+  JOIN lists_hash h ON h.id = w.id
+  JOIN lists_entry e ON e.hash_id = h.id
+ WHERE e.removed_seq IS NULL AND e.hash_list_id = ANY(%(lists)s)
+"""
+
+
+def live_entries_of(
+    *, hash_ids: Iterable[int], exact: Iterable[tuple[str, bytes]], lists: Iterable[int]
+) -> list[tuple[int, int, str, bytes]]:
+    """``(list id, hash id, type, value)`` of every live entry in ``lists`` of the given hashes,
+    named by id (``hash_ids``, from the match index) or by exact value (``exact``)."""
+    exact_pairs = sorted(set(exact))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ENTRIES_SQL,
+            {
+                "ids": sorted(set(hash_ids)),
+                "types": [t for t, _ in exact_pairs],
+                "values": [v for _, v in exact_pairs],
+                "lists": list(lists),
+            },
+        )
+        return [(row[0], row[1], row[2], bytes(row[3])) for row in cursor.fetchall()]
+
+
+def live_holders(*, hash_ids: Iterable[int]) -> list[tuple[int, int]]:
+    """``(hash id, list id)`` of every live entry of the given hashes, in any list."""
+    wanted = sorted(set(hash_ids))
+    if not wanted:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT hash_id, hash_list_id FROM lists_entry"
+            " WHERE hash_id = ANY(%s) AND removed_seq IS NULL",
+            [wanted],
+        )
+        return [(int(hash_id), int(list_pk)) for hash_id, list_pk in cursor.fetchall()]
