@@ -12,10 +12,12 @@ it; nothing else hand-writes a statement against the entry tables.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
@@ -591,3 +593,161 @@ def live_holders(*, hash_ids: Iterable[int]) -> list[tuple[int, int]]:
             [wanted],
         )
         return [(int(hash_id), int(list_pk)) for hash_id, list_pk in cursor.fetchall()]
+
+
+# --- bulk writes of the source runner (lists.sources.apply) ------------------------------------
+
+
+def sql_rows(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one statement on Django's own connection (so in the caller's transaction) and return
+    its rows, binding parameters on the server.
+
+    Server-side binding lets arrays travel in binary (``%(name)b``): building the text form of a
+    bytea array escapes every byte in Python, which was the costliest part of a page's own work.
+    Never prepared: a plan cached while the tables were small would outlive their growth.
+    """
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=False)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+# The merged set for a source page (lists.sources.pages): upsert it and read every id back in
+# one round trip. RETURNING gives the new
+# hashes; the look-up, made only for the others (COALESCE evaluates it only when RETURNING gave
+# nothing), reads the statement's snapshot, so it finds the hashes that existed before; a hash
+# another transaction committed meanwhile is in neither (see lists.sources.pages). Each look-up is a
+# correlated subquery, so it goes through the unique index whatever the planner believes of the
+# table's size (a join may hash the whole merged set when statistics lag); OFFSET 0 keeps the
+# outer filter from being merged into the subquery with a copy of the look-up, which made it
+# twice for every known hash. ``made`` tells the hashes this statement inserted.
+HASH_IDS_UPSERT = """
+WITH q AS MATERIALIZED (
+    SELECT * FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
+), fresh AS (
+    INSERT INTO lists_hash (signal_type, value)
+    SELECT t, v FROM q ORDER BY n
+    ON CONFLICT DO NOTHING
+    RETURNING id, signal_type, value
+)
+SELECT n, id, made FROM (
+    SELECT q.n, COALESCE(
+               f.id,
+               (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v)
+           ) AS id,
+           f.id IS NOT NULL AS made
+      FROM q LEFT JOIN fresh f ON f.signal_type = q.t AND f.value = q.v
+    OFFSET 0
+) AS known
+WHERE id IS NOT NULL
+"""
+
+HASH_IDS_READ = """
+SELECT n, id FROM (
+    SELECT q.n, (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
+      FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
+    OFFSET 0
+) AS known
+WHERE id IS NOT NULL
+"""
+
+
+def quoted_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of any strings (each quoted, backslashes and quotes escaped)."""
+    escaped = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{v}"' for v in escaped) + "}"
+
+
+# New live entries for every list of the page in one statement: each row checks the live-entry
+# unique index for itself (a correlated subquery, never a join that could scan the table) unless
+# its hash was new to the merged set, and the rows that pass take consecutive change numbers
+# after "base" (in list, then hash order). Each distinct label set is cast once and joined by its
+# number; each row brings its entry's public id. The arrays travel as text literals, which
+# PostgreSQL parses faster than Python packs them in binary.
+_ADD_ENTRIES = """
+WITH label_sets AS MATERIALIZED (
+    SELECT n, literal::varchar[] AS labels
+      FROM unnest(%(label_sets)s::text[]) WITH ORDINALITY AS s(literal, n)
+), fresh AS (
+    SELECT q.list_id, q.hash_id, q.signal_type, q.label_set, q.public_id,
+           row_number() OVER (ORDER BY q.list_id, q.hash_id) AS rn
+      FROM unnest(%(lists)s::bigint[], %(ids)s::bigint[], %(types)s::text[],
+                  %(label_set_of)s::int[], %(public_ids)s::text[], %(check)s::bool[])
+           AS q(list_id, hash_id, signal_type, label_set, public_id, check_live)
+     WHERE CASE WHEN q.check_live
+                THEN (SELECT e.id FROM lists_entry e
+                       WHERE e.hash_list_id = q.list_id AND e.hash_id = q.hash_id
+                         AND e.removed_seq IS NULL) IS NULL
+                ELSE true END
+), inserted AS (
+    INSERT INTO lists_entry (
+        hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
+        added_by_user_id, added_by_key_id, added_by_label, removed_by_label, removed_reason
+    )
+    SELECT f.list_id, f.hash_id, f.public_id, s.labels, '',
+           %(base)s + f.rn, %(now)s, NULL, NULL, %(label)s, '', ''
+      FROM fresh f JOIN label_sets s ON s.n = f.label_set
+)
+SELECT list_id, signal_type, count(*) FROM fresh GROUP BY list_id, signal_type
+"""
+
+
+def entries_add_planned(
+    by_pk: Mapping[int, HashList], arrays: Mapping[str, str], rows: int, who: Provenance
+) -> int:
+    """Live entries for the plan's hashes not live in their list yet. Returns how many.
+
+    The hashes exist already (a source page upserted them: ``lists.sources.pages``), so this is
+    one INSERT for the whole page, under one hold of the sequence lock. Hashes the run itself
+    inserted into the merged set are not looked for: no entry can hold them yet (the run is the
+    only writer of its lists), and the live-entry unique index would still refuse a second one.
+    """
+    if not rows:
+        return 0
+    base = sequence_lock()
+    counted = sql_rows(
+        _ADD_ENTRIES,
+        {**arrays, "base": base, "now": timezone.now(), "label": who.label},
+    )
+    by_list: dict[int, dict[str, int]] = defaultdict(dict)
+    for list_pk, signal_type, count in counted:
+        by_list[list_pk][signal_type] = int(count)
+    added = sum(sum(by_type.values()) for by_type in by_list.values())
+    sequence_advance(added)
+    for list_pk, by_type in sorted(by_list.items()):
+        counts_change(by_pk[list_pk], by_type, sign=1)
+    return added
+
+
+def entries_relabel(hash_list: HashList, labels_by_hash: Mapping[int, list[str]]) -> None:
+    """An update may change a record's labels (e.g. its classification): follow on live entries."""
+    ordered = sorted(labels_by_hash.items())
+    # The live entries through one index probe each (see HASH_ID_TARGETS).
+    sql_rows(
+        "UPDATE lists_entry e SET labels = t.labels"
+        "  FROM (SELECT live.id, q.labels::varchar[] AS labels"
+        "          FROM unnest(%(ids)b::bigint[], %(labels)b::text[]) AS q(id, labels)"
+        "          JOIN LATERAL (SELECT l.id, l.labels FROM lists_entry l"
+        "                         WHERE l.hash_list_id = %(list)s AND l.hash_id = q.id"
+        "                           AND l.removed_seq IS NULL OFFSET 0) AS live ON true"
+        "         WHERE live.labels <> q.labels::varchar[]) AS t"
+        " WHERE e.id = t.id",
+        {
+            "ids": [hash_id for hash_id, _ in ordered],
+            "labels": [quoted_array(labels) for _, labels in ordered],
+            "list": hash_list.pk,
+        },
+    )
+
+
+# The live entries of the hashes ``ids`` (for entries_tombstone): one probe of the live-entry
+# index per hash (a lateral subquery that OFFSET 0 keeps from being flattened into a join, which
+# the planner may run as a scan of the whole list while the import outgrows the statistics), and
+# the type from a correlated subquery for the same reason.
+HASH_ID_TARGETS = """
+    SELECT e.id, (SELECT h.signal_type FROM lists_hash h WHERE h.id = e.hash_id) AS signal_type
+      FROM unnest(%(ids)s::bigint[]) AS q(id)
+      JOIN LATERAL (SELECT l.id, l.hash_id FROM lists_entry l
+                     WHERE l.hash_list_id = %(list)s AND l.hash_id = q.id
+                       AND l.removed_seq IS NULL OFFSET 0) AS e ON true
+"""

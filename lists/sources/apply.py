@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from lists.changes import (
+    HASH_ID_TARGETS,
     Provenance,
-    counts_change,
+    entries_add_planned,
+    entries_relabel,
     entries_tombstone,
-    sequence_advance,
-    sequence_lock,
+    sql_rows,
 )
 from lists.models import HashList, ImportRun, Source, SourceRecord
 from lists.sources.adapters.base import REMOVE
@@ -29,8 +30,6 @@ from lists.sources.pages import (
     PageResult,
     PreparedPage,
     planned_page,
-    quoted_array,
-    sql_rows,
 )
 
 # For the page's transaction only. The planner's guesses for array look-ups are high enough to
@@ -72,9 +71,9 @@ def apply_prepared(
                 relabels[item.list_pk].update(dict.fromkeys(item.hash_ids, item.labels))
     _records_write(source, plan, deletes, page.snapshot)
     who = Provenance(None, None, f"source {source.name} (run {run.public_id})"[:200])
-    result.added += _add_entries(by_pk, plan, who)
+    result.added += entries_add_planned(by_pk, plan.add_arrays, plan.add_rows, who)
     for list_pk, labels_by_hash in relabels.items():
-        _relabel(by_pk[list_pk], labels_by_hash)
+        entries_relabel(by_pk[list_pk], labels_by_hash)
     for list_pk, maybe_gone in released.items():
         kept = plan.added.get(list_pk, frozenset())
         result.removed += _release(by_pk.get(list_pk), maybe_gone - kept, who)
@@ -91,7 +90,7 @@ class _Held:
 
 
 def _records(source: Source, keys: str) -> dict[str, _Held]:
-    """The records held under the keys (an array literal, see pages.quoted_array)."""
+    """The records held under the keys (an array literal, see changes.quoted_array)."""
     # One look-up of the unique (source, key) index per key. With ``key = ANY(…)``, or a plain
     # join, the planner may read all the source's records instead (see _PAGE_SETTINGS); OFFSET 0
     # keeps the lateral subquery from being flattened into such a join.
@@ -134,99 +133,6 @@ def _records_write(source: Source, plan: PagePlan, deletes: list[str], snapshot:
         )
 
 
-# New live entries for every list of the page in one statement: each row checks the live-entry
-# unique index for itself (a correlated subquery, never a join that could scan the table) unless
-# its hash was new to the merged set, and the rows that pass take consecutive change numbers
-# after "base" (in list, then hash order). Each distinct label set is cast once and joined by its
-# number; each row brings its entry's public id. The arrays travel as text literals, which
-# PostgreSQL parses faster than Python packs them in binary.
-_ADD_ENTRIES = """
-WITH label_sets AS MATERIALIZED (
-    SELECT n, literal::varchar[] AS labels
-      FROM unnest(%(label_sets)s::text[]) WITH ORDINALITY AS s(literal, n)
-), fresh AS (
-    SELECT q.list_id, q.hash_id, q.signal_type, q.label_set, q.public_id,
-           row_number() OVER (ORDER BY q.list_id, q.hash_id) AS rn
-      FROM unnest(%(lists)s::bigint[], %(ids)s::bigint[], %(types)s::text[],
-                  %(label_set_of)s::int[], %(public_ids)s::text[], %(check)s::bool[])
-           AS q(list_id, hash_id, signal_type, label_set, public_id, check_live)
-     WHERE CASE WHEN q.check_live
-                THEN (SELECT e.id FROM lists_entry e
-                       WHERE e.hash_list_id = q.list_id AND e.hash_id = q.hash_id
-                         AND e.removed_seq IS NULL) IS NULL
-                ELSE true END
-), inserted AS (
-    INSERT INTO lists_entry (
-        hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
-        added_by_user_id, added_by_key_id, added_by_label, removed_by_label, removed_reason
-    )
-    SELECT f.list_id, f.hash_id, f.public_id, s.labels, '',
-           %(base)s + f.rn, %(now)s, NULL, NULL, %(label)s, '', ''
-      FROM fresh f JOIN label_sets s ON s.n = f.label_set
-)
-SELECT list_id, signal_type, count(*) FROM fresh GROUP BY list_id, signal_type
-"""
-
-
-def _add_entries(by_pk: Mapping[int, HashList], plan: PagePlan, who: Provenance) -> int:
-    """Live entries for the plan's hashes not live in their list yet. Returns how many.
-
-    The hashes exist already (``pages._hash_ids``), so this is one INSERT for the whole page,
-    under one hold of the sequence lock. Hashes the run itself inserted into the merged set are
-    not looked for: no entry can hold them yet (the run is the only writer of its lists), and the
-    live-entry unique index would still refuse a second one.
-    """
-    if not plan.add_rows:
-        return 0
-    base = sequence_lock()
-    counted = sql_rows(
-        _ADD_ENTRIES,
-        {**plan.add_arrays, "base": base, "now": timezone.now(), "label": who.label},
-    )
-    by_list: dict[int, dict[str, int]] = defaultdict(dict)
-    for list_pk, signal_type, count in counted:
-        by_list[list_pk][signal_type] = int(count)
-    added = sum(sum(by_type.values()) for by_type in by_list.values())
-    sequence_advance(added)
-    for list_pk, by_type in sorted(by_list.items()):
-        counts_change(by_pk[list_pk], by_type, sign=1)
-    return added
-
-
-def _relabel(hash_list: HashList, labels_by_hash: Mapping[int, list[str]]) -> None:
-    """An update may change a record's labels (e.g. its classification): follow on live entries."""
-    ordered = sorted(labels_by_hash.items())
-    # The live entries through one index probe each (see _RELEASED_TARGETS).
-    sql_rows(
-        "UPDATE lists_entry e SET labels = t.labels"
-        "  FROM (SELECT live.id, q.labels::varchar[] AS labels"
-        "          FROM unnest(%(ids)b::bigint[], %(labels)b::text[]) AS q(id, labels)"
-        "          JOIN LATERAL (SELECT l.id, l.labels FROM lists_entry l"
-        "                         WHERE l.hash_list_id = %(list)s AND l.hash_id = q.id"
-        "                           AND l.removed_seq IS NULL OFFSET 0) AS live ON true"
-        "         WHERE live.labels <> q.labels::varchar[]) AS t"
-        " WHERE e.id = t.id",
-        {
-            "ids": [hash_id for hash_id, _ in ordered],
-            "labels": [quoted_array(labels) for _, labels in ordered],
-            "list": hash_list.pk,
-        },
-    )
-
-
-# The live entries of released hashes: one probe of the live-entry index per hash (a lateral
-# subquery that OFFSET 0 keeps from being flattened into a join, which the planner may run as a
-# scan of the whole list while the import outgrows the statistics), and the type from a
-# correlated subquery for the same reason.
-_RELEASED_TARGETS = """
-    SELECT e.id, (SELECT h.signal_type FROM lists_hash h WHERE h.id = e.hash_id) AS signal_type
-      FROM unnest(%(ids)s::bigint[]) AS q(id)
-      JOIN LATERAL (SELECT l.id, l.hash_id FROM lists_entry l
-                     WHERE l.hash_list_id = %(list)s AND l.hash_id = q.id
-                       AND l.removed_seq IS NULL OFFSET 0) AS e ON true
-"""
-
-
 def _still_held(hash_list: HashList, hash_ids: list[int]) -> set[int]:
     """Of ``hash_ids``, those some record of the list still holds (GIN look-ups, one per id).
 
@@ -257,7 +163,7 @@ def _release(hash_list: HashList | None, hash_ids: set[int], who: Provenance) ->
     gone = sorted(set(candidates) - _still_held(hash_list, candidates))
     if not gone:
         return 0
-    return entries_tombstone(hash_list, _RELEASED_TARGETS, who, "removed upstream", {"ids": gone})
+    return entries_tombstone(hash_list, HASH_ID_TARGETS, who, "removed upstream", {"ids": gone})
 
 
 def _sweep(source: Source, by_pk: Mapping[int, HashList], snapshot: str, who: Provenance) -> int:

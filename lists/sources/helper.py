@@ -24,10 +24,11 @@ from typing import Any, NoReturn
 
 from django.db import connection, connections
 
+from lists.changes import sql_rows
 from lists.models import HashList, Source
 from lists.sources.adapters.base import Page
 from lists.sources.errors import SourceError
-from lists.sources.pages import PreparedPage, page_prepare, sql_rows
+from lists.sources.pages import PreparedPage, page_prepare
 
 logger = logging.getLogger(__name__)
 

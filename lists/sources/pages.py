@@ -11,13 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, NamedTuple
-
-import psycopg
-from django.db import connection
+from typing import NamedTuple
 
 from hub.errors import ServiceError
 from hub.lib.ids import new_ordered_public_ids
+from lists.changes import HASH_IDS_READ, HASH_IDS_UPSERT, quoted_array, sql_rows
 from lists.hashtypes import HashParseError, SignalType, get_signal_type
 from lists.models import HashList, Source
 from lists.services import normalise_labels
@@ -106,59 +104,6 @@ def _parse(source: Source, record: Record, result: PageResult) -> list[_Wanted]:
     ]
 
 
-def sql_rows(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """Run one statement on Django's own connection (so in the caller's transaction) and return
-    its rows, binding parameters on the server.
-
-    Server-side binding lets arrays travel in binary (``%(name)b``): building the text form of a
-    bytea array escapes every byte in Python, which was the costliest part of a page's own work.
-    Never prepared: a plan cached while the tables were small would outlive their growth.
-    """
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=False)
-        return cursor.fetchall() if cursor.description is not None else []
-
-
-# Upsert the merged set and read every id back in one round trip. RETURNING gives the new
-# hashes; the look-up, made only for the others (COALESCE evaluates it only when RETURNING gave
-# nothing), reads the statement's snapshot, so it finds the hashes that existed before; a hash
-# another transaction committed meanwhile is in neither (see _hash_ids). Each look-up is a
-# correlated subquery, so it goes through the unique index whatever the planner believes of the
-# table's size (a join may hash the whole merged set when statistics lag); OFFSET 0 keeps the
-# outer filter from being merged into the subquery with a copy of the look-up, which made it
-# twice for every known hash. ``made`` tells the hashes this statement inserted.
-_HASH_IDS = """
-WITH q AS MATERIALIZED (
-    SELECT * FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
-), fresh AS (
-    INSERT INTO lists_hash (signal_type, value)
-    SELECT t, v FROM q ORDER BY n
-    ON CONFLICT DO NOTHING
-    RETURNING id, signal_type, value
-)
-SELECT n, id, made FROM (
-    SELECT q.n, COALESCE(
-               f.id,
-               (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v)
-           ) AS id,
-           f.id IS NOT NULL AS made
-      FROM q LEFT JOIN fresh f ON f.signal_type = q.t AND f.value = q.v
-    OFFSET 0
-) AS known
-WHERE id IS NOT NULL
-"""
-
-_HASH_IDS_READ = """
-SELECT n, id FROM (
-    SELECT q.n, (SELECT h.id FROM lists_hash h WHERE h.signal_type = q.t AND h.value = q.v) AS id
-      FROM unnest(%(types)b::text[], %(values)b::bytea[]) WITH ORDINALITY AS q(t, v, n)
-    OFFSET 0
-) AS known
-WHERE id IS NOT NULL
-"""
-
-
 def _hash_ids(
     pairs: Iterable[tuple[str, bytes]],
 ) -> tuple[dict[tuple[str, bytes], int], frozenset[int]]:
@@ -168,14 +113,16 @@ def _hash_ids(
     wanted = sorted(set(pairs))
     if not wanted:
         return {}, frozenset()
-    rows = sql_rows(_HASH_IDS, {"types": [t for t, _ in wanted], "values": [v for _, v in wanted]})
+    rows = sql_rows(
+        HASH_IDS_UPSERT, {"types": [t for t, _ in wanted], "values": [v for _, v in wanted]}
+    )
     ids = {wanted[n - 1]: pk for n, pk, _ in rows}
     made = frozenset(pk for _, pk, inserted in rows if inserted)
     if len(ids) < len(wanted):
         # Committed by another transaction after this statement's snapshot was taken.
         missing = [pair for pair in wanted if pair not in ids]
         rows = sql_rows(
-            _HASH_IDS_READ, {"types": [t for t, _ in missing], "values": [v for _, v in missing]}
+            HASH_IDS_READ, {"types": [t for t, _ in missing], "values": [v for _, v in missing]}
         )
         ids.update((missing[n - 1], pk) for n, pk in rows)
     return ids, made
@@ -213,12 +160,6 @@ class PagePlan:
     add_rows: int
     add_arrays: dict[str, str]  # _ADD_ENTRIES's arrays
     upsert_arrays: dict[str, str]  # the records upsert's arrays
-
-
-def quoted_array(values: Iterable[str]) -> str:
-    """A PostgreSQL array literal of any strings (each quoted, backslashes and quotes escaped)."""
-    escaped = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
-    return "{" + ",".join(f'"{v}"' for v in escaped) + "}"
 
 
 def _plan(
