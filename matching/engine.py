@@ -30,6 +30,7 @@ from the database. A snapshot from another database, or from a number ahead of t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -139,7 +140,9 @@ class IndexReport:
         }
 
 
+@functools.cache
 def _redis() -> redis.Redis:
+    # One client (and its connection pool) per process: a report is published every minute.
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
 
 

@@ -21,6 +21,7 @@ RUNS_SHOWN = 10
 def staff_health(request: HttpRequest) -> HttpResponse:
     runs = list(Reconciliation.objects.all()[:RUNS_SHOWN])
     latest = runs[0] if runs else None
+    drifted = {str(d.get("process")) for d in _details(latest, "index_drift")}
     # Pre-rendered rows: the template never walks a JSON value's keys (a key named "items"
     # would shadow the method).
     indexes = [
@@ -31,7 +32,6 @@ def staff_health(request: HttpRequest) -> HttpResponse:
             "sizes": ", ".join(f"{k} {v}" for k, v in sorted(report.get("sizes", {}).items())),
             "drifted": str(report.get("process", "")) in drifted,
         }
-        for drifted in [{str(d.get("process")) for d in _details(latest, "index_drift")}]
         for report in _details(latest, "indexes")
     ]
     return render(
