@@ -37,6 +37,7 @@ from django.core.management import call_command
 from django.db import connection
 from django_scopes import scope
 
+from bench._pdq_fill import fill_pdq, near, stored_values
 from hub.audit import Actor
 from hub.models import Organization
 from hub.services import api_key_create, organization_create
@@ -52,21 +53,6 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 PLANTED = 1000
 
-FILL_SQL = """
-WITH new_hashes AS (
-    INSERT INTO lists_hash (signal_type, value)
-    SELECT 'pdq', decode(md5(random()::text || g) || md5(random()::text || g), 'hex')
-      FROM generate_series(1, %(n)s) AS g
-    ON CONFLICT DO NOTHING
-    RETURNING id
-), numbered AS (
-    SELECT id, row_number() OVER (ORDER BY id) AS n FROM new_hashes
-)
-INSERT INTO lists_entry (hash_list_id, hash_id, public_id, labels, note, added_seq, added_at,
-                         added_by_label, removed_by_label, removed_reason)
-SELECT %(list)s, id, 'b' || n, '{}', '', %(base)s + n, now(), 'bench', '', '' FROM numbered
-"""
-
 
 def fill(org: Organization) -> list[str]:
     """N random PDQ hashes in the org's CSAM list; returns some stored values to plant hits."""
@@ -75,26 +61,9 @@ def fill(org: Organization) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM lists_entry WHERE hash_list_id = %s", [csam.pk])
         present = cursor.fetchone()[0]
-        if present < N:
-            cursor.execute("SELECT last FROM lists_changecounter WHERE id = 1 FOR UPDATE")
-            base = cursor.fetchone()[0]
-            cursor.execute(FILL_SQL, {"n": N - present, "list": csam.pk, "base": base})
-            added = cursor.rowcount
-            cursor.execute("UPDATE lists_changecounter SET last = last + %s WHERE id = 1", [added])
-            cursor.execute("ANALYZE lists_hash; ANALYZE lists_entry")
-        cursor.execute(
-            "SELECT encode(h.value, 'hex') FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id"
-            " WHERE e.hash_list_id = %s ORDER BY e.added_seq LIMIT %s",
-            [csam.pk, PLANTED],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def near(value: str, flips: int) -> str:
-    number = int(value, 16)
-    for bit in random.sample(range(256), flips):
-        number ^= 1 << bit
-    return f"{number:064x}"
+    if present < N:
+        fill_pdq(csam.pk, N - present)
+    return stored_values(csam.pk, PLANTED)
 
 
 def free_port() -> int:

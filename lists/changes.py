@@ -581,20 +581,6 @@ def live_entries_of(
         return [(row[0], row[1], row[2], bytes(row[3])) for row in cursor.fetchall()]
 
 
-def live_holders(*, hash_ids: Iterable[int]) -> list[tuple[int, int]]:
-    """``(hash id, list id)`` of every live entry of the given hashes, in any list."""
-    wanted = sorted(set(hash_ids))
-    if not wanted:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT hash_id, hash_list_id FROM lists_entry"
-            " WHERE hash_id = ANY(%s) AND removed_seq IS NULL",
-            [wanted],
-        )
-        return [(int(hash_id), int(list_pk)) for hash_id, list_pk in cursor.fetchall()]
-
-
 # --- bulk writes of the source runner (lists.sources.apply) ------------------------------------
 
 

@@ -161,9 +161,10 @@ def parse_queries(items: Sequence[object]) -> list[HashQuery]:
 def _live_holders(
     *, hash_ids: set[int], exact: set[tuple[str, bytes]], lists: Mapping[int, MatchableList]
 ) -> dict[int, tuple[str, bytes, list[MatchableList]]]:
-    """hash id → (type, value, the allowed lists holding it live)."""
-    if not lists or (not hash_ids and not exact):
-        return {}
+    """hash id → (type, value, the allowed lists holding it live).
+
+    Always one statement, even with nothing to look up: see :func:`_attach_matches`.
+    """
     rows = changes.live_entries_of(hash_ids=hash_ids, exact=exact, lists=list(lists))
     holders: dict[int, tuple[str, bytes, list[MatchableList]]] = {}
     for list_pk, hash_id, signal_type, value in rows:
@@ -226,9 +227,12 @@ def _attach_matches(
         if q.value is not None and q.index not in perceptual_hits
     }
     hash_ids = {hash_id for hits in perceptual_hits.values() for hash_id, _ in hits}
-    if not hash_ids and not exact:
-        # Nothing stored is near any submission: no list can match, so none is looked up.
+    if not any(q.value is not None for q in queries):
         return {}
+    # The index's candidates are filtered to the lists the caller may match before anything
+    # else looks at them, and these two statements run for every request with a valid hash,
+    # whether the index found candidates or not: a submission near a hash held only where the
+    # caller may not match then costs the same statements as a miss (DESIGN.md, invariant 7).
     lists = lists_matchable_by(org=org)
     holders = _live_holders(hash_ids=hash_ids, exact=exact, lists=lists)
     by_value = {(t, v): hash_id for hash_id, (t, v, _) in holders.items()}
@@ -251,7 +255,9 @@ def _attach_matches(
             for holder in holders[hash_id][2]
         ]
     every_hit = [hit for hits in hits_by_query.values() for hit in hits]
-    corroboration = corroboration_counts(hit.hash_id for hit in every_hit)
+    corroboration = corroboration_counts(
+        {hash_id: holder_lists for hash_id, (_, _, holder_lists) in holders.items()}
+    )
     # Disputes concern shared entries: the caller's own lists are its own judgement.
     disputed = disputed_entries(
         (hit.holder.pk, hit.hash_id) for hit in every_hit if hit.holder.tier == TIER_COMMUNITY

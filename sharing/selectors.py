@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -25,7 +25,6 @@ from django_scopes import scope, scopes_disabled
 
 from hub.errors import ServiceError
 from hub.models import Organization
-from lists import changes
 from lists import selectors as list_selectors
 from lists.models import HashList
 from sharing.models import AccessEvent, ListImpact, SharingPreferences, Subscription
@@ -50,6 +49,10 @@ class MatchableList:
     tier: str
     contributor: str | None
     anonymous: bool
+    # Who holds what this list holds, for corroboration: ("source", id), ("org", id) for an
+    # open or own list, ("list", id) for an anonymous one (never paired with its owner's other
+    # lists). Never shown: it names the owner.
+    holder: tuple[str, int] = field(default=("", 0), compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The ``list`` object of a match or export item (API contract v1)."""
@@ -144,6 +147,7 @@ def _described(row: tuple[Any, ...], org: Organization) -> MatchableList:
             tier=TIER_VERIFIED,
             contributor=owner_name,
             anonymous=False,
+            holder=("source", source_id),
         )
     own = owner_id == org.pk
     # Only an open list names its owner to others: a list made private may have been anonymous.
@@ -156,6 +160,7 @@ def _described(row: tuple[Any, ...], org: Organization) -> MatchableList:
         tier=TIER_OWN if own else TIER_COMMUNITY,
         contributor=None if anonymous else owner_name,
         anonymous=anonymous,
+        holder=("list", pk) if anonymous else ("org", owner_id),
     )
 
 
@@ -521,32 +526,23 @@ def access_log(*, org: Organization) -> list[tuple[int, int, bool]]:
         return [(seq, list_pk, granted) for seq, list_pk, granted in events]
 
 
-def corroboration_counts(hash_ids: Iterable[int]) -> dict[int, int]:
-    """hash id → how many distinct organisations and sources hold it live.
+def corroboration_counts(
+    holders: Mapping[int, Iterable[MatchableList]],
+) -> dict[int, int]:
+    """hash id → how many holders of it the caller can see: distinct organisations and sources
+    among the lists the caller may match, other than its own (DESIGN.md, invariant 7).
 
+    ``holders`` are the lists the caller matches that hold each hash live, as the match path
+    read them already: counting only those tells the caller nothing it could not learn by
+    matching (a private list elsewhere or a gated source never counts), and costs no statement.
     Each anonymous list counts as a holder of its own, apart from its owner's other lists:
     counted with them, a hash in an open list of X and an anonymous list would count 1 when X
-    owns both and 2 otherwise, telling a subscriber who owns the anonymous list (DESIGN.md,
-    invariant 3). An organisation that holds a hash in an anonymous list and elsewhere is
-    therefore counted more than once.
+    owns both and 2 otherwise, telling a subscriber who owns the anonymous list (invariant 3).
     """
-    held = changes.live_holders(hash_ids=hash_ids)
-    if not held:
-        return {}
-    with scopes_disabled():
-        # Corroboration spans every tenant by design (the count, never who).
-        lists = {
-            pk: ("list", pk) if visibility == "anonymous" else
-            ("source", source_id) if source_id is not None else ("org", owner_id)
-            for pk, visibility, source_id, owner_id in HashList.objects.filter(
-                pk__in={list_pk for _, list_pk in held}, deleted_at__isnull=True
-            ).values_list("pk", "visibility", "source_id", "organization_id")
-        }  # fmt: skip
-    holders: dict[int, set[tuple[str, int]]] = {}
-    for hash_id, list_pk in held:
-        if list_pk in lists:
-            holders.setdefault(hash_id, set()).add(lists[list_pk])
-    return {hash_id: len(keys) for hash_id, keys in holders.items()}
+    return {
+        hash_id: len({hl.holder for hl in lists if hl.tier != TIER_OWN})
+        for hash_id, lists in holders.items()
+    }
 
 
 def disputed_entries(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:

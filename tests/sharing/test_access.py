@@ -28,7 +28,7 @@ from tests.matching.test_match_api import add, flip, match, own_list, random_pdq
 pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor(system="test")
-ALL_SCOPES = ["match", "lists:write", "lists:admin", "export"]
+ALL_SCOPES = ["match", "lists:read", "lists:write", "lists:admin", "export"]
 
 
 def api(org: Organization, scopes: list[str] | None = None) -> Client:
@@ -274,25 +274,36 @@ def test_a_bad_cursor_is_a_400_with_a_code(api_b: Client, org_b: Organization) -
         assert response.json()["error"]["code"] == "bad_cursor"
 
 
-def test_corroboration_counts_distinct_organisations_holding_the_hash_live(
+def test_corroboration_counts_distinct_holders_among_the_lists_the_caller_matches(
     org_a: Organization, org_b: Organization, api_b: Client
 ) -> None:
     org_c = OrganizationFactory.create(name="Org C", slug="org-c")
     value = random_pdq()
     shared = new_list(org_a, "Corroborated")
     add(shared, ("pdq", value))
-    add(own_list(org_a), ("pdq", value))  # a second list of A: still one organisation
     add(own_list(org_b), ("pdq", value))
     share(shared)
     subscribe(org_b, shared)
+    # B's own list is B's own judgement: only A's shared list counts, for both matches.
     assert {h["list"]["tier"]: h["corroboration"] for h in hits(api_b, value)} == {
-        "own": 2,
-        "community": 2,
+        "own": 1,
+        "community": 1,
     }
-    add(own_list(org_c), ("pdq", value))  # a private list counts too: counts never name anyone
-    assert {h["corroboration"] for h in hits(api_b, value)} == {3}
-    remove(own_list(org_b), ("pdq", value))
-    assert [h["corroboration"] for h in hits(api_b, value)] == [2]
+    second = new_list(org_a, "Corroborated too")
+    add(second, ("pdq", value))
+    share(second)
+    subscribe(org_b, second)  # a second list of A: still one organisation
+    assert {h["corroboration"] for h in hits(api_b, value)} == {1}
+    c_list = new_list(org_c, "C shares")
+    add(c_list, ("pdq", value))
+    add(own_list(org_c), ("pdq", value))  # a private list of C never counts (invariant 7)
+    assert {h["corroboration"] for h in hits(api_b, value)} == {1}
+    share(c_list)
+    subscribe(org_b, c_list)
+    assert {h["corroboration"] for h in hits(api_b, value)} == {2}
+    remove(shared, ("pdq", value))
+    remove(second, ("pdq", value))
+    assert {h["corroboration"] for h in hits(api_b, value)} == {1}
 
 
 def _dispute(org: Organization, hash_list: HashList, value: str, status: str = "open") -> Dispute:
