@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from hub.errors import ServiceError
-from hub.models import Organization
+from hub.models import AuditEvent, Organization
 from lists import selectors as list_selectors
 from lists.models import HashList
 from sharing.models import AccessEvent, ListImpact, SharingPreferences, Subscription
@@ -517,6 +517,22 @@ def entries_readable_by(
             prefix=prefix,
         )
     return seen, page
+
+
+def list_was_open(*, hash_list: HashList) -> bool:
+    """Whether other organisations have ever seen ``hash_list`` open, with its owner's name.
+
+    Read from the audit log, the append-only record of every visibility change: such a list
+    can never become anonymous (its id, name, subscribers and entries would name its owner).
+    """
+    with scopes_disabled():
+        return AuditEvent.objects.filter(
+            organization_id=hash_list.organization_id,
+            target_type="list",
+            target_id=hash_list.public_id,
+            action="list.visibility_changed",
+            metadata__to=HashList.Visibility.OPEN,
+        ).exists()
 
 
 def access_log(*, org: Organization) -> list[tuple[int, int, bool]]:

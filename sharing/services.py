@@ -30,7 +30,7 @@ from sharing.models import (
     SourceEntitlement,
     Subscription,
 )
-from sharing.selectors import access_pairs, catalogue_item, week_start
+from sharing.selectors import access_pairs, catalogue_item, list_was_open, week_start
 
 VISIBILITY_EXPLAINED = {
     HashList.Visibility.PRIVATE: (
@@ -46,7 +46,10 @@ VISIBILITY_EXPLAINED = {
         "Every approved member organisation can see this list's name, category, size and "
         "hashes, subscribe to it and match against it, shown as from an anonymous member: "
         "nothing they can reach names your organisation, your people or your API keys. Hub "
-        "staff can look the owner up only through an audited action that you will see."
+        "staff can look the owner up only through an audited action that you will see. Its "
+        "changes reach others in batches every few minutes, with ids and dates of their own, "
+        "so their timing cannot be paired with your other lists. A list that has been open "
+        "cannot become anonymous: others have seen it with your name."
     ),
 }
 
@@ -163,6 +166,16 @@ def list_visibility_set(*, hash_list: HashList, visibility: str, actor: Actor) -
     previous = hash_list.visibility
     if previous == visibility:
         return hash_list
+    if visibility == HashList.Visibility.ANONYMOUS and list_was_open(hash_list=hash_list):
+        raise ServiceError(
+            "was_open",
+            f"“{hash_list.name}” has been open, so other organisations have seen it with your "
+            "name: made anonymous, it would keep its id, name, subscribers and entries, and "
+            "they would still know it is yours. Create a new list and make it anonymous "
+            "instead; it starts empty, because the same entries would name you too.",
+            {"create": "/api/v1/lists"},
+            status=409,
+        )
     hash_list.visibility = visibility
     hash_list.save(update_fields=["visibility"])
     audit_list(

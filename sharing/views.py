@@ -390,6 +390,8 @@ def _render_visibility(
         "choices": choices,
         "current_explained": explained[HashList.Visibility(hash_list.visibility)],
         "subscribers": _subscriber_counts([hash_list])[hash_list.pk],
+        "was_open": hash_list.visibility != HashList.Visibility.ANONYMOUS
+        and selectors.list_was_open(hash_list=hash_list),
     }
     return render(request, "sharing/visibility.html", context, status=status)
 

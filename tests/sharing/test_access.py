@@ -28,7 +28,7 @@ from tests.matching.test_match_api import add, flip, match, own_list, random_pdq
 pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor(system="test")
-ALL_SCOPES = ["match", "lists:read", "lists:write", "lists:admin", "export"]
+ALL_SCOPES = ["match", "lists:write", "lists:admin", "export"]
 
 
 def api(org: Organization, scopes: list[str] | None = None) -> Client:
@@ -383,9 +383,9 @@ def test_an_unapproved_organisation_neither_shares_nor_subscribes(
 
 def test_the_access_log_has_one_event_per_change(org_a: Organization, org_b: Organization) -> None:
     shared = new_list(org_a, "Logged")
-    share(shared)
+    share(shared, "anonymous")
     subscribe(org_b, shared)
-    share(shared, "anonymous")  # still shared: no access change
+    share(shared, "anonymous")  # unchanged: no access change
     share(shared, "private")
     with scopes_disabled():
         events = list(
