@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+# The synthetic NCMEC server listens on 127.0.0.1 over plain http: let the sources' guard pass it.
+os.environ.setdefault("HASHHUB_SOURCE_ALLOWED_HOSTS", "127.0.0.1")
 
 import django
 
@@ -164,8 +166,8 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     call_command("migrate", verbosity=0)
     server, url = start_server()
-    os.environ["BENCH_NCMEC_USER"] = USERNAME
-    os.environ["BENCH_NCMEC_PASS"] = PASSWORD
+    os.environ["HASHHUB_SOURCE_BENCH_NCMEC_USER"] = USERNAME
+    os.environ["HASHHUB_SOURCE_BENCH_NCMEC_PASS"] = PASSWORD
     end = datetime.fromtimestamp(SyntheticLog(N, start=START, per_day=PER_DAY).end, UTC)
     try:
         source = source_create(
@@ -173,8 +175,8 @@ def main() -> None:
             kind="ncmec",
             config={
                 "url": url,
-                "username_env": "BENCH_NCMEC_USER",
-                "password_env": "BENCH_NCMEC_PASS",
+                "username_env": "HASHHUB_SOURCE_BENCH_NCMEC_USER",
+                "password_env": "HASHHUB_SOURCE_BENCH_NCMEC_PASS",
                 "start": START.isoformat(),
                 "until": (end + timedelta(seconds=1)).isoformat(),
                 "settle_minutes": 0,

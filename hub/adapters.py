@@ -9,6 +9,7 @@ from allauth.mfa.adapter import DefaultMFAAdapter
 from django.conf import settings
 from django.http import HttpRequest
 
+from hub.account_audit import record_login_failed
 from hub.lib.env import env_bool
 
 
@@ -19,6 +20,13 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def get_login_redirect_url(self, request: HttpRequest) -> str:
         return "/"
+
+    def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
+        # A failed password login is audited by a keyed hash of the address tried and the
+        # client's address; the credentials also hold the password, which goes nowhere.
+        login = credentials.get("email") or credentials.get("username") or ""
+        record_login_failed(request, login=str(login))
+        super().authentication_failed(request, **credentials)
 
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
         context.setdefault("site_url", settings.SITE_URL)

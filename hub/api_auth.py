@@ -17,11 +17,26 @@ from redis.commands.core import Script
 from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework.request import Request
 
+from hub.errors import ServiceError
 from hub.models import ApiKey
 from hub.services import api_key_authenticate
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
+
+
+class ApiKeyRefusedError(ServiceError, exceptions.AuthenticationFailed):
+    """A key the service refused with a reason of its own (``key_expired``).
+
+    A ServiceError, so the client gets that code, message and details; an AuthenticationFailed,
+    so DRF answers 401 with ``WWW-Authenticate`` like any other failed authentication.
+    """
+
+    status_code = 401
+
+    def __init__(self, error: ServiceError) -> None:
+        ServiceError.__init__(self, error.code, error.message, error.details, status=401)
+        self.detail = exceptions.ErrorDetail(error.message, error.code)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -41,7 +56,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # A view may name a scalar SQL query to answer in the key's lookup round trip
         # (``key_lookup_also``, see api_key_authenticate).
         view = (request.parser_context or {}).get("view")
-        key = api_key_authenticate(parts[1], also=getattr(view, "key_lookup_also", ""))
+        try:
+            key = api_key_authenticate(parts[1], also=getattr(view, "key_lookup_also", ""))
+        except ServiceError as error:  # an expired key
+            raise ApiKeyRefusedError(error) from error
         if key is None:
             raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
         return (None, key)

@@ -45,7 +45,11 @@ def _first_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+        # A refused API key (hub.api_auth.ApiKeyRefusedError) carries the challenge DRF set on it.
+        challenge = getattr(exc, "auth_header", None)
+        headers = {"WWW-Authenticate": challenge} if challenge else None
+        body = error_body(exc.code, exc.message, exc.details)
+        return Response(body, status=exc.status, headers=headers)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # A real bug: Django's 500 handler answers with a generic JSON body.

@@ -4,6 +4,7 @@ from django import forms
 
 from hub.models import ApiKey
 from hub.permissions import Role
+from hub.services import MAX_API_KEY_DAYS
 
 
 class OrganizationForm(forms.Form):
@@ -40,8 +41,16 @@ class ApiKeyForm(forms.Form):
         choices=ApiKey.Scope.choices,
         widget=forms.CheckboxSelectMultiple,
         initial=[ApiKey.Scope.MATCH],
-        help_text="match: match hashes and images · lists:write: add/remove hashes · "
-        "lists:admin: visibility and subscriptions · export: the delta feed.",
+        help_text="match: match hashes and images · lists:read: read the entries of lists · "
+        "lists:write: add/remove hashes · lists:admin: visibility and subscriptions · "
+        "export: the delta feed.",
+    )
+    expires_days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_API_KEY_DAYS,
+        label="Expires after (days)",
+        help_text="Empty: the key never expires. A rotated key keeps the same expiry.",
     )
 
 

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
+from django.db import models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from django_scopes import ScopedManager
 
@@ -26,9 +27,21 @@ class UserManager(BaseUserManager["User"]):
         return user
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
-        extra.setdefault("is_staff", True)
+        # Django's ``createsuperuser`` comes here: staff status goes through the one audited
+        # service, like every other grant. The services import the models, so the grant is
+        # asked for by a signal (hub.account_audit answers it), not by importing them here.
+        staff = extra.pop("is_staff", True)
         extra.setdefault("is_superuser", True)
-        return self.create_user(email, password, **extra)
+        with transaction.atomic():
+            user = self.create_user(email, password, **extra)
+            superuser_created.send(sender=type(user), user=user, staff=staff)
+            user.refresh_from_db()
+            return user
+
+
+superuser_created = Signal()
+"""Sent with ``user`` and ``staff`` by :meth:`UserManager.create_superuser`, inside its
+transaction: the receiver grants the staff status through ``hub.services.user_set_staff``."""
 
 
 class User(AbstractUser):
@@ -132,6 +145,7 @@ class ApiKey(models.Model):
 
     class Scope(models.TextChoices):
         MATCH = "match", "match"
+        LISTS_READ = "lists:read", "lists:read"
         LISTS_WRITE = "lists:write", "lists:write"
         LISTS_ADMIN = "lists:admin", "lists:admin"
         EXPORT = "export", "export"
@@ -148,6 +162,8 @@ class ApiKey(models.Model):
     created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # From this moment on the key is refused (401 ``key_expired``); None: it never expires.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     objects: ClassVar[models.Manager[ApiKey]] = ScopedManager(organization="organization")
 
@@ -163,7 +179,12 @@ class ApiKey(models.Model):
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        """Neither revoked nor expired: calls with it are served."""
+        return self.revoked_at is None and not self.expired
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
 
 class AuditQuerySet(models.QuerySet["AuditEvent"]):

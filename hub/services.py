@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.conf import settings
@@ -29,6 +29,8 @@ organization_created = Signal()
 organization_approval_changed = Signal()
 
 API_KEY_PREFIX = "hh_"
+# The longest a key may be created for when it is given an expiry in days (ten years).
+MAX_API_KEY_DAYS = 3650
 
 
 def _sha256(text: str) -> str:
@@ -113,6 +115,32 @@ def organization_update_settings(
             metadata=changes,
         )
     return org
+
+
+# --- hub staff ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_set_staff(*, user: User, staff: bool, actor: Actor) -> User:
+    """Grant or remove hub staff status; every path that changes ``is_staff`` comes through here.
+
+    Staff status opens the staff pages (approvals, sources, entitlements, anonymous-owner
+    lookups), so it is audited like any grant: ``staff.granted`` or ``staff.removed``, with no
+    organisation (hub staff read it), when the status changes; nothing when it already was so.
+    """
+    if user.is_staff == staff:
+        return user
+    user.is_staff = staff
+    user.save(update_fields=["is_staff"])
+    audit(
+        actor=actor,
+        action="staff.granted" if staff else "staff.removed",
+        organization=None,
+        target_type="user",
+        target_id=str(user.pk),
+        metadata={"email": user.email},
+    )
+    return user
 
 
 # --- members and invitations -----------------------------------------------------------------
@@ -300,15 +328,33 @@ def _parse_scopes(scopes: Iterable[str]) -> list[str]:
     return wanted
 
 
+def _expiry_sentence(expires_at: datetime) -> str:
+    return f"{expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
 @transaction.atomic
 def api_key_create(
-    *, org: Organization, name: str, scopes: Iterable[str], actor: Actor
+    *,
+    org: Organization,
+    name: str,
+    scopes: Iterable[str],
+    actor: Actor,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret, which is never retrievable again."""
+    """Create a key and return it with its secret, which is never retrievable again.
+
+    ``expires_at`` (None: never) must lie in the future. Writes ``api_key.created``.
+    Raises ServiceError ``invalid_name``, ``invalid_scope`` or ``invalid_expiry``.
+    """
     name = name.strip()
     if not name or len(name) > 80:
         raise ServiceError("invalid_name", "A key needs a name of 1 to 80 characters.")
     scope_list = _parse_scopes(scopes)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ServiceError(
+            "invalid_expiry",
+            f"A new key must expire in the future, not at {_expiry_sentence(expires_at)}.",
+        )
     prefix = secrets.token_hex(4)
     secret = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
@@ -318,6 +364,7 @@ def api_key_create(
         secret_hash=_sha256(secret),
         scopes=scope_list,
         created_by=actor.user,
+        expires_at=expires_at,
     )
     audit(
         actor=actor,
@@ -325,9 +372,25 @@ def api_key_create(
         organization=org,
         target_type="api_key",
         target_id=key.public_id,
-        metadata={"name": name, "scopes": scope_list, "prefix": prefix},
+        metadata={
+            "name": name,
+            "scopes": scope_list,
+            "prefix": prefix,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
     )
     return key, secret
+
+
+def api_key_expiry_in(days: int | None) -> datetime | None:
+    """When a key created now for ``days`` days expires (None: never), for forms and commands."""
+    if days is None:
+        return None
+    if not 1 <= days <= MAX_API_KEY_DAYS:
+        raise ServiceError(
+            "invalid_expiry", f"A key expires after 1 to {MAX_API_KEY_DAYS} days, or never."
+        )
+    return timezone.now() + timedelta(days=days)
 
 
 @transaction.atomic
@@ -349,10 +412,24 @@ def api_key_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
 
 @transaction.atomic
 def api_key_rotate(*, key: ApiKey, actor: Actor) -> tuple[ApiKey, str]:
-    """Revoke ``key`` and issue a new one with the same name and scopes; returns the new secret."""
+    """Revoke ``key`` and issue a new one with the same name, scopes and expiry.
+
+    Returns the new key and its secret. An expired key is not rotated (its successor would be
+    expired too): ServiceError ``key_expired``; a revoked one raises ``key_revoked``.
+    """
+    if key.revoked_at is None and key.expires_at is not None and key.expired:
+        raise ServiceError(
+            "key_expired",
+            f"This key expired at {_expiry_sentence(key.expires_at)}; "
+            "create a new key (and revoke this one) instead of rotating it.",
+        )
     api_key_revoke(key=key, actor=actor)
     new_key, secret = api_key_create(
-        org=key.organization, name=key.name, scopes=key.scopes, actor=actor
+        org=key.organization,
+        name=key.name,
+        scopes=key.scopes,
+        actor=actor,
+        expires_at=key.expires_at,
     )
     audit(
         actor=actor,
@@ -389,6 +466,9 @@ def _api_key_lookup_sql(also: str) -> tuple[str, list[str], list[str]]:
 def api_key_authenticate(secret: str, *, also: str = "") -> ApiKey | None:
     """The active key behind a presented secret, or None. Records when it was last used.
 
+    An expired key raises ServiceError ``key_expired`` (status 401), saying when it expired,
+    rather than reading as unknown: whoever holds its secret learns only what they could tell.
+
     Every API request comes through here, so the lookup is one hand-written statement (key and
     organisation together) rather than an ORM query compiled anew on each call. ``also`` is a
     scalar SQL query (a constant of the caller's code) answered in the same round trip; its value
@@ -409,6 +489,14 @@ def api_key_authenticate(secret: str, *, also: str = "") -> ApiKey | None:
     )
     key.lookup_also = row[org_end] if also else None
     now = timezone.now()
+    if key.expires_at is not None and key.expires_at <= now:
+        raise ServiceError(
+            "key_expired",
+            f"This API key expired at {_expiry_sentence(key.expires_at)}; "
+            "ask an owner or admin of the organisation for a new key.",
+            {"expired_at": key.expires_at.isoformat()},
+            status=401,
+        )
     # Write last-used at most once a minute per key, so hot keys do not write on every call.
     if (
         key.last_used_at is None

@@ -18,7 +18,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from hub import selectors, services
 from hub.audit import Actor
-from hub.decorators import member_may, org_permission, staff_required
+from hub.decorators import (
+    member_may,
+    org_permission,
+    reauthentication_required,
+    staff_required,
+)
 from hub.errors import ServiceError
 from hub.forms import (
     ApiKeyForm,
@@ -145,7 +150,17 @@ def dashboard(request: OrgRequest, org_slug: str) -> HttpResponse:
     return render(request, "hub/dashboard.html", context)
 
 
+def _turns_required_mfa_off(request: HttpRequest) -> bool:
+    """Whether this POST switches the organisation's two-factor requirement off."""
+    org = request.organization  # type: ignore[attr-defined]
+    field = OrganizationSettingsForm.base_fields["require_mfa"]
+    return bool(org.require_mfa) and not field.widget.value_from_datadict(
+        request.POST, request.FILES, "require_mfa"
+    )
+
+
 @org_permission("org.settings")
+@reauthentication_required(when=_turns_required_mfa_off)
 def org_settings(request: OrgRequest, org_slug: str) -> HttpResponse:
     org = request.organization
     form = OrganizationSettingsForm(
@@ -206,6 +221,7 @@ def members(request: OrgRequest, org_slug: str) -> HttpResponse:
 
 @require_POST
 @org_permission("members.manage")
+@reauthentication_required
 def member_role(request: OrgRequest, org_slug: str, member_id: str) -> HttpResponse:
     membership = selectors.get_membership(org=request.organization, public_id=member_id)
     form = RoleForm(request.POST)
@@ -230,6 +246,7 @@ def member_role(request: OrgRequest, org_slug: str, member_id: str) -> HttpRespo
 
 @require_POST
 @org_permission("members.manage")
+@reauthentication_required
 def member_remove(request: OrgRequest, org_slug: str, member_id: str) -> HttpResponse:
     membership = selectors.get_membership(org=request.organization, public_id=member_id)
     try:
@@ -292,6 +309,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @org_permission("keys.manage")
+@reauthentication_required
 def api_keys(request: OrgRequest, org_slug: str) -> HttpResponse:
     org = request.organization
     form = ApiKeyForm(request.POST or None)
@@ -305,6 +323,7 @@ def api_keys(request: OrgRequest, org_slug: str) -> HttpResponse:
                     name=form.cleaned_data["name"],
                     scopes=form.cleaned_data["scopes"],
                     actor=Actor.from_request(request),
+                    expires_at=services.api_key_expiry_in(form.cleaned_data["expires_days"]),
                 )
             except ServiceError as error:
                 form.add_error(None, error.message)
@@ -323,6 +342,7 @@ def api_keys(request: OrgRequest, org_slug: str) -> HttpResponse:
 
 @require_POST
 @org_permission("keys.manage")
+@reauthentication_required
 def api_key_revoke(request: OrgRequest, org_slug: str, key_id: str) -> HttpResponse:
     key = selectors.get_api_key(org=request.organization, public_id=key_id)
     try:
@@ -336,6 +356,7 @@ def api_key_revoke(request: OrgRequest, org_slug: str, key_id: str) -> HttpRespo
 
 @require_POST
 @org_permission("keys.manage")
+@reauthentication_required
 def api_key_rotate(request: OrgRequest, org_slug: str, key_id: str) -> HttpResponse:
     org = request.organization
     key = selectors.get_api_key(org=org, public_id=key_id)

@@ -287,7 +287,8 @@ class Source(models.Model):
     """An upstream verified feed that hub staff register; it owns one list per category.
 
     ``config`` holds what the adapter needs (URLs, formats, the *names* of environment variables
-    that hold credentials); credentials themselves never live in the database, the UI or logs.
+    that hold credentials); a credential itself is never in the config, the UI or logs, and in
+    the database only encrypted (SourceCredential).
     ``checkpoint`` is the adapter's position, advanced in the same transaction as each page.
     """
 
@@ -434,3 +435,54 @@ class ImportRunError(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}: {self.code}"
+
+
+class SourceCredential(models.Model):
+    """A credential staff stored on a source, encrypted (lists.sources.stored_credentials).
+
+    ``name`` is the credential an adapter asks for, as its ``*_env`` setting names it without
+    the suffix (``password`` for ``password_env``); a stored one is used in place of the
+    environment variable. ``token`` is a Fernet token of the value under one of
+    HASHHUB_CREDENTIAL_KEYS; the value itself is never stored, shown, logged or audited.
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="stored_credentials")
+    name = models.CharField(max_length=64)
+    token = models.TextField()
+    set_at = models.DateTimeField(default=timezone.now)
+    set_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = (
+            models.UniqueConstraint(fields=("source", "name"), name="one_credential_per_name"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.name}"
+
+
+class FeedUpload(models.Model):
+    """The records of a feed file staff uploaded, parsed in memory (lists.sources.uploads).
+
+    The uploaded bytes are never kept, on disk or here: ``records`` holds what parsing made of
+    them, one JSON array a line (a record: position, op, key, category, labels, hashes in their
+    canonical text; a rejected row: position, code, message), which the source's next run reads
+    as its file. A source keeps only its latest upload.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="uploads")
+    filename = models.CharField(max_length=200, blank=True)
+    size = models.PositiveBigIntegerField(default=0)  # bytes of the file as uploaded
+    record_count = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    records = models.TextField()
+    created = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ("-created",)
+
+    def __str__(self) -> str:
+        return f"upload {self.public_id} of {self.source_id}"

@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from hub.audit import Actor
-from hub.decorators import org_permission
+from hub.decorators import org_permission, reauthentication_required
 from hub.errors import ServiceError
 from hub.middleware import OrgRequest
 from matching import webhooks as webhook_services
@@ -63,6 +63,7 @@ def _endpoint(request: OrgRequest, endpoint_id: str) -> WebhookEndpoint:
 
 @require_http_methods(["GET", "POST"])
 @org_permission("webhooks.manage")
+@reauthentication_required
 def webhooks(request: OrgRequest, org_slug: str) -> HttpResponse:
     form = WebhookForm(request.POST or None)
     if request.method != "POST":
@@ -99,6 +100,7 @@ def webhook_detail(request: OrgRequest, org_slug: str, endpoint_id: str) -> Http
 
 @require_POST
 @org_permission("webhooks.manage")
+@reauthentication_required
 def webhook_delete(request: OrgRequest, org_slug: str, endpoint_id: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
     webhook_services.webhook_delete(endpoint=endpoint, actor=Actor.from_request(request))
@@ -119,6 +121,7 @@ def webhook_test(request: OrgRequest, org_slug: str, endpoint_id: str) -> HttpRe
 
 @require_POST
 @org_permission("webhooks.manage")
+@reauthentication_required
 def webhook_rotate(request: OrgRequest, org_slug: str, endpoint_id: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
     secret = webhook_services.webhook_rotate(endpoint=endpoint, actor=Actor.from_request(request))

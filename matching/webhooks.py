@@ -16,7 +16,8 @@ rejects old timestamps; :func:`webhook_signature_verify` is that check.
 A webhook URL is chosen by a customer and fetched by our servers, so it is an SSRF vector: the
 guard refuses every address that is not public (loopback, private, link-local, shared, metadata,
 ...), checks again at each delivery, and connects to the very address it checked (a DNS answer
-that changes between the check and the connection cannot redirect the request inside).
+that changes between the check and the connection cannot redirect the request inside). The
+address checks themselves are hub.lib.netguard's, shared with upstream sources.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from django_scopes import scope
 from hub.audit import Actor, audit
 from hub.celery import app
 from hub.errors import ServiceError
+from hub.lib import netguard
 from hub.lib.ids import new_public_id
 from hub.models import Organization
 from matching.models import Detection, WebhookDelivery, WebhookEndpoint
@@ -72,24 +74,6 @@ RETRY_BASE_SECONDS = 30
 RETRY_FACTOR = 4
 RETRY_CAP_SECONDS = 6 * 3600
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# Cloud instance metadata services: refused even inside an allowed network, because an allowed
-# private range (say 169.254.0.0/16 for a sidecar) must never open the cloud credentials too.
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    {
-        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, ...
-        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
-        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-        ipaddress.ip_address("169.254.170.2"),  # AWS ECS task credentials
-    }
-)
-SHARED_NETWORK = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
-NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
-
-
 # --- the SSRF guard ---------------------------------------------------------------------------
 
 
@@ -104,47 +88,14 @@ class _Target:
     address: str
 
 
-def _allowed_networks() -> list[IPNetwork]:
-    return [
-        ipaddress.ip_network(network, strict=False)
-        for network in settings.HASHHUB_WEBHOOK_ALLOWED_NETWORKS
-    ]
-
-
-def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), which is what is reached."""
-    if isinstance(address, ipaddress.IPv4Address):
-        return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address in NAT64_NETWORK:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def _address_refusal(address: IPAddress, allowed: list[IPNetwork]) -> str | None:
-    """Why HashHub will not connect to ``address`` (a phrase), or None when it may."""
-    embedded = _embedded_ipv4(address)
-    if address in METADATA_ADDRESSES or (embedded is not None and embedded in METADATA_ADDRESSES):
-        return "a cloud metadata address"
-    if any(address in network for network in allowed):
-        return None
-    if embedded is not None:
-        reason = _address_refusal(embedded, allowed)
-        return f"{reason} (inside an IPv6 address)" if reason else None
-    checks = (
-        (address.is_unspecified, "an unspecified address"),
-        (address.is_loopback, "a loopback address"),
-        (address.is_link_local, "a link-local address"),
-        (address.is_multicast, "a multicast address"),
-        (address in SHARED_NETWORK, "a shared (carrier-grade NAT) address"),
-        (address.is_private, "a private address"),
-        (address.is_reserved, "a reserved address"),
-        (not address.is_global, "not a public address"),
+def _allowance() -> netguard.Allowance:
+    # Networks only (CIDR): a webhook's host name is the customer's, never trusted by name.
+    return netguard.Allowance(
+        networks=tuple(
+            ipaddress.ip_network(network, strict=False)
+            for network in settings.HASHHUB_WEBHOOK_ALLOWED_NETWORKS
+        )
     )
-    return next((reason for refused, reason in checks if refused), None)
 
 
 def _not_allowed(url_host: str, detail: str) -> ServiceError:
@@ -180,34 +131,19 @@ def _target_for(url: str) -> _Target:
     raw_host = (parts.hostname or "").rstrip(".")
     if not raw_host:
         raise ServiceError("invalid_url", "A webhook URL needs a host name.")
-    try:
-        host = raw_host.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise ServiceError("invalid_url", f"“{raw_host}” is not a valid host name.") from None
-    if host in METADATA_HOSTS:
-        raise _not_allowed(host, "it is a cloud metadata service")
     port = port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise ServiceError(
-            "webhook_host_unresolvable", f"The host name {host} could not be resolved."
-        ) from None
-    addresses: list[IPAddress] = []
-    for info in infos:
-        # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address.
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise ServiceError("webhook_host_unresolvable", f"The host name {host} has no address.")
-    allowed = _allowed_networks()
-    for address in addresses:
-        reason = _address_refusal(address, allowed)
-        if reason is not None:
-            # Every address must pass: a client may connect to any of them.
-            shown = host if host == str(address) else f"{host} ({address})"
-            raise _not_allowed(shown, f"it is {reason}")
+        host = netguard.host_name(raw_host)
+        addresses = netguard.checked_addresses(host, port, _allowance())
+    except netguard.AddressRefusedError as refused:
+        if refused.code == "invalid_host":
+            raise ServiceError("invalid_url", f"“{raw_host}” is not a valid host name.") from None
+        if refused.code == "unresolvable":
+            why = refused.detail.removeprefix("the host name ")
+            raise ServiceError(
+                "webhook_host_unresolvable", f"The host name {refused.host} {why}."
+            ) from None
+        raise _not_allowed(refused.host, refused.detail) from None
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"

@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hub.api_base import OrgAPIView
-from hub.audit import Actor
+from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import ApiKey, Organization
 from lists import selectors as list_selectors
@@ -402,11 +402,11 @@ class ListDetailApi(OrgAPIView):
 
 class EntriesApi(OrgAPIView):
     def get_required_scope(self) -> str | None:
-        return "lists:write" if self.request.method == "POST" else None
+        return "lists:write" if self.request.method == "POST" else "lists:read"
 
     @extend_schema(
         operation_id="list_entries_list",
-        summary="A page of a list's live entries, newest first (own or shared list)",
+        summary="A page of a list's live entries, newest first (own or shared list; lists:read)",
         parameters=[
             OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
             OpenApiParameter("limit", int, description="1 to 1000, default 100"),
@@ -427,6 +427,22 @@ class EntriesApi(OrgAPIView):
             label=query.get("label", ""),
             prefix=query.get("prefix", ""),
         )
+        if seen.tier != selectors.TIER_OWN:
+            # Reading another's list is a sensitive read, like the export (DESIGN.md, invariant
+            # 5): the list's public id, never its owner, which the caller may not know.
+            audit(
+                actor=Actor.from_request(request),
+                action="list.entries_read",
+                organization=_org(request),
+                target_type="list",
+                target_id=seen.public_id,
+                metadata={
+                    "tier": seen.tier,
+                    "cursor": query.get("cursor", ""),
+                    "entries": len(page.entries),
+                    "next_cursor": page.next_cursor,
+                },
+            )
         return Response(
             {
                 "entries": [_entry(e, seen.tier) for e in page.entries],

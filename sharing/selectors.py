@@ -525,6 +525,8 @@ def list_was_open(*, hash_list: HashList) -> bool:
     Read from the audit log, the append-only record of every visibility change: such a list
     can never become anonymous (its id, name, subscribers and entries would name its owner).
     """
+    if hash_list.organization_id is None:
+        return False  # a source's list is never shared by visibility
     with scopes_disabled():
         return AuditEvent.objects.filter(
             organization_id=hash_list.organization_id,

@@ -1,7 +1,9 @@
 """Fixtures: the suite's fixed characters and clients for them.
 
 Alice owns org A, Bob is a viewer in org A, Charlie owns org B and must see nothing of A,
-Steve is hub staff (and a member of nothing).
+Steve is hub staff (and a member of nothing), with an authenticator app (staff pages need
+two-factor). Every ``login(...)`` client has just logged in, so sensitive actions and staff pages
+do not ask it to re-authenticate until a test moves the clock past the window.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from typing import Any
 
 import pytest
 import time_machine
+from allauth.account.internal.flows.login import record_authentication
+from allauth.mfa.totp.internal.auth import TOTP
 from django.db import connection
-from django.test import Client
+from django.test import Client, RequestFactory
 from django_scopes import scope
 
 from hub.audit import Actor
 from hub.models import ApiKey, Organization, User
 from hub.permissions import Role
+from hub.selectors import user_has_mfa
 from hub.services import api_key_create
 from matching.engine import get_engine
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -52,6 +57,30 @@ def _announce_database(django_db_setup: Any, django_db_blocker: Any) -> None:
     print(f"\n[hashhub] tests run on: {version.split(',')[0]}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_flush_passes_the_audit_truncate_guard() -> Iterator[None]:
+    """Transactional tests end with Django's flush, one TRUNCATE of every table, which the audit
+    table's trigger refuses (hub migration 0004), as it must everywhere else. Only this flush,
+    in its own transaction, turns the trigger off around its statement."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    from hub.models import AuditEvent
+
+    original = DatabaseOperations.sql_flush
+    table = AuditEvent._meta.db_table
+    guard = f"ALTER TABLE {table} {{}} TRIGGER hub_auditevent_no_truncate;"
+
+    def sql_flush(self: DatabaseOperations, style: Any, tables: Any, **kwargs: Any) -> list[str]:
+        statements = original(self, style, tables, **kwargs)
+        if table not in tables:
+            return statements
+        return [guard.format("DISABLE"), *statements, guard.format("ENABLE")]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
     # Throttle and allauth rate-limit counters live in Redis; one test must not inherit another's.
@@ -71,6 +100,22 @@ def _fresh_match_index() -> None:
 def _fast_password_hashing(settings: Any) -> None:
     # PBKDF2's deliberate slowness is for production; tests hash many passwords.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# The suite's upstream sources are real servers on 127.0.0.1 (tests/lists/feed_fixtures.py) and
+# localhost (pytest-django's live_server as a peer hub), which the sources' address guard refuses
+# unless allowed; a test about the guard sets its own list. Credentials stored on sources are
+# encrypted with a fixed test key (Fernet, made up).
+SOURCE_TEST_SETTINGS = {
+    "HASHHUB_SOURCE_ALLOWED_HOSTS": ["127.0.0.1", "localhost"],
+    "HASHHUB_CREDENTIAL_KEYS": ["dGVzdC1rZXktb2YtdGhlLWhhc2hodWItc3VpdGUtMzI="],
+}
+
+
+@pytest.fixture(autouse=True)
+def _source_test_settings(settings: Any) -> None:
+    for name, value in SOURCE_TEST_SETTINGS.items():
+        setattr(settings, name, value)
 
 
 @pytest.fixture
@@ -104,14 +149,41 @@ def charlie(org_b: Organization) -> User:
     return _member(org_b, "charlie@example.test", Role.OWNER)
 
 
+# The secret of Steve's authenticator app (made up): pyotp.TOTP(STAFF_TOTP_SECRET).now() is a code.
+STAFF_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def make_staff(email: str = "steve@example.test", *, mfa: bool = True) -> User:
+    """A hub staff member; with ``mfa`` (as staff pages require) an authenticator app too."""
+    user = UserFactory.create(email=email, is_staff=True)
+    if mfa:
+        TOTP.activate(user, STAFF_TOTP_SECRET)
+    return user
+
+
 @pytest.fixture
 def steve(db: None) -> User:
-    return UserFactory.create(email="steve@example.test", is_staff=True)
+    return make_staff()
+
+
+def record_login(client: Client, user: User) -> None:
+    """Record in ``client``'s session that ``user`` logged in now, as allauth's login does: the
+    password, then the second factor if the user has one. hub.decorators reads these records to
+    decide whether a sensitive action or a staff page needs the user to re-authenticate."""
+    session = client.session
+    request = RequestFactory().get("/")
+    request.session = session
+    record_authentication(request, user, method="password", email=user.email)
+    if user_has_mfa(user):
+        record_authentication(request, user, method="mfa", type="totp")
+    session.save()
 
 
 def login(user: User) -> Client:
+    """A client of ``user``, who has just logged in (with two-factor if the user has it)."""
     client = Client()
     client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
+    record_login(client, user)
     return client
 
 
@@ -146,7 +218,9 @@ def make_key(
 
 @pytest.fixture
 def key_a(org_a: Organization) -> tuple[ApiKey, str]:
-    return make_key(org_a, ["match", "lists:write", "lists:admin", "export"], name="A's key")
+    return make_key(
+        org_a, ["match", "lists:read", "lists:write", "lists:admin", "export"], name="A's key"
+    )
 
 
 @pytest.fixture
@@ -164,6 +238,7 @@ def celery_worker_process(transactional_db: None) -> Iterator[subprocess.Popen[s
     db = connection.settings_dict
     env = dict(os.environ)
     env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env.update({name: ",".join(value) for name, value in SOURCE_TEST_SETTINGS.items()})
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo",
          "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],

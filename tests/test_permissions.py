@@ -18,6 +18,13 @@ URL kwargs are filled from ``Tenant.ids`` (the organisation's slug and ids of ob
 to org A; a new kind of object is one line in ``OBJECT_MAKERS``, and every row whose URL names one
 is then also tried with org B's id, which must answer 404) and ``OTHER_KWARGS`` (tokens, keys).
 
+Every persona has just logged in (Steve with his second factor): each case runs with Python's
+clock at the moment the logins were made. A row whose view asks to re-authenticate (staff pages,
+``hub.decorators.staff_required``; members' sensitive actions, ``reauthentication_required``) also
+says, in ``stale_get``/``stale_post``, what each persona gets once the logins are older than every
+re-authentication window; ``test_every_reauthentication_requirement_has_a_row`` sees to it. Staff
+pages are also tried as a staff member without two-factor, who is sent to set it up.
+
 An answer that is wrong today is written as what the code SHOULD answer, wrapped in ``Bug(...)``:
 the case is a strict xfail until the code is fixed.
 
@@ -30,14 +37,18 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, NamedTuple
 
+import pyotp
 import pytest
+import time_machine
 from _pytest.mark import ParameterSet
+from allauth.mfa.totp.internal.auth import TOTP
 from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import connection, transaction
@@ -53,8 +64,8 @@ from hub.audit import Actor
 from hub.middleware import ORG_KWARG, ORG_URL_PREFIX
 from hub.models import ApiKey, Invitation, Membership, Organization, User
 from hub.permissions import Role
-from tests.conftest import _member, login, make_key
-from tests.factories import OrganizationFactory, UserFactory
+from tests.conftest import _member, login, make_key, make_staff
+from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -86,6 +97,8 @@ Expect = Status | Bug
 
 LOGIN = Redirect("/accounts/login/")
 REAUTH = Redirect("/accounts/reauthenticate/")  # allauth asks for the password again first
+STAFF_REAUTH = Redirect("/accounts/2fa/reauthenticate/")  # staff confirm with the second factor
+TO_MFA_SETUP = Redirect("/account/mfa-required/")
 HOME = Redirect("/")
 TO_ORG_A = Redirect("/o/org-a/")
 TO_MEMBERS = Redirect("/o/org-a/members/")
@@ -123,6 +136,15 @@ def org_page(alice: Expect, bob: Expect) -> Web:
     return Web(LOGIN, alice, bob, 404, 404)
 
 
+def staff_page(steve: Expect) -> Web:
+    """A staff page: log in first; everyone but hub staff gets 404."""
+    return Web(LOGIN, 404, 404, 404, steve)
+
+
+# A staff page once Steve's login is older than HASHHUB_STAFF_REAUTH_MINUTES, for GET and POST.
+STAFF_STALE = staff_page(STAFF_REAUTH)
+
+
 class Keys(NamedTuple):
     """The answers of one API method, one per caller (see API_PERSONAS)."""
 
@@ -150,9 +172,18 @@ class Page:
     post: Web | None = None  # for views that mutate on POST (or only accept POST)
     data: Mapping[str, Any] = field(default_factory=dict)  # the POSTed form
     reveals_org_a: bool = False  # the page shows org A to outsiders on purpose
+    # The answers once every login is older than its re-authentication window (see the docstring).
+    stale_get: Web | None = None
+    stale_post: Web | None = None
+    # What makes the stale POST one that asks (for a view that asks only for some changes).
+    stale_setup: Callable[[World], None] | None = None
 
     def methods(self) -> dict[str, Web]:
         return {"GET": self.get} | ({"POST": self.post} if self.post else {})
+
+    def stale_methods(self) -> dict[str, Web]:
+        answers = {"GET": self.stale_get, "POST": self.stale_post}
+        return {method: web for method, web in answers.items() if web is not None}
 
 
 @dataclass(frozen=True)
@@ -195,10 +226,14 @@ TABLE: dict[str, Page | Api] = {
     ),
     # hub: one organisation's pages
     "dashboard": Page(get=org_page(200, 200)),
+    # Only turning "require two-factor" off asks to re-authenticate: org A requires it for the
+    # stale case (so Bob, without two-factor, is sent to set it up), and the form leaves it off.
     "org_settings": Page(
         get=org_page(200, 403),
         post=org_page(Redirect("/o/org-a/settings/"), 403),
         data={"name": "Renamed"},
+        stale_post=Web(LOGIN, REAUTH, TO_MFA_SETUP, 404, 404),
+        stale_setup=lambda world: _require_mfa_in_org_a(world),
     ),
     "members": Page(
         get=org_page(200, 200),
@@ -206,30 +241,37 @@ TABLE: dict[str, Page | Api] = {
         data={"email": "erin@example.test", "role": "viewer"},
     ),
     "member_role": Page(
-        get=org_page(405, 405), post=org_page(TO_MEMBERS, 403), data={"role": "analyst"}
+        get=org_page(405, 405),
+        post=org_page(TO_MEMBERS, 403),
+        data={"role": "analyst"},
+        stale_post=org_page(REAUTH, 403),
     ),
-    "member_remove": Page(get=org_page(405, 405), post=org_page(TO_MEMBERS, 403)),
+    "member_remove": Page(
+        get=org_page(405, 405), post=org_page(TO_MEMBERS, 403), stale_post=org_page(REAUTH, 403)
+    ),
     "invitation_revoke": Page(get=org_page(405, 405), post=org_page(TO_MEMBERS, 403)),
     "api_keys": Page(
         get=org_page(200, 403),
         post=org_page(201, 403),
         data={"name": "new key", "scopes": ["match"]},
+        stale_get=org_page(200, 403),  # the page itself does not ask
+        stale_post=org_page(REAUTH, 403),
     ),
-    "api_key_revoke": Page(get=org_page(405, 405), post=org_page(TO_KEYS, 403)),
-    "api_key_rotate": Page(get=org_page(405, 405), post=org_page(201, 403)),
+    "api_key_revoke": Page(
+        get=org_page(405, 405), post=org_page(TO_KEYS, 403), stale_post=org_page(REAUTH, 403)
+    ),
+    "api_key_rotate": Page(
+        get=org_page(405, 405), post=org_page(201, 403), stale_post=org_page(REAUTH, 403)
+    ),
     "audit_log": Page(get=org_page(200, 403)),
     # hub: staff
-    "staff_organizations": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_organizations": Page(get=staff_page(200), stale_get=STAFF_STALE),
     "staff_organization_approve": Page(
-        get=Web(
-            LOGIN,
-            404,
-            404,
-            404,
-            405,
-        ),
-        post=Web(LOGIN, 404, 404, 404, Redirect("/staff/organizations/")),
+        get=staff_page(405),
+        post=staff_page(Redirect("/staff/organizations/")),
         data={"approved": "0"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
     # API
     "api_me": Api(get=Keys(200, 200)),
@@ -246,7 +288,9 @@ TABLE: dict[str, Page | Api] = {
         get=Keys(200, 404), patch=Keys(200, 404, scope="lists:write"), data={"name": "Renamed"}
     ),
     "api_list_entries": Api(
-        get=Keys(200, 404), post=Keys(200, 404, scope="lists:write"), data=ENTRIES
+        get=Keys(200, 404, scope="lists:read"),
+        post=Keys(200, 404, scope="lists:write"),
+        data=ENTRIES,
     ),
     "api_list_entries_remove": Api(post=Keys(200, 404, scope="lists:write"), data=ENTRIES),
     # Org A's list is private: in nobody's catalogue (and an owner never subscribes to its own).
@@ -271,15 +315,21 @@ TABLE: dict[str, Page | Api] = {
         get=org_page(200, 403),
         post=org_page(201, 403),
         data={"url": "https://8.8.8.8/hashhub", "description": "prod"},
+        stale_get=org_page(200, 403),  # the page itself does not ask
+        stale_post=org_page(REAUTH, 403),
     ),
     "webhook_detail": Page(get=org_page(200, 403)),
     "webhook_delete": Page(
-        get=org_page(405, 405), post=org_page(Redirect("/o/org-a/webhooks/"), 403)
+        get=org_page(405, 405),
+        post=org_page(Redirect("/o/org-a/webhooks/"), 403),
+        stale_post=org_page(REAUTH, 403),
     ),
     "webhook_test": Page(
         get=org_page(405, 405), post=org_page(Redirect("/o/org-a/webhooks/webhook-org-a/"), 403)
     ),
-    "webhook_rotate": Page(get=org_page(405, 405), post=org_page(201, 403)),
+    "webhook_rotate": Page(
+        get=org_page(405, 405), post=org_page(201, 403), stale_post=org_page(REAUTH, 403)
+    ),
     "allow_list": Page(get=org_page(200, 200)),
     "allow_list_remove": Page(
         get=org_page(405, 405), post=org_page(Redirect("/o/org-a/allow-list/"), 403)
@@ -330,49 +380,67 @@ TABLE: dict[str, Page | Api] = {
         data={"list": "no-such-list", "type": "md5", "value": MD5_OF_NOTHING, "reason": "other"},
     ),
     # sharing: staff look a list up; revealing its owner is a POST with a reason (audited).
-    "staff_lists": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_lists": Page(get=staff_page(200), stale_get=STAFF_STALE),
     # Upstream sources: staff only, 404 for everyone else.
     "staff_sources": Page(
-        get=Web(LOGIN, 404, 404, 404, 200), post=Web(LOGIN, 404, 404, 404, 400), data={"name": ""}
+        get=staff_page(200),
+        post=staff_page(400),
+        data={"name": ""},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
     "staff_source": Page(
-        get=Web(LOGIN, 404, 404, 404, 200),
-        post=Web(LOGIN, 404, 404, 404, 400),
+        get=staff_page(200),
+        post=staff_page(400),
         data={"interval_minutes": "-1"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
     "staff_source_run_now": Page(
-        get=Web(LOGIN, 404, 404, 404, 405),
-        post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/")),
+        get=staff_page(405),
+        post=staff_page(Redirect(f"/staff/sources/{SOURCE_ID}/")),
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
     # No file in the form: a message, back to the source.
     "staff_source_upload": Page(
-        get=Web(LOGIN, 404, 404, 404, 405),
-        post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/")),
+        get=staff_page(405),
+        post=staff_page(Redirect(f"/staff/sources/{SOURCE_ID}/")),
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
-    "staff_source_run": Page(get=Web(LOGIN, 404, 404, 404, 200)),
-    "staff_source_run_progress": Page(get=Web(LOGIN, 404, 404, 404, 200)),
-    "staff_source_entitlements": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_source_run": Page(get=staff_page(200), stale_get=STAFF_STALE),
+    "staff_source_run_progress": Page(get=staff_page(200), stale_get=STAFF_STALE),
+    "staff_source_entitlements": Page(get=staff_page(200), stale_get=STAFF_STALE),
     "staff_source_access": Page(
-        get=Web(LOGIN, 404, 404, 404, 405),
-        post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/entitlements/")),
+        get=staff_page(405),
+        post=staff_page(Redirect(f"/staff/sources/{SOURCE_ID}/entitlements/")),
         data={"access": "all"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
     "staff_source_entitlement_set": Page(
-        get=Web(LOGIN, 404, 404, 404, 405),
-        post=Web(LOGIN, 404, 404, 404, Redirect(f"/staff/sources/{SOURCE_ID}/entitlements/")),
+        get=staff_page(405),
+        post=staff_page(Redirect(f"/staff/sources/{SOURCE_ID}/entitlements/")),
         data={"granted": "1"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
     # matching: the health page (the reconciler's latest result); a check is queued by POST.
-    "staff_health": Page(get=Web(LOGIN, 404, 404, 404, 200)),
+    "staff_health": Page(get=staff_page(200), stale_get=STAFF_STALE),
     "staff_health_check": Page(
-        get=Web(LOGIN, 404, 404, 404, 405),
-        post=Web(LOGIN, 404, 404, 404, Redirect("/staff/health/")),
+        get=staff_page(405),
+        post=staff_page(Redirect("/staff/health/")),
         data={"mode": "check"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
     "staff_list_reveal": Page(
-        get=Web(LOGIN, 404, 404, 404, 405),
-        post=Web(LOGIN, 404, 404, 404, 200),
+        get=staff_page(405),
+        post=staff_page(200),
         data={"reason": "a complaint about this list"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
     ),
     # lists: pages (valid POSTs redirect to random ids, so the POSTed data here is refused: 400)
     "lists": Page(
@@ -391,7 +459,8 @@ TABLE: dict[str, Page | Api] = {
     "import_job": Page(get=org_page(200, 200)),
     "import_job_progress": Page(get=org_page(200, 200)),
     "import_job_report": Page(get=org_page(200, 200)),
-    # allauth: accounts (every logged-in persona is a verified user with a password, no MFA)
+    # allauth: accounts (every logged-in persona is a verified user with a password; only Steve
+    # has two-factor, an authenticator app)
     "account_login": Page(get=users(200, HOME), post=users(400, HOME)),
     "account_logout": Page(get=users(HOME, 200), post=everyone(HOME)),
     "account_inactive": Page(get=everyone(200)),
@@ -417,9 +486,14 @@ TABLE: dict[str, Page | Api] = {
     "mfa_authenticate": Page(get=users(LOGIN, HOME), post=users(LOGIN, HOME)),
     # allauth: MFA management (what changes MFA asks for the password again)
     "mfa_index": Page(get=users(LOGIN, 200)),
-    "mfa_reauthenticate": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
+    # Steve re-authenticates with his authenticator app (a POST without a code is refused).
+    "mfa_reauthenticate": Page(
+        get=Web(LOGIN, REAUTH, REAUTH, REAUTH, 200), post=Web(LOGIN, REAUTH, REAUTH, REAUTH, 400)
+    ),
     "mfa_activate_totp": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
-    "mfa_deactivate_totp": Page(get=users(LOGIN, 404), post=users(LOGIN, 404)),
+    "mfa_deactivate_totp": Page(
+        get=Web(LOGIN, 404, 404, 404, REAUTH), post=Web(LOGIN, 404, 404, 404, REAUTH)
+    ),
     "mfa_view_recovery_codes": Page(get=users(LOGIN, 404)),
     "mfa_generate_recovery_codes": Page(get=users(LOGIN, REAUTH), post=users(LOGIN, REAUTH)),
     "mfa_download_recovery_codes": Page(get=users(LOGIN, 404)),
@@ -451,8 +525,14 @@ class World:
     a: Tenant
     b: Tenant
     people: Mapping[str, User]  # persona -> user
-    sessions: Mapping[str, str]  # persona -> session key of a login made for this file
+    # persona -> session key of a login made for this file; also STAFF_WITHOUT_MFA's
+    sessions: Mapping[str, str]
     revoked_key_secret: str
+    logged_in_at: float  # when those logins were made (time.time()): every case runs then
+
+
+# A second hub staff member, with no second factor: staff pages send him to set one up.
+STAFF_WITHOUT_MFA = "staff_without_mfa"
 
 
 # The URL kwargs that name the organisation itself; every other kwarg not in OTHER_KWARGS names
@@ -476,12 +556,14 @@ def _new_source() -> None:
     from lists.models import ImportRun, Source
     from lists.sources.services import source_create
 
-    source = source_create(
-        name="Permission feed",
-        kind="feed",
-        config={"url": "http://127.0.0.1:9/feed.csv", "format": "csv"},
-        actor=Actor(system="test"),
-    )
+    # A closed port on this machine: the source guard refuses loopback unless the host is listed.
+    with override_settings(HASHHUB_SOURCE_ALLOWED_HOSTS=["127.0.0.1"]):
+        source = source_create(
+            name="Permission feed",
+            kind="feed",
+            config={"url": "http://127.0.0.1:9/feed.csv", "format": "csv"},
+            actor=Actor(system="test"),
+        )
     Source.objects.filter(pk=source.pk).update(public_id=SOURCE_ID)
     ImportRun.objects.create(source=source, public_id=RUN_ID, trigger="test")
 
@@ -611,24 +693,55 @@ def _build_world() -> World:
         "alice": _member(org_a, "alice@example.test", Role.OWNER),
         "bob": _member(org_a, "bob@example.test", Role.VIEWER),
         "charlie": _member(org_b, "charlie@example.test", Role.OWNER),
-        "staff": UserFactory.create(email="steve@example.test", is_staff=True),
+        "staff": make_staff("steve@example.test"),
     }
+    sam = make_staff("sam@example.test", mfa=False)
     key_a = make_key(org_a, ALL_SCOPES, name="A's key")
     key_b = make_key(org_b, ALL_SCOPES, name="B's key")
     old_key, old_secret = make_key(org_a, ALL_SCOPES, name="A's old key")
     _new_source()
     with scope(organization=org_a.pk):
         services.api_key_revoke(key=old_key, actor=Actor(system="test"))
+    a = _tenant(org_a, people["bob"], key_a, "invitee-a@example.test")
+    b = _tenant(org_b, people["charlie"], key_b, "invitee-b@example.test")
+    logins = people | {STAFF_WITHOUT_MFA: sam}
     return World(
-        a=_tenant(org_a, people["bob"], key_a, "invitee-a@example.test"),
-        b=_tenant(org_b, people["charlie"], key_b, "invitee-b@example.test"),
+        a=a,
+        b=b,
         people=people,
         sessions={
             persona: login(user).cookies[settings.SESSION_COOKIE_NAME].value
-            for persona, user in people.items()
+            for persona, user in logins.items()
         },
         revoked_key_secret=old_secret,
+        logged_in_at=time.time(),
     )
+
+
+def _require_mfa_in_org_a(world: World) -> None:
+    """Org A requires two-factor and Alice has it: turning the requirement off asks again."""
+    Organization.objects.filter(pk=world.a.org.pk).update(require_mfa=True)
+    TOTP.activate(world.people["alice"], pyotp.random_base32())
+
+
+@pytest.fixture
+def just_logged_in(world: World) -> Iterator[None]:
+    """Python's clock at the moment of the world's logins (ticking on), whenever the case runs:
+    how long the file has been running never makes a login older than a window."""
+    with time_machine.travel(world.logged_in_at, tick=True):
+        yield
+
+
+# Later than every re-authentication window after the logins.
+STALE_AFTER_MINUTES = 1 + max(
+    settings.HASHHUB_REAUTH_MINUTES, settings.HASHHUB_STAFF_REAUTH_MINUTES
+)
+
+
+@pytest.fixture
+def logins_gone_stale(world: World) -> Iterator[None]:
+    with time_machine.travel(world.logged_in_at + STALE_AFTER_MINUTES * 60, tick=True):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -775,7 +888,8 @@ def _assert_status(response: HttpResponse, expected: Status) -> None:
 
 
 def _is_refusal(expected: Status) -> bool:
-    return expected in (LOGIN, REAUTH) or expected in (400, 401, 403, 404, 405)
+    redirects = (LOGIN, REAUTH, STAFF_REAUTH, TO_MFA_SETUP)
+    return expected in redirects or expected in (400, 401, 403, 404, 405)
 
 
 # Every model of these apps is compared before and after a refused request...
@@ -886,6 +1000,7 @@ def _api_cases() -> Iterator[ParameterSet]:
 
 
 @pytest.mark.parametrize(("key", "method", "persona", "expected"), list(_web_cases()))
+@pytest.mark.usefixtures("just_logged_in")
 def test_web_page(key: str, method: str, persona: str, expected: Status, world: World) -> None:
     row = TABLE[key]
     assert isinstance(row, Page)
@@ -901,6 +1016,7 @@ def test_web_page(key: str, method: str, persona: str, expected: Status, world: 
 
 
 @pytest.mark.parametrize(("key", "method", "persona", "expected"), list(_api_cases()))
+@pytest.mark.usefixtures("just_logged_in")
 def test_api_endpoint(key: str, method: str, persona: str, expected: Status, world: World) -> None:
     row = TABLE[key]
     assert isinstance(row, Api)
@@ -938,6 +1054,7 @@ def _cross_org_cases() -> Iterator[ParameterSet]:
 
 
 @pytest.mark.parametrize(("key", "method", "caller"), list(_cross_org_cases()))
+@pytest.mark.usefixtures("just_logged_in")
 def test_another_orgs_object_ids_are_404(key: str, method: str, caller: str, world: World) -> None:
     """Alice at /o/org-a/... with org B's ids (and Charlie at /o/org-b/... with A's): 404."""
     row = TABLE[key]
@@ -953,7 +1070,85 @@ def test_another_orgs_object_ids_are_404(key: str, method: str, caller: str, wor
         _assert_error_shape(response)
 
 
+def _asks(endpoint: Endpoint) -> str | None:
+    """Which re-authentication the endpoint's view asks for (the marks hub.decorators leaves)."""
+    if getattr(endpoint.callback, "hashhub_staff", False):
+        return "staff"
+    return getattr(endpoint.callback, "hashhub_reauthentication", None)
+
+
+def _stale_cases() -> Iterator[ParameterSet]:
+    for key, row in TABLE.items():
+        if isinstance(row, Page):
+            for method, answers in row.stale_methods().items():
+                for persona, expected in zip(WEB_PERSONAS, answers, strict=True):
+                    yield _param((key, method, persona), expected)
+
+
+@pytest.mark.parametrize(("key", "method", "persona", "expected"), list(_stale_cases()))
+@pytest.mark.usefixtures("logins_gone_stale")
+def test_a_stale_login_is_asked_to_reauthenticate(
+    key: str, method: str, persona: str, expected: Status, world: World
+) -> None:
+    """Every login is older than its window: a sensitive action or a staff page asks again."""
+    row = TABLE[key]
+    assert isinstance(row, Page)
+    if row.stale_setup:
+        row.stale_setup(world)
+    url = _url(_endpoints()[key], world, world.a, world.a)
+    before = _snapshot()
+    response = _send(_web_client(world, persona), method, url, row.data, api=False)
+    _assert_status(response, expected)
+    if _is_refusal(expected):
+        _assert_unchanged(before)
+    if persona in WEB_OUTSIDERS and not row.reveals_org_a:
+        _assert_reveals_nothing_of_org_a(response, world)
+
+
+def _staff_cases() -> Iterator[ParameterSet]:
+    for key, row in TABLE.items():
+        endpoint = _endpoints().get(key)
+        if isinstance(row, Page) and endpoint and _asks(endpoint) == "staff":
+            for method in row.methods():
+                yield pytest.param(key, method, id=f"{key}-{method}")
+
+
+@pytest.mark.parametrize(("key", "method"), list(_staff_cases()))
+@pytest.mark.usefixtures("just_logged_in")
+def test_staff_without_two_factor_are_sent_to_set_it_up(
+    key: str, method: str, world: World
+) -> None:
+    row = TABLE[key]
+    assert isinstance(row, Page)
+    url = _url(_endpoints()[key], world, world.a, world.a)
+    before = _snapshot()
+    response = _send(_web_client(world, STAFF_WITHOUT_MFA), method, url, row.data, api=False)
+    _assert_status(response, TO_MFA_SETUP)
+    _assert_unchanged(before)
+
+
 # --- the table itself -------------------------------------------------------------------------
+
+
+def test_every_reauthentication_requirement_has_a_row() -> None:
+    """A staff page states its stale answers for each of its methods; a member's sensitive action
+    (``reauthentication_required``) for its POST; and no other row claims to ask."""
+    wrong: list[tuple[str, str | None, list[str]]] = []
+    for key, row in TABLE.items():
+        endpoint = _endpoints().get(key)
+        if not isinstance(row, Page) or endpoint is None:
+            continue
+        asks = _asks(endpoint)
+        stale = set(row.stale_methods())
+        if asks == "staff":
+            needed = set(row.methods())
+        elif asks in ("always", "when"):
+            needed = {"POST"}
+        else:
+            needed = set()
+        if not needed <= stale or (stale and not needed):
+            wrong.append((key, asks, sorted(stale)))
+    assert not wrong, f"(row, what its view asks, methods with stale answers): {wrong}"
 
 
 def test_every_url_pattern_is_in_the_table() -> None:

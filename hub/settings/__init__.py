@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +49,26 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 if not EMBEDDED and len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 random characters.")
+
+
+def _credential_keys() -> list[str]:
+    """The Fernet keys of credentials stored on sources (HASHHUB_CREDENTIAL_KEYS, newest first).
+
+    The embedded hub keeps a generated key beside its data when none is set. In production none
+    is assumed: storing a credential, or running a source that has one, fails with a sentence
+    naming this variable until it is set (lists.sources.stored_credentials).
+    """
+    explicit = env_list("HASHHUB_CREDENTIAL_KEYS", [])
+    if explicit or not EMBEDDED:
+        return explicit
+    path = VAR_DIR / "credential_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A Fernet key: 32 random bytes, URL-safe base64.
+        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+        path.chmod(0o600)
+    return [path.read_text().strip()]
+
 
 ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if EMBEDDED else []
@@ -298,6 +319,28 @@ HASHHUB_SOURCE_HTTP_BACKOFF = float(env_int("HASHHUB_SOURCE_HTTP_BACKOFF_SECONDS
 HASHHUB_WEBHOOK_ALLOWED_NETWORKS = env_list("HASHHUB_WEBHOOK_ALLOWED_NETWORKS", [])
 HASHHUB_WEBHOOK_TIMEOUT_SECONDS = env_int("HASHHUB_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 HASHHUB_WEBHOOK_MAX_ATTEMPTS = env_int("HASHHUB_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+
+# --- privacy and least privilege (issue 17) ---
+# Changes to anonymous lists reach other organisations in batches released on this clock (minutes),
+# so their timing cannot be paired with the owner's identified lists; the owner matches at once.
+HASHHUB_ANONYMOUS_PUBLISH_MINUTES = env_int("HASHHUB_ANONYMOUS_PUBLISH_MINUTES", 10, minimum=1)
+# The key of the ids non-owners see for entries (a keyed hash of the internal, time-ordered id);
+# derived from SECRET_KEY when unset.
+HASHHUB_PUBLIC_ID_KEY = env_str("HASHHUB_PUBLIC_ID_KEY", "")
+# Staff pages need two-factor and a login (or re-authentication) within this many minutes.
+HASHHUB_STAFF_REQUIRE_MFA = env_bool("HASHHUB_STAFF_REQUIRE_MFA", True)
+HASHHUB_STAFF_REAUTH_MINUTES = env_int("HASHHUB_STAFF_REAUTH_MINUTES", 15, minimum=1)
+# Members' sensitive actions (API keys, webhooks, roles, two-factor policy) ask for the password
+# or a second factor again unless the member authenticated within this many minutes.
+HASHHUB_REAUTH_MINUTES = env_int("HASHHUB_REAUTH_MINUTES", 10, minimum=1)
+# The environment variables a source's ``*_env`` setting may name: only these reach a source.
+HASHHUB_SOURCE_ENV_PREFIX = env_str("HASHHUB_SOURCE_ENV_PREFIX", "HASHHUB_SOURCE_")
+# Fernet keys (comma-separated, newest first) for source credentials stored in the database;
+# the embedded hub keeps a generated key beside its data when none is set.
+HASHHUB_CREDENTIAL_KEYS = _credential_keys()
+# Source and peer-hub URLs go through the same address guard as webhooks; hosts or networks
+# (CIDR) listed here are let through, and only they may receive credentials over plain http.
+HASHHUB_SOURCE_ALLOWED_HOSTS = env_list("HASHHUB_SOURCE_ALLOWED_HOSTS", [])
 
 CELERY_BEAT_SCHEDULE = {
     "purge-old-detections": {

@@ -1,10 +1,13 @@
 """What counts as a credential in a source's settings, refused everywhere they are kept or shown.
 
 A source's ``config`` holds plain settings and the *names* of environment variables that hold
-credentials (keys ending in ``_env``); the credentials themselves never enter the database, a
-page or a log. :func:`credential_problems` finds a config that looks like it carries one (the
-source services refuse it, the forms and ``addsource`` say so early), and
-:func:`config_for_display` is the only way a page shows a config.
+credentials (keys ending in ``_env``); the credentials themselves never enter the config, a page
+or a log (staff may also store one encrypted: lists.sources.stored_credentials). Only variables
+whose name starts with ``settings.HASHHUB_SOURCE_ENV_PREFIX`` may be named, so that a source can
+never be pointed at the hub's own secrets (DJANGO_SECRET_KEY, DATABASE_URL, ...) and send them to
+its URL. :func:`credential_problems` finds a config that looks like it carries a credential or
+names another variable (the source services refuse it, the forms and ``addsource`` say so
+early), and :func:`config_for_display` is the only way a page or an audit event shows a config.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from django.conf import settings
+
 ENV_SUFFIX = "_env"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 HIDDEN = "(hidden)"
+NONE = "(none)"
 # Words that make a config key (or a URL's query parameter) look like it holds a credential.
 _SECRET_WORDS = frozenset(
     {
@@ -43,6 +49,24 @@ _SECRET_WORDS = frozenset(
     }
 )
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def env_prefix() -> str:
+    """The prefix every environment variable a source names must start with."""
+    return str(settings.HASHHUB_SOURCE_ENV_PREFIX)
+
+
+def env_name_allowed(name: object) -> bool:
+    """Whether a source may read the environment variable ``name``: a well-formed name that
+    starts with HASHHUB_SOURCE_ENV_PREFIX (compared as written: environment names are
+    case-sensitive)."""
+    return isinstance(name, str) and bool(ENV_NAME.match(name)) and name.startswith(env_prefix())
+
+
+def credential_name(key: str) -> str:
+    """The credential a ``*_env`` key stands for, as stored credentials are named
+    (``password_env`` -> ``password``)."""
+    return key[: -len(ENV_SUFFIX)] if key.lower().endswith(ENV_SUFFIX) else key
 
 
 def looks_secret(name: str) -> bool:
@@ -87,9 +111,10 @@ def _url_problem(text: str) -> str:
 def credential_problems(config: Mapping[str, Any]) -> list[str]:
     """Sentences naming each place ``config`` seems to hold a credential; empty when it is clean.
 
-    Keys ending in ``_env`` must name an environment variable; other keys that sound like a
-    credential (password, token, api_key, ...) are refused, and so are URLs with a user name,
-    password or token in them. The sentences name keys, never values.
+    Keys ending in ``_env`` must name an environment variable starting with
+    HASHHUB_SOURCE_ENV_PREFIX; other keys that sound like a credential (password, token,
+    api_key, ...) are refused, and so are URLs with a user name, password or token in them. The
+    sentences name keys, never values.
     """
     problems = []
     for where, key, value in _walk(config):
@@ -98,6 +123,12 @@ def credential_problems(config: Mapping[str, Any]) -> list[str]:
                 problems.append(
                     f"{where} must be the name of an environment variable "
                     "(letters, digits and underscores), not its value."
+                )
+            elif not env_name_allowed(value):
+                # The name is not repeated: it may be a pasted secret that looks like one.
+                problems.append(
+                    f"{where} must name an environment variable starting with {env_prefix()}: "
+                    "a source may read no other variable (never the hub's own settings)."
                 )
         elif key and looks_secret(key):
             problems.append(
@@ -120,6 +151,7 @@ class ConfigRow:
     value: str
     env_name: bool = False  # the value is the name of an environment variable
     env_set: bool = False  # ... which this web process has (the value is never read out)
+    env_refused: bool = False  # ... outside HASHHUB_SOURCE_ENV_PREFIX: never read, not shown
     hidden: bool = False
 
 
@@ -133,8 +165,12 @@ def config_for_display(config: Mapping[str, Any]) -> list[ConfigRow]:
     """The rows of a config, with anything that looks like a credential replaced by (hidden)."""
     rows = []
     for key, value in sorted(config.items()):
-        if key.lower().endswith(ENV_SUFFIX) and isinstance(value, str) and ENV_NAME.match(value):
+        if key.lower().endswith(ENV_SUFFIX) and env_name_allowed(value):
             rows.append(ConfigRow(key, value, env_name=True, env_set=bool(os.environ.get(value))))
+        elif key.lower().endswith(ENV_SUFFIX) and isinstance(value, str) and ENV_NAME.match(value):
+            # Stored before the prefix rule: never read at fetch time, and not shown (it may be
+            # a secret that looks like a name).
+            rows.append(ConfigRow(key, HIDDEN, env_name=True, env_refused=True, hidden=True))
         elif looks_secret(key) or credential_problems({key: value}):
             rows.append(ConfigRow(key, HIDDEN, hidden=True))
         else:
@@ -149,3 +185,16 @@ def config_for_editing(config: Mapping[str, Any]) -> str:
         for key, value in config.items()
     }
     return json.dumps(safe, indent=2, sort_keys=True)
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The keys whose value differs, each with its old and new value as a page shows them
+    (config_for_display: credential-looking values are "(hidden)"; a key that was not there is
+    "(none)"). For the audit log: it names what changed, never a secret."""
+    shown_old = {row.key: row.value for row in config_for_display(old)}
+    shown_new = {row.key: row.value for row in config_for_display(new)}
+    return {
+        key: {"old": shown_old.get(key, NONE), "new": shown_new.get(key, NONE)}
+        for key in sorted(set(old) | set(new))
+        if key not in old or key not in new or old[key] != new[key]
+    }

@@ -1,7 +1,8 @@
 """Forms of the staff pages of upstream sources.
 
 A config box is refused when it seems to hold a credential (lists.sources.credentials), and
-emptied, so that a pasted secret is not sent back in the page that refuses it.
+emptied, so that a pasted secret is not sent back in the page that refuses it. A stored
+credential's value is write-only: its field never renders a value, not even after an error.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from lists.sources.credentials import config_for_editing, credential_problems
 from lists.sources.schedules import MAX_CRON_LENGTH, check_schedule
 
 MAX_CONFIG_CHARS = 20_000
+MAX_CREDENTIAL_CHARS = 4096
 MAX_INTERVAL_MINUTES = 7 * 24 * 60
 
 
@@ -36,8 +38,9 @@ class ConfigField(forms.CharField):
         kwargs.setdefault(
             "help_text",
             "A JSON object of the adapter's settings. Credentials only as the names of "
-            'environment variables, in keys ending in _env (e.g. "password_env": '
-            '"NCMEC_PASSWORD"); never the credential itself.',
+            "environment variables starting with HASHHUB_SOURCE_, in keys ending in _env (e.g. "
+            '"password_env": "HASHHUB_SOURCE_NCMEC_PASSWORD"), or stored on the source\'s page; '
+            "never the credential itself.",
         )
         super().__init__(**kwargs)
 
@@ -177,3 +180,30 @@ class SourceSettingsForm(SourceConfigFormMixin, SourceScheduleFormMixin):
             for field in self.field_order
             if data[field] != getattr(source, field)
         }
+
+
+class SourceCredentialForm(forms.Form):
+    """Store or clear one credential of a source (lists.sources.stored_credentials)."""
+
+    name = forms.ChoiceField(label="Credential")
+    value = forms.CharField(
+        required=False,
+        max_length=MAX_CREDENTIAL_CHARS,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Encrypted at once and never shown again; leave empty to clear it.",
+    )
+    clear = forms.BooleanField(required=False, label="Clear the stored value")
+
+    def __init__(self, *args: Any, names: tuple[str, ...], **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "credential_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["name"].choices = [(name, name) for name in names]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if not data.get("clear") and not data.get("value"):
+            self.add_error("value", "Type the value to store, or tick “Clear the stored value”.")
+        if data.get("clear") and data.get("value"):
+            self.add_error("clear", "Either store a value or clear it, not both.")
+        return data

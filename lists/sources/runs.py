@@ -34,7 +34,7 @@ from django_scopes import scopes_disabled
 from hub.audit import SYSTEM, Actor
 from hub.celery import app
 from hub.errors import ServiceError
-from lists.models import HashList, ImportRun, ImportRunError, Source
+from lists.models import FeedUpload, HashList, ImportRun, ImportRunError, Source
 from lists.sources.adapters import adapter_class
 from lists.sources.adapters.base import Credentials
 from lists.sources.adapters.http import Http
@@ -43,6 +43,7 @@ from lists.sources.errors import SourceError
 from lists.sources.helper import prepared_in_child, statistics_due, statistics_refresh
 from lists.sources.pages import PreparedPage, page_prepare
 from lists.sources.services import audit_source, source_lists
+from lists.sources.stored_credentials import credentials_decrypted
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,10 @@ def _run_execute(
         run.save(update_fields=["status", "started_at", "heartbeat_at", "checkpoint_before"])
         Source.objects.filter(pk=source.pk).update(last_run_at=now)
         adapter = adapter_class(source.kind)(
-            config=source.config, credentials=credentials or Credentials(), http=client
+            config=source.config,
+            credentials=credentials or Credentials(stored=credentials_decrypted(source)),
+            http=client,
+            uploaded=_uploaded_records(source),
         )
         lists = source_lists(source)
         pages = adapter.pages(dict(source.checkpoint))
@@ -211,6 +215,15 @@ def _run_execute(
             client.close()
         _unlock(source)
     return _finish(run, "", "")
+
+
+def _uploaded_records(source: Source) -> dict[str, str]:
+    """The records of the staff upload the source's config reads, by upload id."""
+    upload_id = source.config.get("upload")
+    if not upload_id:
+        return {}
+    found = FeedUpload.objects.filter(source=source, public_id=str(upload_id)).first()
+    return {found.public_id: found.records} if found is not None else {}
 
 
 def _finish(run: ImportRun, code: str, message: str) -> ImportRun:

@@ -1,8 +1,12 @@
 """Upstream sources registered and changed: create, update, their CSAM and SE lists.
 
 A source's ``config`` is checked here, whoever calls (the staff page, ``addsource``, the API):
-its kind's adapter must accept it, and it must hold no credential, only the names of environment
-variables that hold them (lists.sources.credentials). Every change is audited without the config.
+its kind's adapter must accept it; it must hold no credential, only the names of environment
+variables that hold them, each starting with HASHHUB_SOURCE_ENV_PREFIX
+(lists.sources.credentials); and its URL must pass the address guard, and be https when the
+source sends a credential, unless HASHHUB_SOURCE_ALLOWED_HOSTS names the host
+(lists.sources.guard). Every change is audited with the fields changed and their old and new
+values, the config's as a page shows it (never a secret).
 """
 
 from __future__ import annotations
@@ -15,15 +19,23 @@ from django_scopes import scopes_disabled
 
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
-from lists.models import HashList, Source
+from lists.models import FeedUpload, HashList, Source, SourceCredential
 from lists.services import source_lists_created
 from lists.sources.adapters import adapter_class
-from lists.sources.credentials import credential_problems
+from lists.sources.credentials import ENV_SUFFIX, config_changes, credential_problems
 from lists.sources.errors import SourceError
+from lists.sources.guard import source_url_check
 from lists.sources.schedules import check_schedule, schedule_sync
 
 
-def config_clean(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+def config_clean(
+    kind: str, config: Mapping[str, Any], *, stored_credentials: bool = False
+) -> dict[str, Any]:
+    """``config`` checked and cleaned for a source of ``kind``; ServiceError when refused.
+
+    ``stored_credentials``: the source has credentials stored (so its URL must be fit to
+    receive them, as when the config names an environment variable).
+    """
     if kind not in Source.Kind.values:
         raise ServiceError(
             "invalid_kind",
@@ -42,9 +54,16 @@ def config_clean(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
             {"problems": problems},
         )
     try:
-        return adapter_class(kind).check_config(config)
+        cleaned = adapter_class(kind).check_config(config)
+        url = cleaned.get("url")
+        if isinstance(url, str) and url:
+            sends_credentials = stored_credentials or any(
+                key.lower().endswith(ENV_SUFFIX) and value for key, value in cleaned.items()
+            )
+            source_url_check(url, with_credentials=sends_credentials)
     except SourceError as error:
         raise ServiceError(error.code, error.message) from None
+    return cleaned
 
 
 def source_lists(source: Source) -> dict[str, HashList]:
@@ -126,17 +145,38 @@ def source_create(
 _EDITABLE = {"description", "enabled", "interval_minutes", "cron", "config", "default_category"}
 
 
+def settings_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """Each field that differs, with its old and new value, as the audit log keeps them: the
+    config key by key through config_changes (never a secret), other fields as they are."""
+    changed: dict[str, Any] = {}
+    for name in sorted(after):
+        old, new = before.get(name), after[name]
+        if old == new:
+            continue
+        if name == "config":
+            changed[name] = config_changes(old or {}, new or {})
+        else:
+            changed[name] = {"old": old, "new": new}
+    return changed
+
+
 @transaction.atomic
 def source_update(*, source: Source, actor: Actor, **changes: Any) -> Source:
-    """Change a source's settings (not its access: sharing.services.source_access_set). Audited.
+    """Change a source's settings (not its access: sharing.services.source_access_set). Audited
+    (``source.updated``) with each changed field's old and new value (config_changes).
 
-    A new ``config`` is checked as source_create checks it (no credential in it).
+    A new ``config`` is checked as source_create checks it (no credential in it, a URL the
+    address guard lets through); a staff upload it no longer reads is deleted.
     """
     unknown = set(changes) - _EDITABLE
     if unknown:
         raise ServiceError("invalid_field", f"Cannot change: {', '.join(sorted(unknown))}.")
     if "config" in changes:
-        changes["config"] = config_clean(source.kind, changes["config"])
+        changes["config"] = config_clean(
+            source.kind,
+            changes["config"],
+            stored_credentials=SourceCredential.objects.filter(source=source).exists(),
+        )
     if changes.get("default_category", source.default_category) not in HashList.Category.values:
         raise ServiceError("invalid_category", "category must be one of: csam, se.")
     schedule = {"interval_minutes", "cron"} & set(changes)
@@ -147,10 +187,22 @@ def source_update(*, source: Source, actor: Actor, **changes: Any) -> Source:
         )
         if "cron" in changes:
             changes["cron"] = cron
+    before = {name: getattr(source, name) for name in changes}
     for name, value in changes.items():
         setattr(source, name, value)
     source.save()
+    if "config" in changes:
+        uploads_unread(source)
     if schedule or "enabled" in changes:
         schedule_sync(source)
-    audit_source(source, "source.updated", actor, fields=sorted(changes))
+    changed = settings_changes(before, changes)
+    audit_source(source, "source.updated", actor, fields=sorted(changed), changes=changed)
     return source
+
+
+def uploads_unread(source: Source) -> None:
+    """Delete the staff uploads of ``source`` its config no longer reads (only the latest one is
+    ever read, and none once the source reads a URL or a file instead)."""
+    FeedUpload.objects.filter(source=source).exclude(
+        public_id=str(source.config.get("upload") or "")
+    ).delete()

@@ -3,19 +3,23 @@
 Hub staff only (``staff_required``: the login page for anonymous callers, 404 for everyone else).
 The rules live in the services of lists.sources; these views translate forms to calls. A source's
 config is shown only through lists.sources.credentials (names of environment variables, never a
-credential). Entitlements are sharing's business and have their own page (sharing.source_views),
-linked by URL name.
+credential); a stored credential only as set or not, when and by whom (its value is write-only).
+An uploaded feed file is parsed in memory and only its records are kept (lists.sources.uploads).
+Entitlements are sharing's business and have their own page (sharing.source_views), linked by
+URL name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_scopes import scopes_disabled
@@ -23,11 +27,17 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor
 from hub.decorators import staff_required
 from hub.errors import ServiceError
-from lists.models import HashList, ImportRun, ImportRunError, Source
-from lists.sources import runs, services, uploads
-from lists.sources.credentials import ConfigRow, config_for_display
+from lists.models import HashList, ImportRun, ImportRunError, Source, SourceCredential
+from lists.sources import runs, services, stored_credentials, uploads
+from lists.sources.adapters import adapter_class
+from lists.sources.credentials import (
+    ConfigRow,
+    config_for_display,
+    credential_name,
+    env_name_allowed,
+)
 from lists.sources.errors import SourceError
-from lists.sources.forms import SourceCreateForm, SourceSettingsForm
+from lists.sources.forms import SourceCreateForm, SourceCredentialForm, SourceSettingsForm
 from lists.sources.schedules import next_run_after, schedule_text
 
 RUNS_PER_PAGE = 20
@@ -216,8 +226,42 @@ def sources_index(request: HttpRequest) -> HttpResponse:
 # --- one source: settings, runs -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CredentialRow:
+    """One credential a source's kind may use: stored, from an environment variable, or none."""
+
+    name: str
+    env_key: str  # the config key that may name a variable for it (password_env)
+    variable: str  # the variable the config names ('' for none, or one not allowed)
+    stored: SourceCredential | None
+
+
+def _credential_rows(source: Source) -> list[CredentialRow]:
+    stored = {c.name: c for c in stored_credentials.credentials_of(source)}
+    rows = []
+    for key in adapter_class(source.kind).credential_keys:
+        variable = source.config.get(key)
+        rows.append(
+            CredentialRow(
+                name=credential_name(key),
+                env_key=key,
+                variable=variable if env_name_allowed(variable) else "",
+                stored=stored.get(credential_name(key)),
+            )
+        )
+    return rows
+
+
+def _credential_form(source: Source, data: Any = None) -> SourceCredentialForm:
+    return SourceCredentialForm(data, names=stored_credentials.credential_names(source))
+
+
 def _render_source(
-    request: HttpRequest, source: Source, form: SourceSettingsForm, status: int = 200
+    request: HttpRequest,
+    source: Source,
+    form: SourceSettingsForm,
+    status: int = 200,
+    credential_form: SourceCredentialForm | None = None,
 ) -> HttpResponse:
     (row,) = _rows(_sources_with_grants().filter(pk=source.pk))
     paginator = Paginator(
@@ -233,6 +277,8 @@ def _render_source(
         "runs": runs,
         "run_rows": [RunRow(run) for run in runs],
         "current": RunRow(row.current) if row.current else None,
+        "credentials": _credential_rows(source),
+        "credential_form": credential_form or _credential_form(source),
     }
     return render(request, "lists/sources/detail.html", context, status=status)
 
@@ -243,6 +289,8 @@ def source_detail(request: HttpRequest, source_id: str) -> HttpResponse:
     source = _source(source_id)
     if request.method != "POST":
         return _render_source(request, source, SourceSettingsForm.for_source(source))
+    if request.POST.get("form") == "credential":
+        return _credential_post(request, source)
     form = SourceSettingsForm(request.POST, auto_id="settings_%s")
     if form.is_valid():
         changes = form.changes(source)
@@ -255,6 +303,31 @@ def source_detail(request: HttpRequest, source_id: str) -> HttpResponse:
             messages.success(request, "Settings saved." if changes else "Nothing changed.")
             return redirect("staff_source", source_id=source.public_id)
     return _render_source(request, source, form, status=400)
+
+
+def _credential_post(request: HttpRequest, source: Source) -> HttpResponse:
+    """Store or clear a credential (the source page's credentials form posts here)."""
+    form = _credential_form(source, request.POST)
+    if form.is_valid():
+        name = form.cleaned_data["name"]
+        try:
+            if form.cleaned_data["clear"]:
+                stored_credentials.credential_clear(source=source, name=name, actor=_actor(request))
+            else:
+                stored_credentials.credential_set(
+                    source=source,
+                    name=name,
+                    value=form.cleaned_data["value"],
+                    actor=_actor(request),
+                )
+        except ServiceError as error:
+            form.add_error(None, error.message)
+        else:
+            done = "cleared" if form.cleaned_data["clear"] else "stored, encrypted"
+            messages.success(request, f"The {name} is {done}.")
+            return redirect(reverse("staff_source", args=[source.public_id]) + "#credentials")
+    settings_form = SourceSettingsForm.for_source(source)
+    return _render_source(request, source, settings_form, status=400, credential_form=form)
 
 
 @staff_required
@@ -277,20 +350,27 @@ def source_run_now(request: HttpRequest, source_id: str) -> HttpResponse:
 @staff_required
 @require_POST
 def source_upload(request: HttpRequest, source_id: str) -> HttpResponse:
-    """A new file for a file feed: stored, the source pointed at it, a run queued."""
+    """A new file for a file feed: parsed in memory, its records kept, a run queued."""
     source = _source(source_id)
     upload = request.FILES.get("file")
     if upload is None:
         messages.error(request, "Choose a CSV, TSV or JSON-lines file to upload.")
         return redirect("staff_source", source_id=source.public_id)
     try:
-        uploads.feed_file_store(
+        uploads.upload_size_check(upload.size or 0)  # before reading it
+        stored, _ = uploads.feed_upload_store(
             source=source, data=upload.read(), filename=upload.name or "", actor=_actor(request)
         )
     except (ServiceError, SourceError) as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, "File stored; an import of it is queued.")
+        count, rejected = stored.record_count, stored.rejected
+        also = f", {rejected:,} row{'s' * (rejected != 1)} rejected" if rejected else ""
+        messages.success(
+            request,
+            f"File read: {count:,} record{'s' * (count != 1)}{also}. Only the records are kept, "
+            "not the file; an import of them is queued.",
+        )
     return redirect("staff_source", source_id=source.public_id)
 
 

@@ -7,7 +7,6 @@ app, proves the next login asks for it, creates an API key and looks at her dash
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from tests.browser.helpers import (
     submit,
     watch_for_problems,
 )
+from tests.totp import totp_code_for_a_new_window
 
 if TYPE_CHECKING:
     from pytest_django.live_server_helper import LiveServer
@@ -33,28 +33,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "Ledger-lantern-harbour-48"
 CONFIRM_LINK = re.compile(r"https?://\S+/accounts/confirm-email/[^/\s]+/")
-# Leave the server at least this long to check a code before its 30-second window closes.
-TOTP_SAFETY_SECONDS = 3
-
-
-def totp_code_for_a_new_window(totp: pyotp.TOTP, *, after: int | None = None) -> tuple[str, int]:
-    """A code the server will accept now, and the number of the 30-second window it belongs to.
-
-    allauth accepts only the current window's code (no tolerance) and refuses a code it has
-    already accepted for a login within the same window. So: never use a code in the last few
-    seconds of its window (it could expire in flight), and, when ``after`` is given, wait for a
-    window later than that one. Waiting (at most one period) is the robust choice: signing in
-    with a recovery code instead would never prove that TOTP login works, and reusing the
-    activation code would pass only because allauth's activation happens not to mark its code
-    as used, an internal detail that any release may change.
-    """
-    while True:
-        now = time.time()
-        window = int(now // totp.interval)
-        left = totp.interval - now % totp.interval
-        if left > TOTP_SAFETY_SECONDS and (after is None or window > after):
-            return totp.at(now), window
-        time.sleep(left + 0.05)
 
 
 def confirmation_link(message: EmailMessage) -> str:

@@ -37,7 +37,7 @@ from tests.lists.ncmec_fixtures import (
 
 pytestmark = pytest.mark.e2e
 
-SCOPES = "match,lists:write,lists:admin,export"
+SCOPES = "match,lists:read,lists:write,lists:admin,export"
 # (name, slug, approved): two approved organisations that share with each other, one waiting.
 ORGS = [
     ("Delta Safety", "delta", True),
@@ -253,7 +253,7 @@ def test_hashes_of_an_image_can_be_added_and_then_match_it(
 # --- 3. sharing and subscribing ---------------------------------------------------------------
 
 
-def test_sharing_and_subscribing_take_effect_at_once_and_an_anonymous_list_names_no_owner(
+def test_sharing_and_subscribing_take_effect_and_an_anonymous_list_names_no_owner(
     orgs: dict[str, Org], known: set[Hash]
 ) -> None:
     owner, delta, echo = orgs["delta"], orgs["delta"].api, orgs["echo"].api
@@ -272,25 +272,33 @@ def test_sharing_and_subscribing_take_effect_at_once_and_an_anonymous_list_names
         assert match["list"]["tier"] == "community"
         assert (match["list"]["contributor"], match["list"]["anonymous"]) == (owner.name, False)
 
-    # Made anonymous: the subscriber still matches it, and nothing it is told names the owner.
-    delta.call("PATCH", f"/api/v1/lists/{shared}", json={"visibility": "anonymous"})
+    # Seen open, it can never become anonymous: the echo would still know whose it is.
+    refused = delta.http.patch(f"/api/v1/lists/{shared}", json={"visibility": "anonymous"})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "was_open")
+    echo.call("DELETE", f"/api/v1/lists/{shared}/subscription")
+    assert all(found == [] for found in echo.match(hashes).values())
+    assert all(tiers(found) == {(shared, "own")} for found in delta.match(hashes).values())
+
+    # A list never open may be anonymous: matched without anything that names the owner.
+    quiet = delta.call("POST", "/api/v1/lists", json={**new_list, "name": "Quiet"}, expect=201)
+    quiet_hashes = [random_hash("pdq"), random_hash("md5")]
+    delta.add(quiet["id"], quiet_hashes)
+    known.update(quiet_hashes)
+    delta.call("PATCH", f"/api/v1/lists/{quiet['id']}", json={"visibility": "anonymous"})
+    echo.call("PUT", f"/api/v1/lists/{quiet['id']}/subscription")
     answer = echo.http.post(
-        "/api/v1/match", json={"hashes": [{"type": t, "value": v} for t, v in hashes]}
+        "/api/v1/match", json={"hashes": [{"type": t, "value": v} for t, v in quiet_hashes]}
     )
     assert answer.status_code == 200
     for result in answer.json()["results"]:
         [match] = result["matches"]
-        assert match["list"]["id"] == shared
+        assert match["list"]["id"] == quiet["id"]
         assert (match["list"]["contributor"], match["list"]["anonymous"]) == (None, True)
-    listed = echo.http.get(f"/api/v1/lists/{shared}")
+    listed = echo.http.get(f"/api/v1/lists/{quiet['id']}")
     assert listed.status_code == 200
     for text in (answer.text, listed.text):
         assert owner.name not in text
         assert f'"{owner.slug}"' not in text
-
-    echo.call("DELETE", f"/api/v1/lists/{shared}/subscription")
-    assert all(found == [] for found in echo.match(hashes).values())
-    assert all(tiers(found) == {(shared, "own")} for found in delta.match(hashes).values())
 
 
 # --- 4. an upstream verified source -----------------------------------------------------------
@@ -320,7 +328,13 @@ def test_an_ncmec_source_carries_upstream_updates_and_deletions_to_approved_orga
     hub: RunningHub, orgs: dict[str, Org], known: set[Hash]
 ) -> None:
     delta, foxtrot = orgs["delta"].api, orgs["foxtrot"].api
-    credentials = {"E2E_NCMEC_USERNAME": USERNAME, "E2E_NCMEC_PASSWORD": PASSWORD}
+    # The fake NCMEC server is plain http on 127.0.0.1: the operator allows it, as README says.
+    local = {"HASHHUB_SOURCE_ALLOWED_HOSTS": "127.0.0.1"}
+    credentials = {
+        "HASHHUB_SOURCE_E2E_NCMEC_USERNAME": USERNAME,
+        "HASHHUB_SOURCE_E2E_NCMEC_PASSWORD": PASSWORD,
+        **local,
+    }
     # Timestamps relative to now: the source reads windows from `start` up to the present.
     now = int(time.time())
     changed = image(1, "e2e-1", now - 3 * 3600)
@@ -331,8 +345,9 @@ def test_an_ncmec_source_carries_upstream_updates_and_deletions_to_approved_orga
         config = {"start": iso(now - 86400), "settle_minutes": 0}
         hub.manage(
             "addsource", "--name", SOURCE, "--kind", "ncmec", "--url", server.url,
-            "--username-env", "E2E_NCMEC_USERNAME", "--password-env", "E2E_NCMEC_PASSWORD",
-            "--access", "all", "--config-json", json.dumps(config),
+            "--username-env", "HASHHUB_SOURCE_E2E_NCMEC_USERNAME",
+            "--password-env", "HASHHUB_SOURCE_E2E_NCMEC_PASSWORD",
+            "--access", "all", "--config-json", json.dumps(config), env=local,
         )  # fmt: skip
         first = hub.manage("fetchsource", SOURCE, env=credentials)
         assert "succeeded" in first.stdout and "3 records, 12 added" in first.stdout, first.stdout

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redis
+import time_machine
 from django.conf import settings as django_settings
 from django.test import Client
 from django_scopes import scopes_disabled
@@ -15,7 +18,7 @@ from rest_framework.test import APIRequestFactory
 from hub import api_auth
 from hub.api_base import OrgAPIView
 from hub.models import ApiKey, AuditEvent, Organization, User
-from tests.conftest import make_key
+from tests.conftest import login, make_key
 
 pytestmark = pytest.mark.django_db
 
@@ -323,3 +326,213 @@ def test_createapikey_prints_the_secret_once_and_rejects_bad_scopes(
         )
     with pytest.raises(CommandError, match="No organisation"):
         call_command("createapikey", "--org", "nope", "--name", "bad", stdout=out)
+
+
+# --- lists:read and expiry (issue 17) -----------------------------------------------------------
+
+
+def _key(org: Organization, name: str) -> ApiKey:
+    with scopes_disabled():
+        return ApiKey.objects.get(organization=org, name=name)
+
+
+def _created_event(key: ApiKey) -> AuditEvent:
+    with scopes_disabled():
+        return AuditEvent.objects.get(action="api_key.created", target_id=key.public_id)
+
+
+def test_the_key_form_offers_the_lists_read_scope(
+    alice_client: Client, org_a: Organization
+) -> None:
+    page = alice_client.get("/o/org-a/keys/")
+    assert 'value="lists:read"' in page.content.decode()
+    created = alice_client.post("/o/org-a/keys/", {"name": "reader", "scopes": ["lists:read"]})
+    assert created.status_code == 201
+    assert _key(org_a, "reader").scopes == ["lists:read"]
+
+
+@pytest.mark.clock
+def test_a_key_created_with_an_expiry_works_until_then_and_is_refused_after_saying_when(
+    alice: User, org_a: Organization
+) -> None:
+    with time_machine.travel(dt.datetime(2026, 3, 18, 9, 15, tzinfo=dt.UTC), tick=False):
+        response = login(alice).post(
+            "/o/org-a/keys/", {"name": "short-lived", "scopes": ["match"], "expires_days": "30"}
+        )
+        assert response.status_code == 201
+        secret = response.context["new_secret"]
+    key = _key(org_a, "short-lived")
+    assert key.expires_at == dt.datetime(2026, 4, 17, 9, 15, tzinfo=dt.UTC)
+    assert _created_event(key).metadata["expires_at"] == "2026-04-17T09:15:00+00:00"
+    with time_machine.travel(dt.datetime(2026, 4, 17, 9, 14, 59, tzinfo=dt.UTC), tick=False):
+        assert _bearer(secret).get("/api/v1/me").status_code == 200
+    key.refresh_from_db()
+    last_used = key.last_used_at
+    with time_machine.travel(dt.datetime(2026, 4, 17, 9, 15, tzinfo=dt.UTC), tick=False):
+        refused = _bearer(secret).get("/api/v1/me")
+    assert refused.status_code == 401
+    assert refused["WWW-Authenticate"].startswith("Bearer")
+    assert refused.json() == {
+        "error": {
+            "code": "key_expired",
+            "message": "This API key expired at 2026-04-17 09:15 UTC; "
+            "ask an owner or admin of the organisation for a new key.",
+            "details": {"expired_at": "2026-04-17T09:15:00+00:00"},
+        }
+    }
+    key.refresh_from_db()
+    assert key.last_used_at == last_used  # a refused call is not a use
+
+
+@pytest.mark.clock
+def test_the_key_list_shows_the_expiry_and_marks_expired_keys(
+    alice: User, org_a: Organization
+) -> None:
+    with time_machine.travel(dt.datetime(2026, 3, 18, 9, 15, tzinfo=dt.UTC), tick=False):
+        make_key(org_a, ["match"], name="forever")
+        login(alice).post(
+            "/o/org-a/keys/", {"name": "weekly", "scopes": ["match"], "expires_days": "7"}
+        )
+    key = _key(org_a, "weekly")
+    rotate = f"/o/org-a/keys/{key.public_id}/rotate/"
+    with time_machine.travel(dt.datetime(2026, 3, 20, tzinfo=dt.UTC), tick=False):
+        page = login(alice).get("/o/org-a/keys/").content.decode()
+    assert "2026-03-25 09:15 UTC" in page
+    assert "never" in page
+    assert 'badge warn">expired' not in page
+    assert rotate in page
+    with time_machine.travel(dt.datetime(2026, 3, 26, tzinfo=dt.UTC), tick=False):
+        page = login(alice).get("/o/org-a/keys/").content.decode()
+    assert '<span class="badge warn">expired</span>' in page
+    assert page.count('<span class="badge ok">active</span>') == 1  # "forever"
+    assert rotate not in page  # an expired key is replaced, not rotated
+    assert f"/o/org-a/keys/{key.public_id}/revoke/" in page
+
+
+@pytest.mark.clock
+def test_rotation_keeps_the_expiry_and_an_expired_key_is_not_rotated(
+    alice: User, org_a: Organization
+) -> None:
+    with time_machine.travel(dt.datetime(2026, 3, 18, 9, 15, tzinfo=dt.UTC), tick=False):
+        client = login(alice)
+        client.post(
+            "/o/org-a/keys/", {"name": "rotating", "scopes": ["export"], "expires_days": "10"}
+        )
+        old = _key(org_a, "rotating")
+        response = client.post(f"/o/org-a/keys/{old.public_id}/rotate/")
+        assert response.status_code == 201
+    with scopes_disabled():
+        new = ApiKey.objects.get(organization=org_a, name="rotating", revoked_at__isnull=True)
+    assert new.pk != old.pk
+    assert new.expires_at == old.expires_at == dt.datetime(2026, 3, 28, 9, 15, tzinfo=dt.UTC)
+    assert _created_event(new).metadata["expires_at"] == "2026-03-28T09:15:00+00:00"
+    with time_machine.travel(dt.datetime(2026, 3, 29, tzinfo=dt.UTC), tick=False):
+        # Logged in again on that day: rotating asks for a recent login.
+        refused = login(alice).post(f"/o/org-a/keys/{new.public_id}/rotate/", follow=True)
+    assert "expired at 2026-03-28 09:15 UTC" in refused.content.decode()
+    new.refresh_from_db()
+    assert new.revoked_at is None
+    with scopes_disabled():
+        assert ApiKey.objects.filter(organization=org_a, name="rotating").count() == 2
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "3651", "soon"])
+def test_the_key_form_rejects_a_bad_expiry_with_400(
+    alice_client: Client, org_a: Organization, days: str
+) -> None:
+    response = alice_client.post(
+        "/o/org-a/keys/", {"name": "bad", "scopes": ["match"], "expires_days": days}
+    )
+    assert response.status_code == 400
+    assert "expires_days" in response.context["form"].errors
+    with scopes_disabled():
+        assert not ApiKey.objects.filter(organization=org_a).exists()
+
+
+def test_the_service_refuses_an_expiry_in_the_past(org_a: Organization) -> None:
+    from django.utils import timezone
+
+    from hub.audit import SYSTEM
+    from hub.errors import ServiceError
+    from hub.services import api_key_create
+
+    with pytest.raises(ServiceError) as refused:
+        api_key_create(
+            org=org_a,
+            name="late",
+            scopes=["match"],
+            actor=SYSTEM,
+            expires_at=timezone.now() - dt.timedelta(seconds=1),
+        )
+    assert refused.value.code == "invalid_expiry"
+
+
+@pytest.mark.clock
+def test_createapikey_sets_an_expiry_in_days(org_a: Organization) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out, err = StringIO(), StringIO()
+    with time_machine.travel(dt.datetime(2026, 3, 18, 9, 15, tzinfo=dt.UTC), tick=False):
+        call_command(
+            "createapikey", "--org", "org-a", "--name", "cli", "--scopes", "lists:read",
+            "--expires-days", "90", stdout=out, stderr=err,
+        )  # fmt: skip
+    key = _key(org_a, "cli")
+    assert key.expires_at == dt.datetime(2026, 6, 16, 9, 15, tzinfo=dt.UTC)
+    assert key.scopes == ["lists:read"]
+    assert "expires 2026-06-16 09:15 UTC" in err.getvalue()
+    assert _created_event(key).metadata["expires_at"] == "2026-06-16T09:15:00+00:00"
+    with pytest.raises(CommandError, match="invalid_expiry"):
+        call_command(
+            "createapikey", "--org", "org-a", "--name", "bad", "--expires-days", "0", stdout=out
+        )
+    call_command("createapikey", "--org", "org-a", "--name", "plain", stdout=out, stderr=err)
+    assert _key(org_a, "plain").expires_at is None
+    assert _created_event(_key(org_a, "plain")).metadata["expires_at"] is None
+
+
+# --- the migration that brings lists:read to keys that could already read entries ----------------
+
+MIGRATION = "0003_apikey_lists_read_and_expiry"
+
+
+def _migration_apps() -> Any:
+    """The models as they stand after the migration (the historical ones, plain managers)."""
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    return MigrationLoader(connection).project_state(("hub", MIGRATION)).apps
+
+
+def test_the_migration_grants_lists_read_to_keys_with_lists_write_or_export(
+    org_a: Organization, org_b: Organization
+) -> None:
+    migration = importlib.import_module(f"hub.migrations.{MIGRATION}")
+    writer, _ = make_key(org_a, ["match", "lists:write"], name="writer")
+    exporter, _ = make_key(org_b, ["export"], name="exporter")
+    matcher, _ = make_key(org_a, ["match"], name="matcher")
+    admin, _ = make_key(org_a, ["lists:admin"], name="admin")
+    reader, _ = make_key(org_a, ["export", "lists:read"], name="reader")
+    migration.grant_lists_read(_migration_apps(), None)
+    scopes = {}
+    for key in (writer, exporter, matcher, admin, reader):
+        key.refresh_from_db()
+        scopes[key.name] = key.scopes
+    assert scopes == {
+        "writer": ["lists:read", "lists:write", "match"],
+        "exporter": ["export", "lists:read"],
+        "matcher": ["match"],  # match-only keys lose entry reading
+        "admin": ["lists:admin"],
+        "reader": ["export", "lists:read"],
+    }
+    with scopes_disabled():
+        events = AuditEvent.objects.filter(action="api_key.scopes_changed")
+        assert sorted((e.organization_id, e.target_id, e.actor_type) for e in events) == sorted(
+            [(org_a.pk, writer.public_id, "system"), (org_b.pk, exporter.public_id, "system")]
+        )
+        assert events.get(target_id=writer.public_id).metadata["from"] == ["lists:write", "match"]
+    migration.remove_lists_read(_migration_apps(), None)
+    writer.refresh_from_db()
+    assert writer.scopes == ["lists:write", "match"]

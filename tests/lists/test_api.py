@@ -125,7 +125,7 @@ def test_writing_needs_the_lists_write_scope(org_a: Organization) -> None:
     _key, secret = make_key(org_a, [ApiKey.Scope.MATCH])
     client = Client(headers={"Authorization": f"Bearer {secret}"})
     path = f"/api/v1/lists/{_csam(org_a).public_id}/entries"
-    assert client.get(path).status_code == 200
+    assert client.get(path).status_code == 403  # reading needs lists:read (issue 17)
     response = _post(client, path, {"entries": []})
     assert response.status_code == 403
     assert "lists:write" in response.json()["error"]["message"]

@@ -38,7 +38,7 @@ def http() -> Iterator[Http]:
 
 def feed(upstream: Upstream, http: Http, body: bytes | str, **config: Any) -> FeedAdapter:
     upstream.routes["/feed"] = Reply(body, headers={"Content-Type": "text/csv"})
-    environ = {"FEED_TOKEN": "s3cret"} if "token_env" in config else {}
+    environ = {"HASHHUB_SOURCE_FEED_TOKEN": "s3cret"} if "token_env" in config else {}
     adapter = adapter_class("feed")(
         config={"url": f"{upstream.url}/feed", **config},
         credentials=Credentials(environ),
@@ -350,7 +350,9 @@ def test_the_token_goes_in_a_bearer_header_and_a_refusal_is_auth_failed(
     upstream: Upstream, http: Http
 ) -> None:
     pdq = random_pdq()
-    adapter = feed(upstream, http, f"type,value\npdq,{pdq}\n", token_env="FEED_TOKEN")
+    adapter = feed(
+        upstream, http, f"type,value\npdq,{pdq}\n", token_env="HASHHUB_SOURCE_FEED_TOKEN"
+    )
     assert len(records(pages(adapter))) == 1
     assert upstream.requests[-1].headers["authorization"] == "Bearer s3cret"
     upstream.routes["/feed"] = Reply("denied", 401)
@@ -362,7 +364,7 @@ def test_the_token_goes_in_a_bearer_header_and_a_refusal_is_auth_failed(
 
 def test_a_missing_token_variable_stops_before_any_request(upstream: Upstream, http: Http) -> None:
     adapter = FeedAdapter(
-        config={"url": f"{upstream.url}/feed", "token_env": "NOT_SET"},
+        config={"url": f"{upstream.url}/feed", "token_env": "HASHHUB_SOURCE_NOT_SET"},
         credentials=Credentials({}),
         http=http,
     )
@@ -408,7 +410,8 @@ def test_an_uploaded_file_is_read_from_the_feed_directory(tmp_path: Path, settin
 @pytest.mark.parametrize(
     "config",
     [
-        {},
+        {"url": "https://x.test/f", "upload": "abc123"},
+        {"upload": "../elsewhere"},
         {"url": "https://x.test/f", "file": "f.csv"},
         {"url": "ftp://x.test/f"},
         {"file": "../secret_key"},

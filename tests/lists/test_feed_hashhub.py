@@ -66,14 +66,16 @@ def peer_source(url: str, **config: Any) -> Source:
     return source_services.source_create(
         name="Peer hub",
         kind="hashhub",
-        config={"url": url, "api_key_env": "PEER_KEY", **config},
+        config={"url": url, "api_key_env": "HASHHUB_SOURCE_PEER_KEY", **config},
         actor=SYSTEM,
     )
 
 
 def run(source: Source, http: Http, key: str) -> ImportRun:
     queued = runs.run_create(source=source, trigger="test", enqueue=False)
-    return runs.run_execute(run_id=queued.pk, http=http, credentials=Credentials({"PEER_KEY": key}))
+    return runs.run_execute(
+        run_id=queued.pk, http=http, credentials=Credentials({"HASHHUB_SOURCE_PEER_KEY": key})
+    )
 
 
 def live(source: Source) -> dict[str, set[str]]:
@@ -169,8 +171,8 @@ def test_items_become_records_keyed_by_peer_list_and_hash(upstream: Upstream, ht
         {"items": items if not r.query["cursor"] else [], "next_cursor": "c1", "has_more": False}
     )
     adapter = HashHubAdapter(
-        config={"url": upstream.url + "/", "api_key_env": "K"},
-        credentials=Credentials({"K": "peer-key"}),
+        config={"url": upstream.url + "/", "api_key_env": "HASHHUB_SOURCE_K"},
+        credentials=Credentials({"HASHHUB_SOURCE_K": "peer-key"}),
         http=http,
     )
     [page] = adapter.pages({})
@@ -203,8 +205,8 @@ def test_an_answer_that_is_not_an_export_page_is_malformed(
 ) -> None:
     upstream.routes["/api/v1/export"] = Reply(body)
     adapter = HashHubAdapter(
-        config={"url": upstream.url, "api_key_env": "K"},
-        credentials=Credentials({"K": "k"}),
+        config={"url": upstream.url, "api_key_env": "HASHHUB_SOURCE_K"},
+        credentials=Credentials({"HASHHUB_SOURCE_K": "k"}),
         http=http,
     )
     with pytest.raises(SourceError) as raised:
@@ -215,11 +217,11 @@ def test_an_answer_that_is_not_an_export_page_is_malformed(
 @pytest.mark.parametrize(
     "config",
     [
-        {"api_key_env": "K"},
-        {"url": "https://peer.test"},
-        {"url": "https://peer.test", "api_key_env": "K", "categories": ["other"]},
-        {"url": "https://peer.test", "api_key_env": "K", "tiers": []},
-        {"url": "https://peer.test", "api_key_env": "K", "page_size": 20_000},
+        {"api_key_env": "HASHHUB_SOURCE_K"},
+        {"url": "ftp://peer.test", "api_key_env": "HASHHUB_SOURCE_K"},
+        {"url": "https://peer.test", "api_key_env": "HASHHUB_SOURCE_K", "categories": ["other"]},
+        {"url": "https://peer.test", "api_key_env": "HASHHUB_SOURCE_K", "tiers": []},
+        {"url": "https://peer.test", "api_key_env": "HASHHUB_SOURCE_K", "page_size": 20_000},
     ],
 )
 def test_a_config_that_cannot_work_is_refused(config: dict[str, Any]) -> None:
@@ -247,8 +249,8 @@ def test_the_peers_verified_lists_are_left_out_unless_asked_for(
 
     def keys(**config: Any) -> list[str]:
         adapter = HashHubAdapter(
-            config={"url": upstream.url, "api_key_env": "K", **config},
-            credentials=Credentials({"K": "k"}),
+            config={"url": upstream.url, "api_key_env": "HASHHUB_SOURCE_K", **config},
+            credentials=Credentials({"HASHHUB_SOURCE_K": "k"}),
             http=http,
         )
         return [r.key for page in adapter.pages({}) for r in page.records]

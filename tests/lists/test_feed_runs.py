@@ -29,7 +29,13 @@ from tests.lists.feed_fixtures import (
 pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor(system="test")
-KEYS = Credentials({"FEED_TOKEN": "feed-token", "NCII_SUB": "sub-key", "NCII_FN": "fn-key"})
+KEYS = Credentials(
+    {
+        "HASHHUB_SOURCE_FEED_TOKEN": "feed-token",
+        "HASHHUB_SOURCE_NCII_SUB": "sub-key",
+        "HASHHUB_SOURCE_NCII_FN": "fn-key",
+    }
+)
 
 
 @pytest.fixture
@@ -46,7 +52,11 @@ def feed_source(upstream: Upstream, name: str = "IWF-style", **config: Any) -> S
     return source_services.source_create(
         name=name,
         kind="feed",
-        config={"url": f"{upstream.url}/{name}.csv", "token_env": "FEED_TOKEN", **config},
+        config={
+            "url": f"{upstream.url}/{name}.csv",
+            "token_env": "HASHHUB_SOURCE_FEED_TOKEN",
+            **config,
+        },
         actor=SYSTEM,
     )
 
@@ -251,8 +261,8 @@ def test_stopncii_hashes_land_in_the_se_list_and_withdrawals_leave(
         kind="stopncii",
         config={
             "url": f"{upstream.url}/v1",
-            "subscription_key_env": "NCII_SUB",
-            "function_key_env": "NCII_FN",
+            "subscription_key_env": "HASHHUB_SOURCE_NCII_SUB",
+            "function_key_env": "HASHHUB_SOURCE_NCII_FN",
             "page_size": 2,
         },
         actor=SYSTEM,

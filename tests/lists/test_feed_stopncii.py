@@ -24,7 +24,7 @@ from tests.lists.feed_fixtures import (
     stopncii_record,
 )
 
-KEYS = {"NCII_SUBSCRIPTION": "sub-key", "NCII_FUNCTION": "fn-key"}
+KEYS = {"HASHHUB_SOURCE_NCII_SUBSCRIPTION": "sub-key", "HASHHUB_SOURCE_NCII_FUNCTION": "fn-key"}
 
 
 @pytest.fixture
@@ -48,8 +48,8 @@ def adapter(upstream: Upstream, http: Http, **config: Any) -> StopNCIIAdapter:
     made = adapter_class("stopncii")(
         config={
             "url": f"{upstream.url}/v1",
-            "subscription_key_env": "NCII_SUBSCRIPTION",
-            "function_key_env": "NCII_FUNCTION",
+            "subscription_key_env": "HASHHUB_SOURCE_NCII_SUBSCRIPTION",
+            "function_key_env": "HASHHUB_SOURCE_NCII_FUNCTION",
             **config,
         },
         credentials=Credentials(KEYS),
@@ -239,11 +239,10 @@ def test_an_answer_that_is_not_a_fetchhashes_page_is_malformed(
 @pytest.mark.parametrize(
     "config",
     [
-        {},
-        {"subscription_key_env": "X", "url": "file:///etc"},
-        {"subscription_key_env": "X", "category": "other"},
-        {"subscription_key_env": "X", "page_size": -1},
-        {"subscription_key_env": "X", "page_size": "800"},
+        {"subscription_key_env": "HASHHUB_SOURCE_X", "url": "file:///etc"},
+        {"subscription_key_env": "HASHHUB_SOURCE_X", "category": "other"},
+        {"subscription_key_env": "HASHHUB_SOURCE_X", "page_size": -1},
+        {"subscription_key_env": "HASHHUB_SOURCE_X", "page_size": "800"},
     ],
 )
 def test_a_config_that_cannot_work_is_refused(config: dict[str, Any]) -> None:
@@ -253,6 +252,6 @@ def test_a_config_that_cannot_work_is_refused(config: dict[str, Any]) -> None:
 
 
 def test_the_category_defaults_to_se_and_the_url_to_stopncii() -> None:
-    config = StopNCIIAdapter.check_config({"subscription_key_env": "X"})
+    config = StopNCIIAdapter.check_config({"subscription_key_env": "HASHHUB_SOURCE_X"})
     assert config["category"] == "se"
     assert config["url"] == "https://api.stopncii.org/v1"

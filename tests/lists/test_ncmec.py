@@ -46,7 +46,7 @@ from tests.lists.ncmec_fixtures import (
 T0 = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp())
 HOUR = 3600
 DAY = 24 * HOUR
-ENV = {"NCMEC_USER": USERNAME, "NCMEC_PASS": PASSWORD}
+ENV = {"HASHHUB_SOURCE_NCMEC_USER": USERNAME, "HASHHUB_SOURCE_NCMEC_PASS": PASSWORD}
 SYSTEM = Actor(system="test")
 
 
@@ -76,8 +76,8 @@ def fast_http(**kw: Any) -> Http:
 def config(server: NcmecServer, **extra: Any) -> dict[str, Any]:
     return {
         "url": server.url,
-        "username_env": "NCMEC_USER",
-        "password_env": "NCMEC_PASS",
+        "username_env": "HASHHUB_SOURCE_NCMEC_USER",
+        "password_env": "HASHHUB_SOURCE_NCMEC_PASS",
         "start": iso(T0),
         "until": iso(T0 + DAY),
         "settle_minutes": 0,
@@ -365,7 +365,9 @@ def test_a_malformed_fingerprint_is_passed_on_for_the_runner_to_report(
 def test_wrong_credentials_fail_with_auth_failed_before_any_page(server: NcmecServer) -> None:
     wrong = NcmecAdapter(
         config=config(server),
-        credentials=Credentials({"NCMEC_USER": USERNAME, "NCMEC_PASS": "wrong"}),
+        credentials=Credentials(
+            {"HASHHUB_SOURCE_NCMEC_USER": USERNAME, "HASHHUB_SOURCE_NCMEC_PASS": "wrong"}
+        ),
         http=fast_http(),
     )
 
@@ -552,7 +554,7 @@ def test_a_status_answer_without_a_member_fails(server: NcmecServer) -> None:
         ({"window_hours": "24"}, "window_hours"),
         ({"environment": "staging"}, "environment"),
         ({"member_ids": ["42"]}, "member_ids"),
-        ({"pasword_env": "X"}, "pasword_env"),
+        ({"pasword_env": "HASHHUB_SOURCE_X"}, "pasword_env"),
     ],
 )
 def test_check_config_names_what_is_wrong(
@@ -764,7 +766,9 @@ def test_a_run_with_wrong_credentials_fails_and_changes_nothing(server: NcmecSer
     server.log = EntryLog(spread(3))
     source = make_source(server)
 
-    result = run(source, credentials=Credentials(ENV | {"NCMEC_PASS": "something else"}))
+    result = run(
+        source, credentials=Credentials(ENV | {"HASHHUB_SOURCE_NCMEC_PASS": "something else"})
+    )
 
     assert (result.status, result.error_code) == ("failed", "auth_failed")
     source.refresh_from_db()

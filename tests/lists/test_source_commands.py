@@ -26,7 +26,7 @@ from tests.lists.feed_fixtures import Reply, Upstream, serve_upstream
 pytestmark = pytest.mark.django_db
 
 SECRET = "s3cr3t-token-Vv7-must-never-be-printed"
-TOKEN_VAR = "HASHHUB_TEST_FEED_TOKEN"
+TOKEN_VAR = "HASHHUB_SOURCE_TEST_FEED_TOKEN"
 
 
 def run(command: str, *args: str) -> tuple[str, str]:
@@ -105,25 +105,39 @@ def test_addsource_registers_a_source_with_its_lists(monkeypatch: pytest.MonkeyP
 
 def test_addsource_names_the_token_variable_as_each_adapter_expects() -> None:
     run("addsource", "--name", "Peer", "--kind", "hashhub", "--url", "https://hub.peer.example",
-        "--token-env", "PEER_KEY")  # fmt: skip
+        "--token-env", "HASHHUB_SOURCE_PEER_KEY")  # fmt: skip
     run("addsource", "--name", "NCMEC", "--kind", "ncmec",
         "--url", "https://report.cybertip.org/hashsharing",
-        "--username-env", "NCMEC_USER", "--password-env", "NCMEC_PASSWORD")  # fmt: skip
-    assert Source.objects.get(name="Peer").config["api_key_env"] == "PEER_KEY"
+        "--username-env", "HASHHUB_SOURCE_NCMEC_USER",
+        "--password-env", "HASHHUB_SOURCE_NCMEC_PASSWORD")  # fmt: skip
+    assert Source.objects.get(name="Peer").config["api_key_env"] == "HASHHUB_SOURCE_PEER_KEY"
     ncmec = Source.objects.get(name="NCMEC").config
-    assert (ncmec["username_env"], ncmec["password_env"]) == ("NCMEC_USER", "NCMEC_PASSWORD")
+    assert (ncmec["username_env"], ncmec["password_env"]) == (
+        "HASHHUB_SOURCE_NCMEC_USER",
+        "HASHHUB_SOURCE_NCMEC_PASSWORD",
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "code"),
     [
-        ([], "bad_config"),  # neither url nor file
+        (["--url", "https://x.example/f", "--config-json", '{"file": "f.csv"}'], "bad_config"),
         (["--url", "ftp://x.example/f.csv"], "bad_config"),
         (["--url", "https://x.example/f", "--config-json", "{nope"], "bad_config"),
         (["--url", "https://x.example/f", "--config-json", "[1]"], "bad_config"),
         (["--url", "https://x.example/f", "--interval", "-5"], "invalid_interval"),
         (["--url", "https://x.example/f", "--token-env", "not a name"], "bad_config"),
-        (["--url", "https://x.example/f", "--username-env", "U", "--token-env", "T"], "bad_config"),
+        (
+            [
+                "--url",
+                "https://x.example/f",
+                "--username-env",
+                "HASHHUB_SOURCE_U",
+                "--token-env",
+                "HASHHUB_SOURCE_T",
+            ],
+            "bad_config",
+        ),
     ],
 )
 def test_addsource_refuses_a_bad_source(args: list[str], code: str) -> None:
@@ -135,7 +149,7 @@ def test_addsource_refuses_a_bad_source(args: list[str], code: str) -> None:
 def test_addsource_wants_a_user_name_with_a_password() -> None:
     with pytest.raises(CommandError, match="together"):
         run("addsource", "--name", "NCMEC", "--kind", "ncmec", "--url", "https://x.example",
-            "--password-env", "NCMEC_PASSWORD")  # fmt: skip
+            "--password-env", "HASHHUB_SOURCE_NCMEC_PASSWORD")  # fmt: skip
 
 
 def test_addsource_refuses_a_taken_name() -> None:

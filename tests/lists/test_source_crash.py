@@ -35,8 +35,8 @@ SYSTEM = Actor(system="test")
 @pytest.fixture
 def ncmec_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """In the environment before the worker starts (it copies os.environ): ask for it first."""
-    monkeypatch.setenv("CRASH_NCMEC_USER", USERNAME)
-    monkeypatch.setenv("CRASH_NCMEC_PASS", PASSWORD)
+    monkeypatch.setenv("HASHHUB_SOURCE_CRASH_NCMEC_USER", USERNAME)
+    monkeypatch.setenv("HASHHUB_SOURCE_CRASH_NCMEC_PASS", PASSWORD)
 
 
 @pytest.fixture
@@ -51,8 +51,8 @@ def make_source(server: NcmecServer, name: str) -> Source:
     assert isinstance(log, SyntheticLog)
     config = {
         "url": server.url,
-        "username_env": "CRASH_NCMEC_USER",
-        "password_env": "CRASH_NCMEC_PASS",
+        "username_env": "HASHHUB_SOURCE_CRASH_NCMEC_USER",
+        "password_env": "HASHHUB_SOURCE_CRASH_NCMEC_PASS",
         "start": iso(START),
         "until": iso(log.end + 1),
         "window_hours": 24,

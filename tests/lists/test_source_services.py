@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor(system="test")
 SECRET = "hunter2-Zq9-must-never-be-kept"
-CLEAN = {"url": "https://feeds.example.org/hashes.csv", "token_env": "FEED_TOKEN"}
+CLEAN = {"url": "https://feeds.example.org/hashes.csv", "token_env": "HASHHUB_SOURCE_FEED_TOKEN"}
 WITH_A_CREDENTIAL = [
     {"url": "https://x.example/f.csv", "password": SECRET},
     {"url": "https://x.example/f.csv", "api_key": SECRET},
@@ -82,11 +82,11 @@ def test_source_update_refuses_a_credential_in_the_config_and_keeps_the_old_one(
 
 def test_names_of_environment_variables_are_kept() -> None:
     source = source_create(name="Industry feed", kind="feed", config=CLEAN, actor=SYSTEM)
-    assert source.config["token_env"] == "FEED_TOKEN"
-    config = {**CLEAN, "token_env": "OTHER_FEED_TOKEN"}
+    assert source.config["token_env"] == "HASHHUB_SOURCE_FEED_TOKEN"
+    config = {**CLEAN, "token_env": "HASHHUB_SOURCE_OTHER_FEED_TOKEN"}
     source_update(source=source, config=config, actor=SYSTEM)
     source.refresh_from_db()
-    assert source.config["token_env"] == "OTHER_FEED_TOKEN"
+    assert source.config["token_env"] == "HASHHUB_SOURCE_OTHER_FEED_TOKEN"
 
 
 @pytest.mark.parametrize(
@@ -126,3 +126,42 @@ def test_a_queued_run_is_sent_to_the_worker_by_task_name_after_commit(
         run = runs.run_create(source=source, trigger="test")
         assert sent == []  # not before the run's row is committed
     assert sent == [("lists.source_run", {"args": (run.pk,)})]
+
+
+def test_a_settings_change_is_audited_with_old_and_new_values_never_a_secret() -> None:
+    source = source_create(name="Industry feed", kind="feed", config=CLEAN, actor=SYSTEM)
+    # A credential-looking key, as an older hub may have kept it: its value is never audited.
+    Source.objects.filter(pk=source.pk).update(config={**CLEAN, "password": SECRET})
+    source.refresh_from_db()
+    new_config = {
+        "url": "https://feeds.example.org/v2.csv",
+        "token_env": "HASHHUB_SOURCE_OTHER_FEED_TOKEN",
+        "mode": "delta",
+    }
+    source_update(
+        source=source,
+        config=new_config,
+        interval_minutes=30,
+        description="Now half-hourly.",
+        enabled=True,  # unchanged: not audited as a change
+        actor=SYSTEM,
+    )
+    (event,) = audited("source.updated")
+    assert event.metadata["fields"] == ["config", "description", "interval_minutes"]
+    assert event.metadata["changes"] == {
+        "config": {
+            "mode": {"old": "(none)", "new": "delta"},
+            "password": {"old": "(hidden)", "new": "(none)"},
+            "token_env": {
+                "old": "HASHHUB_SOURCE_FEED_TOKEN",
+                "new": "HASHHUB_SOURCE_OTHER_FEED_TOKEN",
+            },
+            "url": {
+                "old": "https://feeds.example.org/hashes.csv",
+                "new": "https://feeds.example.org/v2.csv",
+            },
+        },
+        "description": {"old": "", "new": "Now half-hourly."},
+        "interval_minutes": {"old": 0, "new": 30},
+    }
+    assert SECRET not in json.dumps(event.metadata)

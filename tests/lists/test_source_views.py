@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +20,7 @@ from django_scopes import scopes_disabled
 
 from hub.audit import Actor
 from hub.models import AuditEvent, Organization, User
-from lists.models import Entry, HashList, ImportRun, ImportRunError, Source
+from lists.models import HashList, ImportRun, ImportRunError, Source
 from lists.sources.credentials import config_for_display, credential_problems
 from lists.sources.services import source_create
 from sharing.models import SourceEntitlement
@@ -31,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor(system="test")
 SECRET = "hunter2-Zq9-must-never-be-shown"
-TOKEN_VAR = "HASHHUB_TEST_FEED_TOKEN"
+TOKEN_VAR = "HASHHUB_SOURCE_TEST_FEED_TOKEN"
 
 
 def new_source(name: str = "Industry feed", **kwargs: Any) -> Source:
@@ -163,10 +162,12 @@ def test_registering_a_source_makes_its_lists_and_shows_its_page(staff_client: C
 
 
 def test_the_adapter_checks_the_config(staff_client: Client) -> None:
-    no_address = create_form(config=json.dumps({"mode": "delta"}))
-    response = staff_client.post(reverse("staff_sources"), no_address)
+    two_addresses = create_form(
+        config=json.dumps({"url": "https://x.example/f.csv", "file": "f.csv", "mode": "delta"})
+    )
+    response = staff_client.post(reverse("staff_sources"), two_addresses)
     assert response.status_code == 400
-    assert "exactly one of" in response.content.decode()
+    assert "only one of" in response.content.decode()
     bad_mode = create_form(config=json.dumps({"url": "https://x.example/f.csv", "mode": "both"}))
     assert staff_client.post(reverse("staff_sources"), bad_mode).status_code == 400
     assert not Source.objects.exists()
@@ -255,9 +256,9 @@ def test_the_credential_check_leaves_ordinary_settings_alone() -> None:
         "id_field": "id",
         "columns": ["type", "value"],
         "member_ids": [1, 2],
-        "token_env": "FEED_TOKEN",
-        "username_env": "NCMEC_USER",
-        "password_env": "NCMEC_PASSWORD",
+        "token_env": "HASHHUB_SOURCE_FEED_TOKEN",
+        "username_env": "HASHHUB_SOURCE_NCMEC_USER",
+        "password_env": "HASHHUB_SOURCE_NCMEC_PASSWORD",
     }
     assert credential_problems(feed) == []
 
@@ -335,6 +336,18 @@ def test_saving_settings_changes_the_source_and_audits_it(
         "enabled",
         "interval_minutes",
     ]
+    assert event.metadata["changes"] == {
+        "config": {
+            "url": {
+                "old": "https://feeds.example.org/hashes.csv",
+                "new": "https://feeds.example.org/v2.csv",
+            }
+        },
+        "default_category": {"old": "csam", "new": "se"},
+        "description": {"old": "", "new": "Now hourly-ish."},
+        "enabled": {"old": True, "new": False},
+        "interval_minutes": {"old": 0, "new": 30},
+    }
 
 
 def test_settings_with_a_credential_are_refused(staff_client: Client, source: Source) -> None:
@@ -501,31 +514,3 @@ def test_changing_a_sources_access(staff_client: Client, source: Source) -> None
     source.refresh_from_db()
     assert source.access == "all"
     assert staff_client.get(url).status_code == 405
-
-
-def test_staff_upload_a_feed_file_which_is_stored_and_imported(
-    staff_client: Client, settings: Any, tmp_path: Any
-) -> None:
-    from lists.sources.runs import run_execute
-    from lists.sources.services import source_create
-
-    settings.HASHHUB_FEED_DIR = tmp_path
-    source = source_create(
-        name="Uploaded feed",
-        kind="feed",
-        config={"format": "csv", "mode": "snapshot", "file": "none-yet.csv"},
-        actor=Actor(system="test"),
-    )
-    value = "ab" * 16
-    upload = SimpleUploadedFile("hotline.csv", f"type,value\nmd5,{value}\n".encode())
-    response = staff_client.post(f"/staff/sources/{source.public_id}/upload/", {"file": upload})
-    assert response.status_code == 302
-    source.refresh_from_db()
-    stored = tmp_path / source.config["file"]
-    assert stored.read_text() == f"type,value\nmd5,{value}\n"
-    run = ImportRun.objects.get(source=source)
-    assert run_execute(run_id=run.pk).status == "succeeded"
-    with scopes_disabled():
-        assert [
-            bytes(e.hash.value).hex() for e in Entry.objects.filter(hash_list__source=source)
-        ] == [value]

@@ -28,7 +28,7 @@ from tests.matching.test_match_api import add, flip, match, own_list, random_pdq
 pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor(system="test")
-ALL_SCOPES = ["match", "lists:write", "lists:admin", "export"]
+ALL_SCOPES = ["match", "lists:read", "lists:write", "lists:admin", "export"]
 
 
 def api(org: Organization, scopes: list[str] | None = None) -> Client:

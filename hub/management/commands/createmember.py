@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -11,6 +12,7 @@ from hub.audit import audit
 from hub.management.base import OrgCommand, cli_actor
 from hub.models import Membership, Organization, User
 from hub.permissions import Role
+from hub.services import user_set_staff
 
 
 class Command(OrgCommand):
@@ -26,7 +28,10 @@ class Command(OrgCommand):
         parser.add_argument(
             "--password-env", default="", help="name of the variable holding the password"
         )
-        parser.add_argument("--staff", action="store_true", help="also make the user hub staff")
+        parser.add_argument(
+            "--staff", action=argparse.BooleanOptionalAction, default=None,
+            help="also make the user hub staff (--no-staff removes it; neither: unchanged)",
+        )  # fmt: skip
 
     @transaction.atomic
     def handle_org(self, org: Organization, **options: Any) -> None:
@@ -44,9 +49,9 @@ class Command(OrgCommand):
             user = User.objects.create_user(email, password)
         elif password:
             user.set_password(password)
-        if options["staff"]:
-            user.is_staff = True
         user.save()
+        if options["staff"] is not None:
+            user_set_staff(user=user, staff=options["staff"], actor=cli_actor())
         EmailAddress.objects.update_or_create(
             user=user, email=email, defaults={"verified": True, "primary": True}
         )

@@ -11,7 +11,7 @@ from django_scopes import scope
 from hub.management.base import cli_actor
 from hub.models import Membership, Organization, User
 from hub.permissions import Role
-from hub.services import api_key_create, organization_create
+from hub.services import api_key_create, organization_create, user_set_staff
 
 DEMO_PASSWORD = "hashhub-demo-2026"  # noqa: S105 - a documented demo login, not a secret.
 
@@ -53,8 +53,7 @@ class Command(BaseCommand):
             user = User.objects.filter(email=email).first() or User.objects.create_user(
                 email, password
             )
-            user.is_staff = staff
-            user.save()
+            user_set_staff(user=user, staff=staff, actor=actor)
             EmailAddress.objects.update_or_create(
                 user=user, email=email, defaults={"verified": True, "primary": True}
             )
@@ -66,7 +65,7 @@ class Command(BaseCommand):
             _key, secret = api_key_create(
                 org=orgs["acme"],
                 name="demo integration",
-                scopes=["match", "lists:write", "export"],
+                scopes=["match", "lists:read", "lists:write", "export"],
                 actor=actor,
             )
         self.stdout.write(self.style.SUCCESS("Demo data created."))

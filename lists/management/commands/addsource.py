@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from hub.errors import ServiceError
 from hub.management.base import cli_actor
 from lists.models import HashList, Source
-from lists.sources.credentials import ENV_NAME, credential_problems
+from lists.sources.credentials import ENV_NAME, credential_problems, env_prefix
 from lists.sources.forms import MAX_INTERVAL_MINUTES
 from lists.sources.schedules import schedule_text
 from lists.sources.services import source_create, source_lists
@@ -27,8 +27,9 @@ TOKEN_KEYS = {
 class Command(BaseCommand):
     help = (
         "Register an upstream verified source and make its CSAM and SE lists. Credentials are "
-        "given as the names of environment variables (--username-env/--password-env or "
-        "--token-env), read by the importer when it runs; they are never stored."
+        "given as the names of environment variables starting with HASHHUB_SOURCE_ "
+        "(--username-env/--password-env or --token-env), read by the importer when it runs, "
+        "or stored encrypted on the source's staff page."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -124,6 +125,12 @@ class Command(BaseCommand):
                     raise CommandError(
                         f"bad_config: --{option.replace('_', '-')} takes the name of an "
                         "environment variable (letters, digits, underscores), not its value."
+                    )
+                if not options[option].startswith(env_prefix()):
+                    raise CommandError(
+                        f"env_not_allowed: --{option.replace('_', '-')} must name an environment "
+                        f"variable starting with {env_prefix()} (HASHHUB_SOURCE_ENV_PREFIX): a "
+                        "source may read no other variable."
                     )
                 key = TOKEN_KEYS.get(options["kind"], option) if option == "token_env" else option
                 config[key] = options[option]

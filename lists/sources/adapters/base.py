@@ -8,8 +8,10 @@ and applying it twice gives the state once gives (adds of live entries and remov
 change nothing).
 
 Adapters never touch the database; they are given the source's ``config`` (plain settings, plus
-the *names* of environment variables that hold credentials), a :class:`Credentials` reader and
-an :class:`~lists.sources.adapters.http.Http` client with timeouts and retries.
+the *names* of environment variables that hold credentials), a :class:`Credentials` reader (with
+the credentials stored on the source, decrypted by the runner), the records of a staff upload
+when the source reads one, and an :class:`~lists.sources.adapters.http.Http` client with
+timeouts, retries and the address guard.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from queue import Full, Queue
 from typing import Any, ClassVar, TypeVar
 
 from lists.sources.adapters.http import Http
+from lists.sources.credentials import credential_name, env_name_allowed, env_prefix
 from lists.sources.errors import SourceError
 
 T = TypeVar("T")
@@ -80,16 +83,48 @@ class Page:
 
 
 class Credentials:
-    """Reads credentials from the environment variables a source's config names."""
+    """A source's credentials, as its adapter asks for them by their ``*_env`` config key.
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    A credential stored on the source (lists.sources.stored_credentials, decrypted by the runner
+    and handed over in ``stored`` by name: ``password`` for ``password_env``) is used when there
+    is one; otherwise the environment variable the config names, and only when that name starts
+    with HASHHUB_SOURCE_ENV_PREFIX (a config stored before that rule is refused here too, so
+    that it cannot send the hub's own secrets anywhere).
+    """
+
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, stored: Mapping[str, str] | None = None
+    ) -> None:
         self._environ = os.environ if environ is None else environ
+        self._stored = dict(stored or {})
+
+    def has(self, config: Mapping[str, Any], name_key: str) -> bool:
+        """Whether the source has this credential at all (stored, or a variable named)."""
+        return credential_name(name_key) in self._stored or bool(config.get(name_key))
 
     def get(self, config: Mapping[str, Any], name_key: str) -> str:
-        """The value of the environment variable named by ``config[name_key]``."""
+        """The credential ``config[name_key]`` stands for; SourceError when there is none.
+
+        Codes: ``credentials_missing`` (neither stored nor an environment variable named, or
+        the variable is not set) and ``env_not_allowed`` (the name lacks the prefix).
+        """
+        name = credential_name(name_key)
+        if name in self._stored:
+            return self._stored[name]
         variable = config.get(name_key)
         if not variable:
-            raise SourceError("bad_config", f"The source's configuration needs {name_key!r}.")
+            raise SourceError(
+                "credentials_missing",
+                f"The source has no {name}: store it on the source's page, or name the "
+                f"environment variable that holds it in {name_key}.",
+            )
+        if not env_name_allowed(variable):
+            raise SourceError(
+                "env_not_allowed",
+                f"{name_key} names an environment variable that does not start with "
+                f"{env_prefix()}; it was not read. Name one that does, or store the {name} "
+                "on the source's page.",
+            )
         value = self._environ.get(str(variable))
         if not value:
             raise SourceError(
@@ -100,14 +135,33 @@ class Credentials:
 
 
 class Adapter(ABC):
-    """One upstream format. Subclasses set ``kind`` and implement ``pages``."""
+    """One upstream format. Subclasses set ``kind`` and implement ``pages``.
+
+    ``credential_keys`` are the config keys (``*_env``) of the credentials it may ask for; staff
+    can store a credential for each (named without ``_env``). ``uploaded`` is the records of the
+    source's latest staff upload, by upload id (lists.sources.uploads), for the feed adapter.
+    """
 
     kind: ClassVar[str]
+    credential_keys: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, *, config: Mapping[str, Any], credentials: Credentials, http: Http) -> None:
+    def __init__(
+        self,
+        *,
+        config: Mapping[str, Any],
+        credentials: Credentials,
+        http: Http,
+        uploaded: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.credentials = credentials
         self.http = http
+        self.uploaded = dict(uploaded or {})
+
+    @classmethod
+    def credential_names(cls) -> tuple[str, ...]:
+        """The names a stored credential of this kind may have (``password``, ``api_key``...)."""
+        return tuple(credential_name(key) for key in cls.credential_keys)
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,20 @@
 """File or URL feeds (IWF- and industry-style): CSV, TSV or JSON lines, as snapshots or deltas.
 
-Where the file comes from (exactly one of):
+Where the file comes from (one of; a feed with none waits for an upload):
 
 ``url``
     fetched on every run (``token_env`` optionally names an environment variable holding a
-    token sent as ``Authorization: Bearer``). An unchanged file (same SHA-256 as the last one
-    fully applied) yields no page at all.
+    token sent as ``Authorization: Bearer``, or a ``token`` is stored on the source). An
+    unchanged file (same SHA-256 as the last one fully applied) yields no page at all.
 ``file``
     a path *relative to* the feed directory, ``settings.HASHHUB_FEED_DIR`` (default
-    ``VAR_DIR/feeds``): the staff UI stores uploaded files there and points the source at them;
-    a path that leaves the directory is refused.
+    ``VAR_DIR/feeds``), for files the operator puts there; a path that leaves the directory is
+    refused.
+``upload``
+    the id of the source's latest staff upload (lists.sources.uploads). An uploaded file never
+    reaches disk: :func:`parse_upload` reads it in memory, with the settings below, into records
+    (one JSON array a line, see :class:`UploadedReader`), and a run reads those records as its
+    file. The staff UI sets this key.
 
 How it is read:
 
@@ -58,6 +63,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -391,21 +397,191 @@ class _RowError(Exception):
         self.message = message
 
 
+class UploadedReader:
+    """Reads the records :func:`parse_upload` made of an uploaded file, a JSON array a line.
+
+    A record is ``[position, op, key, category, labels, [[type, canonical value], ...]]`` (an
+    empty key: the record is keyed by its hashes, as RowReader keys it); a row the upload could
+    not read is ``[position, code, message]``, reported by the run like any bad row.
+    """
+
+    ready = True
+    first_data_line = False
+
+    def read(self, number: int, raw: bytes | None) -> Record | RecordError | None:
+        try:
+            row = json.loads(raw or b"")
+        except ValueError:
+            row = None
+        if isinstance(row, list) and len(row) == 3:
+            return RecordError(str(row[0]), str(row[1]), str(row[2]))
+        if not isinstance(row, list) or len(row) != 6:
+            raise SourceError(
+                "malformed_page",
+                "The uploaded file's records are damaged; upload the file again.",
+                position=f"record {number}",
+            )
+        position, op, key, category, labels, hashes = row
+        pairs = tuple((str(t), str(v)) for t, v in hashes)
+        if not key:
+            key = short_key("|".join(sorted(hash_key(t, v)[2] for t, v in pairs)))
+        return Record(
+            position=str(position),
+            op=str(op),
+            hashes=pairs,
+            key=str(key),
+            category=str(category),
+            labels=tuple(str(label) for label in labels),
+        )
+
+
+def feed_settings(config: Mapping[str, Any]) -> FeedSettings:
+    """The reader's settings from a feed's config (checked by FeedAdapter.check_config)."""
+
+    def field(name: str, default: str) -> str:
+        return str(config.get(name) or default).strip().lower()
+
+    value_field = str(config.get("value_field") or "").strip().lower()
+    return FeedSettings(
+        mode=str(config.get("mode") or "snapshot"),
+        format=str(config.get("format") or ""),
+        fixed_type=str(config.get("type") or ""),
+        hash_fields={
+            get_signal_type(t).name: f.strip().lower()
+            for t, f in dict(config.get("hash_fields") or {}).items()
+        },
+        type_field=field("type_field", "type"),
+        value_fields=(value_field,) if value_field else ("value", "hash"),
+        labels_field=field("labels_field", "labels"),
+        category_field=field("category_field", "category"),
+        op_field=field("op_field", "op"),
+        id_field=field("id_field", ""),
+        columns=tuple(c.strip().lower() for c in config.get("columns") or ()),
+        category=str(config.get("category") or ""),
+        encoding=str(config.get("encoding") or "utf-8"),
+    )
+
+
+# The first bytes of the image (and video) formats a hash-sharing hub is most likely to be sent,
+# so that an upload of one is refused by name before anything reads it as text.
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x00\x00\x01\x00", "an icon"),
+)
+
+
+def media_kind(head: bytes) -> str:
+    """What image or video format ``head`` starts like ('' for none we know)."""
+    for magic, kind in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[:2] == b"BM" and head[6:10] == b"\x00\x00\x00\x00":  # the header's reserved zeros
+        return "a BMP image"
+    if head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"AVI "):
+        return "a WebP image" if head[8:12] == b"WEBP" else "a video"
+    if head[4:8] == b"ftyp":
+        return "an image or video (HEIF, AVIF or MP4)"
+    return ""
+
+
+@dataclass(frozen=True)
+class ParsedUpload:
+    """An uploaded file as records: the text UploadedReader reads, and what it holds."""
+
+    records: str
+    count: int
+    rejected: int
+    first_errors: list[RecordError]
+
+
+# Config keys that say where a feed's file comes from (an upload replaces them all).
+WHERE_KEYS = ("url", "token_env", "file", "upload")
+
+
+def parse_upload(config: Mapping[str, Any], data: bytes) -> ParsedUpload:
+    """Read an uploaded feed file in memory, with the feed's ``config``, into records.
+
+    Nothing is written anywhere; the caller keeps the records and drops ``data``. Raises
+    SourceError: ``not_a_feed`` for an image or video, ``malformed_page`` for anything else that
+    is not a text hash feed (binary, HTML, no usable header), ``empty_feed`` when no row is a
+    valid record (unless an empty snapshot is allowed). Bad rows are kept as errors, with their
+    line numbers, for the run to report.
+    """
+    media = media_kind(data[:16])
+    if media:
+        raise SourceError(
+            "not_a_feed",
+            f"This file is {media}, not a hash feed. Upload a CSV, TSV or JSON-lines file of "
+            "hashes; images are never uploaded here.",
+        )
+    cleaned = FeedAdapter.check_config({k: v for k, v in config.items() if k not in WHERE_KEYS})
+    feed = feed_settings(cleaned)
+    reader = RowReader(feed, _sniff(data[:SNIFF_BYTES], feed))
+    lines: list[str] = []
+    count = rejected = 0
+    first_errors: list[RecordError] = []
+    for number, raw in enumerate(_physical_lines(io.BytesIO(data)), start=1):
+        item = reader.read(number, raw)
+        if item is None:
+            continue
+        if isinstance(item, RecordError):
+            rejected += 1
+            if len(first_errors) < 5:
+                first_errors.append(item)
+            lines.append(json.dumps([item.position, item.code, item.message]))
+            continue
+        count += 1
+        own_key = short_key("|".join(sorted(hash_key(t, v)[2] for t, v in item.hashes)))
+        lines.append(
+            json.dumps(
+                [
+                    item.position,
+                    item.op,
+                    "" if item.key == own_key else item.key,
+                    item.category,
+                    list(item.labels),
+                    [list(pair) for pair in item.hashes],
+                ],
+                separators=(",", ":"),
+            )
+        )
+    if not count and not (feed.mode == "snapshot" and cleaned.get("allow_empty")):
+        first = ""
+        if first_errors:
+            first = f" The first problem: {first_errors[0].position}: {first_errors[0].message}"
+        raise SourceError(
+            "empty_feed", f"The file has no valid hash row ({rejected:,} rejected).{first}"
+        )
+    return ParsedUpload("\n".join(lines) + "\n" if lines else "", count, rejected, first_errors)
+
+
 class FeedAdapter(Adapter):
-    """A CSV, TSV or JSON-lines file from a URL or the feed directory; see the module docstring."""
+    """A CSV, TSV or JSON-lines file from a URL, the feed directory or a staff upload; see the
+    module docstring."""
 
     kind = "feed"
+    credential_keys = ("token_env",)
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         cleaned = dict(config)
         url, file = str(config.get("url") or ""), str(config.get("file") or "")
-        if bool(url) == bool(file):
-            raise SourceError("bad_config", "A feed needs exactly one of 'url' and 'file'.")
+        upload = config.get("upload")
+        if sum(1 for where in (url, file, upload) if where) > 1:
+            raise SourceError("bad_config", "A feed takes only one of 'url', 'file' and 'upload'.")
         if url and not url.startswith(("https://", "http://")):
             raise SourceError("bad_config", "The feed's url must start with https:// or http://.")
         if file:
             _feed_path(file)
+        if upload is not None and (
+            not isinstance(upload, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", upload)
+        ):
+            raise SourceError("bad_config", "upload is the id of an uploaded file.")
         _choice(config, "format", FORMATS, "")
         _choice(config, "mode", MODES, "snapshot")
         _choice(config, "category", CATEGORIES, "")
@@ -441,40 +617,30 @@ class FeedAdapter(Adapter):
         return cleaned
 
     def settings(self) -> FeedSettings:
-        config = self.check_config(self.config)
-
-        def field(name: str, default: str) -> str:
-            return str(config.get(name) or default).strip().lower()
-
-        value_field = str(config.get("value_field") or "").strip().lower()
-        return FeedSettings(
-            mode=str(config.get("mode") or "snapshot"),
-            format=str(config.get("format") or ""),
-            fixed_type=str(config.get("type") or ""),
-            hash_fields={
-                get_signal_type(t).name: f.strip().lower()
-                for t, f in dict(config.get("hash_fields") or {}).items()
-            },
-            type_field=field("type_field", "type"),
-            value_fields=(value_field,) if value_field else ("value", "hash"),
-            labels_field=field("labels_field", "labels"),
-            category_field=field("category_field", "category"),
-            op_field=field("op_field", "op"),
-            id_field=field("id_field", ""),
-            columns=tuple(c.strip().lower() for c in config.get("columns") or ()),
-            category=str(config.get("category") or ""),
-            encoding=str(config.get("encoding") or "utf-8"),
-        )
+        return feed_settings(self.check_config(self.config))
 
     def fetch(self) -> FeedContent:
-        """The file, from the URL or the feed directory."""
+        """The file: from the staff upload's records, the feed directory or the URL."""
+        if self.config.get("upload"):
+            records = self.uploaded.get(str(self.config["upload"]))
+            if records is None:
+                raise SourceError(
+                    "file_missing", "The uploaded file's records are gone; upload it again."
+                )
+            return FeedContent.from_bytes(records.encode())
         if self.config.get("file"):
             path = _feed_path(str(self.config["file"]))
             if not path.is_file():
                 raise SourceError("file_missing", f"The feed file {self.config['file']} is gone.")
             return FeedContent.from_path(path)
+        if not self.config.get("url"):
+            raise SourceError(
+                "no_feed_file",
+                "This feed has no url and no uploaded file yet: upload a file on the source's "
+                "page, or set its url.",
+            )
         headers = {"Accept": "text/csv, text/tab-separated-values, application/x-ndjson, */*"}
-        if self.config.get("token_env"):
+        if self.credentials.has(self.config, "token_env"):
             headers["Authorization"] = f"Bearer {self.credentials.get(self.config, 'token_env')}"
         response = self.http.get(str(self.config["url"]), headers=headers)
         return FeedContent.from_bytes(response.content)
@@ -500,8 +666,12 @@ class FeedAdapter(Adapter):
         # A fresh id for each new import of a file, so a snapshot id is never reused even when
         # a file comes back that was applied before (the sweep compares ids).
         snapshot = snapshot or f"{content.digest[:32]}.{secrets.token_hex(6)}"
-        reader = RowReader(feed, _sniff(content.head, feed))
-        reader.first_data_line = not offset
+        reader: RowReader | UploadedReader
+        if self.config.get("upload"):
+            reader = UploadedReader()  # parsed when uploaded, with the same settings
+        else:
+            reader = RowReader(feed, _sniff(content.head, feed))
+            reader.first_data_line = not offset
         expected = max(0, content.lines - offset)
 
         def page(items: list[Record | RecordError], line: int, complete: bool) -> Page:

@@ -12,12 +12,13 @@ keeps a hash while any record of the list holds it (SourceRecord refcounting), w
 peer exactly. Replaying the feed in order is idempotent, so a page read twice changes nothing.
 
 Config: ``url`` (the peer's base URL), ``api_key_env`` (the *name* of the environment variable
-holding the peer API key), ``page_size`` (1 to 10,000, default 1,000), and the filters
-``categories`` (default both) and ``tiers`` (default ``["own", "community"]``): items of other
-lists are skipped. The peer's own *verified* lists are left out unless ``tiers`` names
-``verified``: upstream licences (IWF, NCMEC) rarely allow passing their lists on, and two hubs
-federating each other's verified lists would echo hashes back and forth. Changing a filter later
-does not withdraw what earlier runs imported; re-import from an empty checkpoint for that.
+holding the peer API key, or ``api_key`` stored on the source), ``page_size`` (1 to 10,000,
+default 1,000), and the filters ``categories`` (default both) and ``tiers`` (default
+``["own", "community"]``): items of other lists are skipped. The peer's own *verified* lists
+are left out unless ``tiers`` names ``verified``: upstream licences (IWF, NCMEC) rarely allow
+passing their lists on, and two hubs federating each other's verified lists would echo hashes
+back and forth. Changing a filter later does not withdraw what earlier runs imported; re-import
+from an empty checkpoint for that.
 
 Checkpoint: ``{"cursor": next_cursor}``; the peer's cursors never expire.
 """
@@ -44,6 +45,7 @@ class HashHubAdapter(Adapter):
     """A peer hub's export feed as keyed records; see the module docstring."""
 
     kind = "hashhub"
+    credential_keys = ("api_key_env",)
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,12 +56,6 @@ class HashHubAdapter(Adapter):
                 "bad_config", "The peer hub's url must start with https:// or http://."
             )
         cleaned["url"] = url.rstrip("/")
-        if not config.get("api_key_env"):
-            raise SourceError(
-                "bad_config",
-                "A HashHub source needs api_key_env (the environment variable that holds the "
-                "peer's API key).",
-            )
         size = config.get("page_size", PAGE_SIZE)
         if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_PAGE_SIZE:
             raise SourceError(

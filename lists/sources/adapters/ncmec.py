@@ -44,7 +44,8 @@ category is a property of the source: ``environment`` in the config (``industry`
 says so, and the source's default category otherwise. Register one source per environment.
 
 Config keys: ``url`` (the environment's base URL, without ``/v2``), ``username_env`` and
-``password_env`` (names of environment variables), and optionally ``start`` (ISO time of the
+``password_env`` (names of environment variables; or store ``username`` and ``password`` on the
+source), and optionally ``start`` (ISO time of the
 first window, default 2000-01-01), ``until`` (never read past this time), ``window_hours``
 (first window, default 24), ``max_window_hours`` (default 720), ``max_window_entries`` (default
 400,000), ``settle_minutes`` (default 10), ``environment``, ``member_ids`` (only entries of these
@@ -162,8 +163,10 @@ def _settings(config: Mapping[str, Any]) -> _Settings:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise _bad("url must be a plain base URL (no query, fragment or user name).")
     for name in ("username_env", "password_env"):
-        if not isinstance(config.get(name), str) or not config[name]:
-            raise _bad(f"{name} (the name of an environment variable) is required.")
+        # Optional here: the credential may be stored on the source instead (a run without
+        # either fails with credentials_missing).
+        if name in config and (not isinstance(config[name], str) or not config[name]):
+            raise _bad(f"{name} must be the name of an environment variable.")
     try:
         start = parse_time(config.get("start") or DEFAULT_START)
         until = parse_time(config["until"]) if config.get("until") else None
@@ -276,6 +279,7 @@ class NcmecAdapter(Adapter):
     """NCMEC hash-sharing API v2 (see the module docstring for the format and checkpoint)."""
 
     kind: ClassVar[str] = "ncmec"
+    credential_keys: ClassVar[tuple[str, ...]] = ("username_env", "password_env")
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,9 @@ state is unknown could keep a withdrawn one. ``ImagePDQ`` becomes ``pdq`` and ``
 other types (TMK, text, URL) are not hashes this hub holds: adds of them are reported,
 removals of them skipped. StopNCII is non-consensual intimate imagery, hence category ``se``.
 
-Config: ``url`` (default ``https://api.stopncii.org/v1``), ``subscription_key_env`` (required)
-and ``function_key_env`` (optional), the *names* of environment variables holding the two keys;
+Config: ``url`` (default ``https://api.stopncii.org/v1``), ``subscription_key_env`` (required,
+unless ``subscription_key`` is stored on the source) and ``function_key_env`` (optional), the
+*names* of environment variables holding the two keys;
 ``category`` (default ``se``), ``page_size`` (default 800, as the reference client asks) and
 ``start_timestamp`` (where a first run begins, default 10).
 
@@ -51,6 +52,7 @@ class StopNCIIAdapter(Adapter):
     """Pages of StopNCII hash records by timestamp and page token; see the module docstring."""
 
     kind = "stopncii"
+    credential_keys = ("subscription_key_env", "function_key_env")
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,12 +61,6 @@ class StopNCIIAdapter(Adapter):
         if not url.startswith(("https://", "http://")):
             raise SourceError("bad_config", "The StopNCII url must start with https:// or http://.")
         cleaned["url"] = url.rstrip("/")
-        if not config.get("subscription_key_env"):
-            raise SourceError(
-                "bad_config",
-                "A StopNCII source needs subscription_key_env (the environment variable that "
-                "holds its subscription key).",
-            )
         cleaned["category"] = str(config.get("category") or "se")
         if cleaned["category"] not in CATEGORIES:
             raise SourceError("bad_config", "category must be csam or se.")
@@ -84,7 +80,7 @@ class StopNCIIAdapter(Adapter):
             "Accept": "application/json",
             "Ocp-Apim-Subscription-Key": self.credentials.get(config, "subscription_key_env"),
         }
-        if config.get("function_key_env"):
+        if self.credentials.has(config, "function_key_env"):
             headers["x-functions-key"] = self.credentials.get(config, "function_key_env")
         start = checkpoint.get("updated_after")
         if not isinstance(start, int):
