@@ -395,6 +395,8 @@ def list_counts_reconcile(*, repair: bool) -> list[CountDrift]:
 FEED_CHUNK_ROWS = 50_000
 """Rows fetched at a time by the streaming reads below, so a big index build stays flat."""
 
+# A hash stays in the merged set while a removal of it is not yet published: others still see
+# that entry (the published view of anonymous lists, above); its publication touches it again.
 # One statement, one snapshot: the rows touched since ``since`` and the change number they are
 # complete up to. The LEFT JOIN returns the number even when nothing of these types changed.
 _DELTA_SQL = """
@@ -405,11 +407,17 @@ touched AS (
     UNION
     SELECT hash_id FROM lists_entry
      WHERE removed_seq > %(since)s AND removed_seq <= (SELECT last FROM bound)
+    UNION
+    SELECT hash_id FROM lists_entry
+     WHERE unpublished_seq > %(since)s AND unpublished_seq <= (SELECT last FROM bound)
 ),
 changed AS (
     SELECT h.id, h.signal_type, h.value,
            EXISTS (SELECT 1 FROM lists_entry e
-                    WHERE e.hash_id = h.id AND e.removed_seq IS NULL) AS live
+                    WHERE e.hash_id = h.id AND e.removed_seq IS NULL)
+        OR EXISTS (SELECT 1 FROM lists_entry e
+                    WHERE e.hash_id = h.id AND e.published_seq IS NOT NULL
+                      AND e.removed_seq IS NOT NULL AND e.unpublished_seq IS NULL) AS live
       FROM lists_hash h JOIN touched t ON t.hash_id = h.id
      WHERE h.signal_type = ANY(%(types)s)
 )
@@ -421,7 +429,11 @@ WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
 live AS (
     SELECT h.id, h.signal_type, h.value FROM lists_hash h
      WHERE h.signal_type = ANY(%(types)s)
-       AND EXISTS (SELECT 1 FROM lists_entry e WHERE e.hash_id = h.id AND e.removed_seq IS NULL)
+       AND (EXISTS (SELECT 1 FROM lists_entry e
+                     WHERE e.hash_id = h.id AND e.removed_seq IS NULL)
+            OR EXISTS (SELECT 1 FROM lists_entry e
+                        WHERE e.hash_id = h.id AND e.published_seq IS NOT NULL
+                          AND e.removed_seq IS NOT NULL AND e.unpublished_seq IS NULL))
 )
 SELECT b.last, l.id, l.signal_type, l.value FROM bound b LEFT JOIN live l ON TRUE
 """
@@ -435,7 +447,9 @@ SELECT h.signal_type, count(*)
  WHERE h.signal_type = ANY(%(types)s)
    AND EXISTS (SELECT 1 FROM lists_entry e
                 WHERE e.hash_id = h.id AND e.added_seq <= %(v)s
-                  AND (e.removed_seq IS NULL OR e.removed_seq > %(v)s))
+                  AND (e.removed_seq IS NULL OR e.removed_seq > %(v)s
+                       OR (e.published_seq <= %(v)s
+                           AND (e.unpublished_seq IS NULL OR e.unpublished_seq > %(v)s))))
  GROUP BY h.signal_type
 """
 
@@ -472,26 +486,29 @@ def live_sizes_at(*, version: int, types: list[str]) -> dict[str, int]:
 # - entry changes (adds, removes) inside an access interval (lo, hi) of a list: the caller's own
 #   lists have (0, forever), a community list one interval per grant;
 # - at a grant (seq g), an add for each entry of the list live at g;
-# - at a revoke (seq r), a remove for each entry of the list live at r.
+# - at a revoke (seq r), a remove for each entry of the list live at r;
+# - the same three for the published view of anonymous lists (``pub``), by publication numbers.
 # Expanded items share their event's seq and are ordered by the entry's added_seq (``sub``);
 # plain changes have sub 0. Each arm reads an index in order and stops after ``limit`` rows.
 _FEED_SQL = """
-WITH iv(list_id, lo, hi) AS (
-    SELECT * FROM unnest(%(iv_list)s::bigint[], %(iv_lo)s::bigint[], %(iv_hi)s::bigint[])
-), ev(list_id, seq, granted) AS (
-    SELECT * FROM unnest(%(ev_list)s::bigint[], %(ev_seq)s::bigint[], %(ev_granted)s::boolean[])
+WITH iv(list_id, lo, hi, pub) AS (
+    SELECT * FROM unnest(%(iv_list)s::bigint[], %(iv_lo)s::bigint[], %(iv_hi)s::bigint[],
+                         %(iv_pub)s::boolean[])
+), ev(list_id, seq, granted, pub) AS (
+    SELECT * FROM unnest(%(ev_list)s::bigint[], %(ev_seq)s::bigint[], %(ev_granted)s::boolean[],
+                         %(ev_pub)s::boolean[])
 )
 SELECT seq, sub, op, hash_list_id, signal_type, value FROM (
     (SELECT e.added_seq AS seq, 0::bigint AS sub, 'add' AS op, e.hash_list_id, h.signal_type,
             h.value
-       FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id
+       FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id AND NOT iv.pub
                 AND e.added_seq > iv.lo AND e.added_seq < iv.hi
        JOIN lists_hash h ON h.id = e.hash_id
       WHERE e.added_seq > %(after)s
       ORDER BY e.added_seq LIMIT %(limit)s)
     UNION ALL
     (SELECT e.removed_seq, 0::bigint, 'remove', e.hash_list_id, h.signal_type, h.value
-       FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id
+       FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id AND NOT iv.pub
                 AND e.removed_seq > iv.lo AND e.removed_seq < iv.hi
        JOIN lists_hash h ON h.id = e.hash_id
       WHERE e.removed_seq > %(after)s
@@ -499,11 +516,34 @@ SELECT seq, sub, op, hash_list_id, signal_type, value FROM (
     UNION ALL
     (SELECT ev.seq, e.added_seq, CASE WHEN ev.granted THEN 'add' ELSE 'remove' END,
             e.hash_list_id, h.signal_type, h.value
-       FROM ev JOIN lists_entry e ON e.hash_list_id = ev.list_id
+       FROM ev JOIN lists_entry e ON e.hash_list_id = ev.list_id AND NOT ev.pub
                 AND e.added_seq < ev.seq AND (e.removed_seq IS NULL OR e.removed_seq > ev.seq)
        JOIN lists_hash h ON h.id = e.hash_id
       WHERE (ev.seq, e.added_seq) > (%(after)s, %(after_sub)s)
       ORDER BY ev.seq, e.added_seq LIMIT %(limit)s)
+    UNION ALL
+    (SELECT e.published_seq, 0::bigint, 'add', e.hash_list_id, h.signal_type, h.value
+       FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id AND iv.pub
+                AND e.published_seq > iv.lo AND e.published_seq < iv.hi
+       JOIN lists_hash h ON h.id = e.hash_id
+      WHERE e.published_seq > %(after)s
+      ORDER BY e.published_seq LIMIT %(limit)s)
+    UNION ALL
+    (SELECT e.unpublished_seq, 0::bigint, 'remove', e.hash_list_id, h.signal_type, h.value
+       FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id AND iv.pub
+                AND e.unpublished_seq > iv.lo AND e.unpublished_seq < iv.hi
+       JOIN lists_hash h ON h.id = e.hash_id
+      WHERE e.unpublished_seq > %(after)s
+      ORDER BY e.unpublished_seq LIMIT %(limit)s)
+    UNION ALL
+    (SELECT ev.seq, e.published_seq, CASE WHEN ev.granted THEN 'add' ELSE 'remove' END,
+            e.hash_list_id, h.signal_type, h.value
+       FROM ev JOIN lists_entry e ON e.hash_list_id = ev.list_id AND ev.pub
+                AND e.published_seq < ev.seq
+                AND (e.unpublished_seq IS NULL OR e.unpublished_seq > ev.seq)
+       JOIN lists_hash h ON h.id = e.hash_id
+      WHERE (ev.seq, e.published_seq) > (%(after)s, %(after_sub)s)
+      ORDER BY ev.seq, e.published_seq LIMIT %(limit)s)
 ) AS changes
 ORDER BY seq, sub LIMIT %(limit)s
 """
@@ -516,10 +556,13 @@ def feed_rows(
     after: int,
     after_sub: int,
     limit: int,
+    published: frozenset[int] = frozenset(),
 ) -> list[tuple[Any, ...]]:
     """The first ``limit`` changes after position (``after``, ``after_sub``) of a reader that
     may see each list during its ``intervals`` ``(list, from seq, until seq)``, with access
     ``events`` ``(seq, list, granted)`` expanded to the list's entries live at that moment.
+    The lists in ``published`` (anonymous lists of other owners) are read in their published
+    view: their changes at their publication numbers.
 
     Rows are ``(seq, sub, "add"/"remove", list id, type, value)`` in feed order (the export:
     ``matching.selectors.export_page``, which gets intervals and events from ``sharing``).
@@ -534,9 +577,11 @@ def feed_rows(
                 "iv_list": [i[0] for i in intervals],
                 "iv_lo": [i[1] for i in intervals],
                 "iv_hi": [i[2] for i in intervals],
+                "iv_pub": [i[0] in published for i in intervals],
                 "ev_list": [e[1] for e in events],
                 "ev_seq": [e[0] for e in events],
                 "ev_granted": [e[2] for e in events],
+                "ev_pub": [e[1] in published for e in events],
                 "after": after,
                 "after_sub": after_sub,
                 "limit": limit,
@@ -558,15 +603,29 @@ SELECT e.hash_list_id, h.id, h.signal_type, h.value
   FROM wanted w
   JOIN lists_hash h ON h.id = w.id
   JOIN lists_entry e ON e.hash_id = h.id
- WHERE e.removed_seq IS NULL AND e.hash_list_id = ANY(%(lists)s)
+ WHERE e.removed_seq IS NULL
+   AND (e.hash_list_id = ANY(%(lists)s)
+        OR (e.hash_list_id = ANY(%(published)s) AND e.published_seq IS NOT NULL))
+UNION ALL
+SELECT e.hash_list_id, h.id, h.signal_type, h.value
+  FROM wanted w
+  JOIN lists_hash h ON h.id = w.id
+  JOIN lists_entry e ON e.hash_id = h.id
+ WHERE e.published_seq IS NOT NULL AND e.removed_seq IS NOT NULL AND e.unpublished_seq IS NULL
+   AND e.hash_list_id = ANY(%(published)s)
 """
 
 
 def live_entries_of(
-    *, hash_ids: Iterable[int], exact: Iterable[tuple[str, bytes]], lists: Iterable[int]
+    *,
+    hash_ids: Iterable[int],
+    exact: Iterable[tuple[str, bytes]],
+    lists: Iterable[int],
+    published: Iterable[int] = (),
 ) -> list[tuple[int, int, str, bytes]]:
     """``(list id, hash id, type, value)`` of every live entry in ``lists`` of the given hashes,
-    named by id (``hash_ids``, from the match index) or by exact value (``exact``)."""
+    named by id (``hash_ids``, from the match index) or by exact value (``exact``), and of
+    every entry live in the published view of the anonymous lists ``published``."""
     exact_pairs = sorted(set(exact))
     with connection.cursor() as cursor:
         cursor.execute(
@@ -576,9 +635,112 @@ def live_entries_of(
                 "types": [t for t, _ in exact_pairs],
                 "values": [v for _, v in exact_pairs],
                 "lists": list(lists),
+                "published": list(published),
             },
         )
         return [(row[0], row[1], row[2], bytes(row[3])) for row in cursor.fetchall()]
+
+
+# --- the published view of anonymous lists ------------------------------------------------------
+#
+# Other organisations see an anonymous list's changes only once a batch has published them
+# (DESIGN.md, the match path): the batch numbers every due add and removal from the change
+# sequence at release, in random order, so neither the numbers nor the times of the changes can
+# be paired with the owner's identified lists. Everything another organisation reads of an
+# anonymous list (its matches, the export, its entry pages, its size) reads the published
+# columns; the owner reads the entries themselves.
+
+# The due changes: adds to anonymous lists beyond what the last batch considered that are still
+# live and unpublished, and removals of published entries not yet published (in any list: a list
+# may have stopped being anonymous since). Numbered in random order from %(base)s; returns the
+# changed entries' list, type and whether it was an add.
+_PUBLISH_SQL = """
+WITH due_adds AS (
+    SELECT e.id, true AS added
+      FROM lists_hashlist l
+      JOIN lists_entry e ON e.hash_list_id = l.id AND e.added_seq > l.published_through
+     WHERE l.visibility = 'anonymous' AND l.deleted_at IS NULL
+       AND e.published_seq IS NULL AND e.removed_seq IS NULL
+), due_removals AS (
+    SELECT e.id, false AS added FROM lists_entry e
+     WHERE e.published_seq IS NOT NULL AND e.removed_seq IS NOT NULL AND e.unpublished_seq IS NULL
+), numbered AS (
+    SELECT id, added, %(base)s + row_number() OVER (ORDER BY random()) AS n
+      FROM (SELECT * FROM due_adds UNION ALL SELECT * FROM due_removals) AS due
+), done AS (
+    UPDATE lists_entry e
+       SET published_seq = CASE WHEN nb.added THEN nb.n ELSE e.published_seq END,
+           unpublished_seq = CASE WHEN nb.added THEN e.unpublished_seq ELSE nb.n END
+      FROM numbered nb
+     WHERE e.id = nb.id
+    RETURNING e.hash_list_id, e.hash_id, nb.added
+)
+SELECT d.hash_list_id, h.signal_type, d.added, count(*)
+  FROM done d JOIN lists_hash h ON h.id = d.hash_id
+ GROUP BY d.hash_list_id, h.signal_type, d.added
+"""
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What one batch published: how many changes, from which first number, in which lists."""
+
+    first: int
+    count: int
+    lists: frozenset[int]
+
+
+@transaction.atomic
+def publish_pending() -> Publication:
+    """Publish every due change of anonymous lists (see above) as one batch, in random order.
+
+    Holds the change sequence's lock while it numbers the batch, so the numbers follow every
+    change committed before and precede every change after; updates the published counts of
+    the lists it touched and marks every anonymous list's adds as considered. The caller
+    (sharing.services.anonymous_publish) then releases the access changes of anonymous lists.
+    """
+    last = sequence_lock()
+    with connection.cursor() as cursor:
+        cursor.execute(_PUBLISH_SQL, {"base": last})
+        rows = cursor.fetchall()
+    count = sum(int(n) for *_, n in rows)
+    sequence_advance(count)
+    deltas: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for list_pk, signal_type, added, n in rows:
+        deltas[list_pk][signal_type] += int(n) if added else -int(n)
+    now = timezone.now()
+    with scopes_disabled():
+        for hash_list in HashList.objects.filter(pk__in=list(deltas)).only("published_counts"):
+            counts = dict(hash_list.published_counts or {})
+            for signal_type, delta in deltas[hash_list.pk].items():
+                counts[signal_type] = max(0, int(counts.get(signal_type, 0)) + delta)
+            HashList.objects.filter(pk=hash_list.pk).update(
+                published_counts={t: n for t, n in counts.items() if n}, published_at=now
+            )
+        # Including the lists made anonymous since the last batch (-1): others see them now.
+        HashList.objects.filter(
+            visibility=HashList.Visibility.ANONYMOUS, published_through__lt=last
+        ).update(published_through=last)
+        HashList.objects.filter(
+            visibility=HashList.Visibility.ANONYMOUS, published_through__lt=0
+        ).update(published_through=0)
+    return Publication(first=last + 1, count=count, lists=frozenset(deltas))
+
+
+PUBLICATION_PENDING = -1
+"""``published_through`` of an anonymous list no publication has taken in yet: others do not see
+it at all, and every live, unpublished add of it is due."""
+
+
+def publication_restart(hash_list: HashList) -> None:
+    """Make every live, unpublished add of ``hash_list`` due again, and hide the list from others
+    until the next publication (it has become anonymous, or its owner was approved again)."""
+    HashList.objects.filter(pk=hash_list.pk).update(published_through=PUBLICATION_PENDING)
+
+
+def published_size(hash_list: HashList) -> dict[str, int]:
+    """The live entries per type of an anonymous list as others see them (the last batch's)."""
+    return {str(t): int(n) for t, n in (hash_list.published_counts or {}).items()}
 
 
 # --- bulk writes of the source runner (lists.sources.apply) ------------------------------------

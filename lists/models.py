@@ -77,6 +77,13 @@ class HashList(models.Model):
     # lists.services in the same transaction as each change (never counted on a page view).
     live_counts = models.JSONField(default=dict, blank=True)
     last_change_at = models.DateTimeField(null=True, blank=True)
+    # What other organisations see of an anonymous list: its live entries per signal type as of
+    # the last publication, and that publication's time (lists.changes.publish_pending).
+    published_counts = models.JSONField(default=dict, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    # Adds up to this change number have been considered for publication, so a batch reads only
+    # the newer ones; -1 while no publication has taken the anonymous list in (lists.changes).
+    published_through = models.BigIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
@@ -188,6 +195,13 @@ class Entry(models.Model):
     )
     removed_by_label = models.CharField(max_length=200, blank=True)
     removed_reason = models.TextField(blank=True)
+    # The publication numbers of the add and of the removal, for an entry of an anonymous list:
+    # other organisations see its changes only once a batch has published them, with numbers
+    # taken from the change sequence at publication (lists.changes.publish_pending), so their
+    # timing and order cannot be paired with the owner's other lists (DESIGN.md, invariant 3).
+    # NULL until published; unused for entries of other lists.
+    published_seq = models.BigIntegerField(null=True, blank=True)
+    unpublished_seq = models.BigIntegerField(null=True, blank=True)
 
     objects: ClassVar[models.Manager[Entry]] = ScopedManager(organization="hash_list__organization")
 
@@ -214,6 +228,28 @@ class Entry(models.Model):
                 fields=("labels",),
                 name="entry_live_labels_gin",
                 condition=Q(removed_seq__isnull=True),
+            ),
+            # The published view of anonymous lists (small: only their published entries):
+            # keyset pages and the export's adds, the export's removals, and the removals not
+            # published yet (still live to others) for matching by hash.
+            models.Index(
+                fields=("hash_list", "published_seq"),
+                name="entry_by_list_published",
+                condition=Q(published_seq__isnull=False),
+            ),
+            models.Index(
+                fields=("unpublished_seq",),
+                name="entry_unpublished",
+                condition=Q(unpublished_seq__isnull=False),
+            ),
+            models.Index(
+                fields=("hash",),
+                name="entry_removal_unpublished",
+                condition=Q(
+                    published_seq__isnull=False,
+                    removed_seq__isnull=False,
+                    unpublished_seq__isnull=True,
+                ),
             ),
         )
 

@@ -287,13 +287,32 @@ SELECT e.id, e.added_seq FROM {_HASH} h
  LIMIT %(n)s
 """  # noqa: S608 (the models' table names; the braces take constants of this module)
 
+# The published view of an anonymous list (lists.changes), newest publication first: what other
+# organisations see of it. The same walk, on the (list, publication number) index.
+_WALK_PUBLISHED = f"""
+SELECT e.id, e.published_seq
+  FROM (SELECT id, hash_id, hash_list_id, published_seq FROM {_ENTRY}
+         WHERE hash_list_id = ANY(ARRAY[%(list)s]::bigint[]) AND published_seq IS NOT NULL
+           AND published_seq < %(before)s AND unpublished_seq IS NULL
+         ORDER BY hash_list_id DESC, published_seq DESC) e
+  {{join}}
+ WHERE {{conditions}}
+ ORDER BY e.hash_list_id DESC, e.published_seq DESC
+ LIMIT %(n)s
+"""  # noqa: S608 (the models' table names; the braces take constants of this module)
+
 _JOIN_HASH = f"JOIN {_HASH} h ON h.id = e.hash_id"
 
 
-def _page_rows(planner: _Planner, found: _EntryFilter, n: int) -> list[tuple[int, int]]:
+def _page_rows(
+    planner: _Planner, found: _EntryFilter, n: int, *, published: bool = False
+) -> list[tuple[int, int]]:
     """(id, change number) of up to ``n`` entries that pass ``found``, newest first."""
     conditions, needs_hash = found.conditions()
     join = _JOIN_HASH if needs_hash else ""
+    if published:
+        sql = _WALK_PUBLISHED.format(join=join, conditions=conditions)
+        return planner.rows("walk", sql, found.params(n=n))
     if len(found.prefix) > PREFIX_WALK_DIGITS:
         types = [found.signal_type] if found.signal_type else [t.name for t in all_signal_types()]
         sql = _BY_HASH.format(conditions=conditions)
@@ -324,8 +343,12 @@ def entries_page(
     signal_type: str = "",
     label: str = "",
     prefix: str = "",
+    published: bool = False,
 ) -> EntryPage:
     """A page of a list's live entries, newest first, by keyset on the change number.
+
+    ``published``: the list's published view instead (an anonymous list as other organisations
+    see it: lists.changes), by publication number; ``label`` does not apply to it.
 
     Keyset (not OFFSET) paging keeps every page as fast at entry 1,000,000 as at entry 1, and
     each statement's plan is fixed (see above), so that it stays so right after a bulk load.
@@ -338,11 +361,11 @@ def entries_page(
         list_id=hash_list.pk,
         before=decode_cursor(cursor) if cursor else _NO_CURSOR,
         signal_type=signal_type,
-        label=label,
+        label="" if published else label,
         prefix=prefix.strip().lower(),
     )
     with _planned() as planner:
-        rows = _page_rows(planner, found, limit + 1)
+        rows = _page_rows(planner, found, limit + 1, published=published)
         ids = [pk for pk, _seq in rows[:limit]]
         # By primary key alone: these are the list's own entries, and the tenant scope's join to
         # the lists would let the planner find them by list instead, reading all of it.

@@ -46,14 +46,20 @@ def export_page(
     removals of all of it when access ended (unsubscribed, made private, revoked). Cursors are
     positions in the change sequence and nothing is ever deleted, so any cursor once given out
     keeps working. An empty page returns the same cursor: poll it again. Deleted lists stay in
-    the feed so that their removals reach the platform.
+    the feed so that their removals reach the platform. Other owners' anonymous lists are read
+    in their published view: their changes come in batches, at their publication numbers.
     """
     after, after_sub = _decode(cursor) if cursor else (0, 0)
     limit = max(1, min(limit, EXPORT_MAX_PAGE_SIZE))
     matchable = matchable_by(org=org, history=True)
     intervals, events = matchable.intervals, matchable.events
     rows = changes.feed_rows(
-        intervals=intervals, events=events, after=after, after_sub=after_sub, limit=limit
+        intervals=intervals,
+        events=events,
+        after=after,
+        after_sub=after_sub,
+        limit=limit,
+        published=matchable.published,
     )
     described = lists_described(org=org, pks={row[3] for row in rows})
     items = [

@@ -165,7 +165,13 @@ def _live_holders(
 
     Always one statement, even with nothing to look up: see :func:`_attach_matches`.
     """
-    rows = changes.live_entries_of(hash_ids=hash_ids, exact=exact, lists=list(lists))
+    # Other owners' anonymous lists are matched in their published view (lists.changes).
+    rows = changes.live_entries_of(
+        hash_ids=hash_ids,
+        exact=exact,
+        lists=[pk for pk, seen in lists.items() if not seen.published_view],
+        published=[pk for pk, seen in lists.items() if seen.published_view],
+    )
     holders: dict[int, tuple[str, bytes, list[MatchableList]]] = {}
     for list_pk, hash_id, signal_type, value in rows:
         entry = holders.setdefault(hash_id, (signal_type, bytes(value), []))

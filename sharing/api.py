@@ -27,6 +27,7 @@ from rest_framework.response import Response
 from hub.api_base import OrgAPIView
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
+from hub.lib.ids import keyed_public_id
 from hub.models import ApiKey, Organization
 from lists import selectors as list_selectors
 from lists import services as list_services
@@ -202,12 +203,15 @@ def _entry(entry: Entry, tier: str) -> dict[str, Any]:
     A plain function rather than a serializer: a page holds up to 1,000 entries.
     """
     signal_type = get_signal_type(entry.hash.signal_type)
+    own = tier == selectors.TIER_OWN
     body: dict[str, Any] = {
-        "id": entry.public_id,
+        # Others see a keyed hash of the time-ordered id, and the day it was added: to the
+        # millisecond, either would pair an anonymous list's entries with its owner's others.
+        "id": entry.public_id if own else keyed_public_id(entry.public_id),
         "type": signal_type.name,
         "value": signal_type.to_text(bytes(entry.hash.value)),
     }
-    if tier == selectors.TIER_OWN:
+    if own:
         body.update(
             labels=entry.labels,
             note=entry.note,
@@ -215,7 +219,7 @@ def _entry(entry: Entry, tier: str) -> dict[str, Any]:
             added_by=entry.added_by_label,
         )
         return body
-    body["added_at"] = entry.added_at.isoformat()
+    body["added_at"] = selectors.day_of(entry.added_at).isoformat()
     if tier == selectors.TIER_VERIFIED:  # a source's labels are its classification, shared
         body["labels"] = entry.labels
     return body

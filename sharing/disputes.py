@@ -390,6 +390,9 @@ def dispute_create(
     note = _clean_note(note)
     kind = get_signal_type(signal_type)
     raw = kind.parse(value)
+    # Another owner's anonymous list is disputed as the disputer sees it: its published view
+    # (lists.changes), so a dispute cannot tell an entry added since the last publication.
+    published = target.hash_list.visibility == target.hash_list.Visibility.ANONYMOUS
     with scopes_disabled():
         # Locking the live entry makes a concurrent retraction (which tombstones it) wait for
         # this dispute, or this dispute see the entry gone: never an open dispute left behind.
@@ -401,6 +404,7 @@ def dispute_create(
                 hash__signal_type=kind.name,
                 hash__value=raw,
                 removed_seq__isnull=True,
+                **({"published_seq__isnull": False} if published else {}),
             )
             .first()
         )

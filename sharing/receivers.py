@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django_scopes import scopes_disabled
 
 from hub.audit import Actor
 from hub.models import Organization
 from hub.services import organization_approval_changed, organization_created
-from lists.changes import entries_removed
+from lists.changes import entries_removed, publication_restart
 from lists.models import HashList, Source
 from lists.services import list_deleted, source_lists_created
 
@@ -17,11 +18,23 @@ from lists.services import list_deleted, source_lists_created
 def follow_approval(
     sender: object, organization: Organization, actor: Actor, **kwargs: Any
 ) -> None:
-    """An approved organisation's shares and subscriptions take effect; a suspended one's stop."""
+    """An approved organisation's shares and subscriptions take effect; a suspended one's stop.
+
+    As a subscriber, at once. As an owner, its open lists at once and its anonymous lists at the
+    next publication (others stop matching them at once on suspension: sharing.selectors), so
+    that approval and suspension do not number its anonymous lists next to its open ones.
+    """
     from sharing.services import access_sync
 
-    access_sync(orgs=[organization.pk])
+    access_sync(orgs=[organization.pk], anonymous=True)
     access_sync(owners=[organization.pk])
+    if organization.approved:
+        # They reappear in the catalogue with the next publication, not with the approval.
+        with scopes_disabled():
+            for hash_list in HashList.objects.filter(
+                organization=organization, visibility=HashList.Visibility.ANONYMOUS
+            ):
+                publication_restart(hash_list)
 
 
 def follow_creation(

@@ -54,6 +54,12 @@ class MatchableList:
     # lists). Never shown: it names the owner.
     holder: tuple[str, int] = field(default=("", 0), compare=False, repr=False)
 
+    @property
+    def published_view(self) -> bool:
+        """Whether the caller sees this list's published view (another owner's anonymous list:
+        its changes reach the caller in batches, lists.changes)."""
+        return self.tier == TIER_COMMUNITY and self.anonymous
+
     def as_dict(self) -> dict[str, Any]:
         """The ``list`` object of a match or export item (API contract v1)."""
         return {
@@ -182,22 +188,31 @@ class Matchable:
     lists: dict[int, MatchableList]
     intervals: tuple[tuple[int, int, int], ...] = ()
     events: tuple[tuple[int, int, bool], ...] = ()
+    # The lists of ``intervals`` read in their published view (others' anonymous lists).
+    published: frozenset[int] = frozenset()
 
 
 # The organisation's own lists and the lists whose latest access event for it is a grant. The
 # access log is kept in step with the rules (``_ACCESS_SQL``) by sharing.services.access_sync in
 # the transaction of every change, and checked by the reconciler; reading the log here rather
 # than the rules is what makes "replaying the export equals what matches" hold by construction.
+#
+# The log of an anonymous list waits for the next publication (sharing.services), so a shared
+# list also needs to be shared now, undeleted, by an approved owner: suspending an organisation
+# or unsharing stops others matching its lists at once, before the revoke is published.
 _MATCHABLE_SQL = (
     _LIST_COLUMNS  # noqa: S608 (constants only)
     + """
  WHERE (l.organization_id = %(org)s AND l.deleted_at IS NULL)
-    OR l.id IN (SELECT latest.hash_list_id FROM (
+    OR (l.id IN (SELECT latest.hash_list_id FROM (
             SELECT DISTINCT ON (a.hash_list_id) a.hash_list_id, a.granted
               FROM sharing_accessevent a
              WHERE a.organization_id = %(org)s
              ORDER BY a.hash_list_id, a.seq DESC) AS latest
          WHERE latest.granted)
+        AND l.deleted_at IS NULL
+        AND (l.source_id IS NOT NULL
+             OR (o.approved AND l.visibility IN ('open', 'anonymous'))))
 """
 )
 
@@ -227,7 +242,16 @@ def matchable_by(*, org: Organization, history: bool = False) -> Matchable:
         elif list_pk in opened:
             intervals.append((list_pk, opened.pop(list_pk), seq))
     intervals += [(list_pk, seq, FOREVER) for list_pk, seq in opened.items()]
-    return Matchable(lists=lists, intervals=tuple(intervals), events=tuple(events))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM lists_hashlist WHERE id = ANY(%s) AND visibility = 'anonymous'"
+            " AND organization_id <> %s",
+            [sorted({pk for pk, _, _ in intervals}), org.pk],
+        )
+        published = frozenset(pk for (pk,) in cursor.fetchall())
+    return Matchable(
+        lists=lists, intervals=tuple(intervals), events=tuple(events), published=published
+    )
 
 
 def lists_matchable_by(*, org: Organization) -> dict[int, MatchableList]:
@@ -305,9 +329,12 @@ def _shown_rows(
     ``where`` is a constant condition (values go in ``params``). Ordered by category, name and
     the list's random id, never by owner.
     """
+    # Others see an anonymous list's size and last change as of its last publication.
     sql = (
-        _LIST_SELECT + ", l.live_counts, l.last_change_at, l.description" + _LIST_FROM
-        + " WHERE " + where
+        _LIST_SELECT
+        + ", CASE WHEN l.visibility = 'anonymous' THEN l.published_counts ELSE l.live_counts END"
+        + ", CASE WHEN l.visibility = 'anonymous' THEN l.published_at ELSE l.last_change_at END"
+        + ", l.description" + _LIST_FROM + " WHERE " + where
     )  # fmt: skip
     params = dict(params)
     if category:
@@ -335,8 +362,11 @@ def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> 
     """
     if not org.approved:
         return []
+    # An anonymous list appears once a publication has taken it in (lists.changes), not when
+    # it was shared or its owner approved, which its owner's open lists would show at once.
     rows = _shown_rows(
-        "l.deleted_at IS NULL AND l.visibility IN ('open', 'anonymous')"
+        "l.deleted_at IS NULL"
+        " AND (l.visibility = 'open' OR (l.visibility = 'anonymous' AND l.published_through >= 0))"
         " AND o.approved AND l.organization_id <> %(org)s",
         {"org": org.pk},
         category=category,
@@ -375,8 +405,11 @@ def community_day(moment: dt.datetime | None) -> dt.datetime | None:
     To the minute, the change times of an anonymous list and of its owner's open lists (one
     import touches both) would let a member pair them up; the day says as much as anyone needs.
     """
-    if moment is None:
-        return None
+    return None if moment is None else day_of(moment)
+
+
+def day_of(moment: dt.datetime) -> dt.datetime:
+    """The start (UTC) of the day of ``moment``: all of a time other organisations may see."""
     return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -515,6 +548,7 @@ def entries_readable_by(
             signal_type=signal_type,
             label=label if seen.tier == TIER_OWN else "",
             prefix=prefix,
+            published=seen.published_view,
         )
     return seen, page
 

@@ -20,6 +20,7 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import Organization
+from lists import changes
 from lists.changes import sequence_allocate
 from lists.models import HashList, Source
 from lists.services import audit_list
@@ -86,15 +87,30 @@ class AccessDrift:
         return len(self.grants) + len(self.revokes)
 
 
+def _anonymous_now(list_pks: Iterable[int]) -> set[int]:
+    wanted = sorted(set(list_pks))
+    if not wanted:
+        return set()
+    with scopes_disabled():
+        return set(
+            HashList.objects.filter(
+                pk__in=wanted, visibility=HashList.Visibility.ANONYMOUS
+            ).values_list("pk", flat=True)
+        )
+
+
 def access_drift(
     *,
     orgs: Iterable[int] | None = None,
     lists: Iterable[int] | None = None,
     owners: Iterable[int] | None = None,
+    anonymous: bool = False,
 ) -> AccessDrift:
     """The (org pk, list pk) pairs whose latest access event disagrees with the rules now.
 
-    A read only; :func:`access_sync` appends the events that remove the difference.
+    A read only; :func:`access_sync` appends the events that remove the difference. Pairs of
+    anonymous lists count only with ``anonymous``: otherwise they wait for the next publication
+    (:func:`anonymous_publish`) and are not drift.
     """
     filters = {
         "orgs": None if orgs is None else list(orgs),
@@ -103,7 +119,12 @@ def access_drift(
     }
     now = access_pairs(**filters)
     recorded = _recorded_access(**filters)
-    return AccessDrift(grants=sorted(now - recorded), revokes=sorted(recorded - now))
+    grants, revokes = now - recorded, recorded - now
+    if not anonymous:
+        held = _anonymous_now(pk for _, pk in grants | revokes)
+        grants = {pair for pair in grants if pair[1] not in held}
+        revokes = {pair for pair in revokes if pair[1] not in held}
+    return AccessDrift(grants=sorted(grants), revokes=sorted(revokes))
 
 
 @transaction.atomic
@@ -112,8 +133,14 @@ def access_sync(
     orgs: Iterable[int] | None = None,
     lists: Iterable[int] | None = None,
     owners: Iterable[int] | None = None,
+    anonymous: bool = False,
 ) -> AccessDrift:
     """Append grant and revoke events where the access log differs from the access rules.
+
+    Access to anonymous lists changes here only with ``anonymous`` (a subscriber's own choice,
+    which says nothing of the owner, or a publication); a change their owner caused (sharing,
+    unsharing, deleting, approval, suspension) waits for the next publication, so that its
+    events are not numbered next to the same change on the owner's open lists.
 
     The one place that compares the rules with the log: every write that can change who matches
     what calls it in its own transaction (directly, or through a signal from ``hub``/``lists``),
@@ -124,7 +151,7 @@ def access_sync(
     # Take the sequence lock (numbering nothing yet) before reading, so what we compare is what
     # the numbers we take below will follow.
     sequence_allocate(0)
-    drift = access_drift(orgs=orgs, lists=lists, owners=owners)
+    drift = access_drift(orgs=orgs, lists=lists, owners=owners, anonymous=anonymous)
     changes = [(pair, True) for pair in drift.grants] + [(pair, False) for pair in drift.revokes]
     if not changes:
         return drift
@@ -178,6 +205,9 @@ def list_visibility_set(*, hash_list: HashList, visibility: str, actor: Actor) -
         )
     hash_list.visibility = visibility
     hash_list.save(update_fields=["visibility"])
+    if visibility == HashList.Visibility.ANONYMOUS:
+        # Others see it, and its entries, from the next publication on.
+        changes.publication_restart(hash_list)
     audit_list(
         actor=actor,
         action="list.visibility_changed",
@@ -237,7 +267,7 @@ def subscription_list_set(
         )
     action = "subscription.added" if subscribed else "subscription.removed"
     _audit_subscription(org, actor, action, "list", item.hash_list.public_id)
-    access_sync(orgs=[org.pk], lists=[list_pk])
+    access_sync(orgs=[org.pk], lists=[list_pk], anonymous=True)
     return True
 
 
@@ -282,7 +312,7 @@ def subscription_category_set(
         current.delete()
     action = "subscription.category_added" if subscribed else "subscription.category_removed"
     _audit_subscription(org, actor, action, "category", category)
-    access_sync(orgs=[org.pk])
+    access_sync(orgs=[org.pk], anonymous=True)
     return True
 
 
@@ -398,3 +428,27 @@ def source_access_set(*, source: Source, access: str, actor: Actor) -> Source:
     with scopes_disabled():
         access_sync(lists=_source_list_pks(source))
     return source
+
+
+@dataclass(frozen=True)
+class AnonymousPublication:
+    """One batch: the entry changes published and the access changes released with them."""
+
+    changes: int
+    access: AccessDrift
+
+
+@transaction.atomic
+def anonymous_publish() -> AnonymousPublication:
+    """Publish the due changes of anonymous lists to other organisations, as one batch.
+
+    Run on a fixed clock (``HASHHUB_ANONYMOUS_PUBLISH_MINUTES``, the beat task
+    ``sharing.publish_anonymous``): entry adds and removals first (lists.changes, in random
+    order), then the grants and revokes of anonymous lists that their owners' changes caused,
+    numbered after them so a grant takes in the entries just published. Whose change it was,
+    and when, is not in the numbers.
+    """
+    published = changes.publish_pending()
+    # Every pair whose change waited (only anonymous lists' do: all else syncs at once).
+    drift = access_sync(anonymous=True)
+    return AnonymousPublication(changes=published.count, access=drift)

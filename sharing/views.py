@@ -326,7 +326,9 @@ def community_list(request: OrgRequest, org_slug: str, list_id: str) -> HttpResp
             if dispute_base
             else None
         )
-        rows.append(CommunityEntryRow(signal_type.name, value, entry.added_at, dispute_url))
+        # Others see the day an entry was added, never the time (see community_day).
+        added = entry.added_at if summary.own else selectors.day_of(entry.added_at)
+        rows.append(CommunityEntryRow(signal_type.name, value, added, dispute_url))
     context["rows"] = rows
     context["filtered"] = bool(filters.filters())
     context["query"] = urlencode(filters.filters())

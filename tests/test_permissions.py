@@ -630,7 +630,7 @@ def _new_dispute(org: Organization) -> str:
     """
     from lists.services import EntryInput, entry_add, list_create
     from sharing.disputes import dispute_create
-    from sharing.services import list_visibility_set
+    from sharing.services import anonymous_publish, list_visibility_set
 
     system = Actor(system="test")
     disputer = OrganizationFactory.create(name="Disputer", slug=f"disputer-{org.slug}")
@@ -639,6 +639,7 @@ def _new_dispute(org: Organization) -> str:
         shared = list_create(org=org, name="Shared", category="csam", actor=system)
         entry_add(hash_list=shared, items=[EntryInput("md5", value)], actor=system)
         list_visibility_set(hash_list=shared, visibility="anonymous", actor=system)
+    anonymous_publish()  # others see it from the next publication on
     with scope(organization=disputer.pk):
         dispute = dispute_create(
             org=disputer, list_public_id=shared.public_id, signal_type="md5", value=value,

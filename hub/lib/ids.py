@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import secrets
 import time
 
@@ -62,3 +63,26 @@ def new_ordered_public_ids(count: int) -> list[str]:
         prefix + text[start : start + _RANDOM_DIGITS]
         for start in range(0, _RANDOM_DIGITS * count, _RANDOM_DIGITS)
     ]
+
+
+def _keyed_id_key() -> bytes:
+    from django.conf import settings
+
+    configured = getattr(settings, "HASHHUB_PUBLIC_ID_KEY", "")
+    if configured:
+        return configured.encode()
+    return hmac.new(settings.SECRET_KEY.encode(), b"hashhub.keyed-public-id", "sha256").digest()
+
+
+def keyed_public_id(public_id: str) -> str:
+    """The id another organisation sees for one of ours: a keyed hash of it, 16 URL-safe chars.
+
+    Entry ids are ordered by time (:func:`new_ordered_public_ids`): shown as they are, an
+    anonymous list's ids would tell when each entry was made, to the millisecond, and pair them
+    with its owner's open lists. The keyed hash is stable (a page read twice shows the same
+    ids) and tells nothing without the key (``HASHHUB_PUBLIC_ID_KEY``, or one derived from
+    ``SECRET_KEY``).
+    """
+    digest = hmac.new(_keyed_id_key(), public_id.encode(), "sha256").digest()
+    keyed = base64.urlsafe_b64encode(digest[:12]).decode("ascii")
+    return keyed if keyed[0] != "-" else _FIRST[digest[12] % len(_FIRST)] + keyed[1:]

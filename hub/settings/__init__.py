@@ -343,6 +343,12 @@ HASHHUB_CREDENTIAL_KEYS = _credential_keys()
 HASHHUB_SOURCE_ALLOWED_HOSTS = env_list("HASHHUB_SOURCE_ALLOWED_HOSTS", [])
 
 CELERY_BEAT_SCHEDULE = {
+    "publish-anonymous-lists": {
+        "task": "sharing.publish_anonymous",
+        "schedule": crontab(minute=f"*/{HASHHUB_ANONYMOUS_PUBLISH_MINUTES}")
+        if HASHHUB_ANONYMOUS_PUBLISH_MINUTES < 60
+        else crontab(minute=0, hour=f"*/{max(1, HASHHUB_ANONYMOUS_PUBLISH_MINUTES // 60)}"),
+    },
     "purge-old-detections": {
         "task": "matching.purge_detections",
         "schedule": crontab(hour=3, minute=17),

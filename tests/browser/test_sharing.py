@@ -22,6 +22,7 @@ from hub.models import Organization, User
 from lists import services as list_services
 from lists.models import HashList
 from sharing.models import Dispute
+from sharing.services import anonymous_publish
 from tests.browser.helpers import ARTIFACTS, log_in, submit, watch_for_problems
 from tests.factories import PASSWORD, OrganizationFactory
 
@@ -139,6 +140,8 @@ def test_an_anonymous_list_is_shared_subscribed_to_disputed_and_the_dispute_reje
     with scopes_disabled():
         private_list.refresh_from_db()
     assert private_list.visibility == "anonymous"
+    # Others see an anonymous list from the next publication on (beat runs it every few minutes).
+    anonymous_publish()
 
     # 3. Charlie finds it in the community catalogue, from an anonymous member.
     log_in(page_b, charlie.email, PASSWORD)

@@ -254,7 +254,7 @@ def test_hashes_of_an_image_can_be_added_and_then_match_it(
 
 
 def test_sharing_and_subscribing_take_effect_and_an_anonymous_list_names_no_owner(
-    orgs: dict[str, Org], known: set[Hash]
+    hub: RunningHub, orgs: dict[str, Org], known: set[Hash]
 ) -> None:
     owner, delta, echo = orgs["delta"], orgs["delta"].api, orgs["echo"].api
     new_list = {"name": "Shared CSAM hashes", "category": "csam"}
@@ -279,13 +279,23 @@ def test_sharing_and_subscribing_take_effect_and_an_anonymous_list_names_no_owne
     assert all(found == [] for found in echo.match(hashes).values())
     assert all(tiers(found) == {(shared, "own")} for found in delta.match(hashes).values())
 
-    # A list never open may be anonymous: matched without anything that names the owner.
+    # A list never open may be anonymous: others see it from the next publication (beat runs
+    # it on a fixed clock; an operator may run it at once), then match it without anything
+    # that names the owner. The owner's own matching never waits.
     quiet = delta.call("POST", "/api/v1/lists", json={**new_list, "name": "Quiet"}, expect=201)
     quiet_hashes = [random_hash("pdq"), random_hash("md5")]
     delta.add(quiet["id"], quiet_hashes)
     known.update(quiet_hashes)
     delta.call("PATCH", f"/api/v1/lists/{quiet['id']}", json={"visibility": "anonymous"})
+    assert echo.http.put(f"/api/v1/lists/{quiet['id']}/subscription").status_code == 404
+    published = hub.manage("publishanonymous")
+    assert "Published 2 entry change(s)" in published.stdout
     echo.call("PUT", f"/api/v1/lists/{quiet['id']}/subscription")
+    late = random_hash("md5")
+    delta.add(quiet["id"], [late])
+    known.add(late)
+    assert tiers(delta.match([late])[late]) == {(quiet["id"], "own")}
+    assert echo.match([late])[late] == []  # not published yet
     answer = echo.http.post(
         "/api/v1/match", json={"hashes": [{"type": t, "value": v} for t, v in quiet_hashes]}
     )
@@ -299,6 +309,9 @@ def test_sharing_and_subscribing_take_effect_and_an_anonymous_list_names_no_owne
     for text in (answer.text, listed.text):
         assert owner.name not in text
         assert f'"{owner.slug}"' not in text
+    hub.manage("publishanonymous")
+    [match] = echo.match([late])[late]
+    assert match["list"]["id"] == quiet["id"]
 
 
 # --- 4. an upstream verified source -----------------------------------------------------------

@@ -37,8 +37,16 @@ def api(org: Organization, scopes: list[str] | None = None) -> Client:
 
 
 def share(hash_list: HashList, visibility: str = "open") -> None:
+    """Share the list; an anonymous one as others see it after the next publication."""
     with scope(organization=hash_list.organization_id):
         services.list_visibility_set(hash_list=hash_list, visibility=visibility, actor=SYSTEM)
+    if visibility == "anonymous":
+        publish()
+
+
+def publish() -> None:
+    """The next batch of anonymous lists' changes (beat's ``sharing.publish_anonymous``)."""
+    services.anonymous_publish()
 
 
 def new_list(org: Organization, name: str, category: str = "csam") -> HashList:
@@ -188,6 +196,10 @@ def test_owner_retraction_reaches_subscribers_matches_and_exports(
     subscribe(org_b, shared)
     _, cursor = replay(api_b)
     remove(shared, ("pdq", drop))
+    # An anonymous list's removal reaches others with the next publication, not before.
+    assert hits(api_b, drop)
+    assert api_b.get("/api/v1/export", {"cursor": cursor}).json()["items"] == []
+    publish()
     assert hits(api_b, drop) == []
     assert hits(api_b, keep)
     items = api_b.get("/api/v1/export", {"cursor": cursor}).json()["items"]

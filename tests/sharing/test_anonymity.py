@@ -208,10 +208,13 @@ def _entry(signal_type: str, value: str, labels: list[str], note: str) -> list_s
 
 
 def _share(hash_list: HashList, visibility: str, actor: Actor) -> None:
+    """Share the list; an anonymous one as others see it after the next publication."""
     with scope(organization=hash_list.organization_id):
         sharing_services.list_visibility_set(
             hash_list=hash_list, visibility=visibility, actor=actor
         )
+    if visibility == "anonymous":
+        sharing_services.anonymous_publish()
 
 
 def _new_list(org: Organization, name: str, category: str = "csam", description: str = "") -> Any:
@@ -1202,11 +1205,12 @@ def _as_b_sees_it(world: World, value: str) -> dict[str, Any]:
         "catalogue": catalogue,
         "page": [names[public_id] for public_id in on_page],
         "matches": [{**m, "list": {**m["list"], "id": names[m["list"]["id"]]}} for m in matched],
-        "export": [
+        # Sorted: within a publication, anonymous lists' changes come in random order.
+        "export": sorted(
             (i["op"], i["type"], i["value"], names.get(i["list"]["id"], i["list"]["id"]))
             for i in exported
             if i["list"]["id"] in names
-        ],
+        ),
         "subscribers": {item["name"]: item["subscribers"] for item in lists},
     }
 

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django_scopes import scope, scopes_disabled
 
 from hub.audit import Actor
+from hub.errors import ServiceError
 from hub.models import AuditEvent, Organization, User
 from hub.permissions import Role
 from lists import services as list_services
@@ -86,6 +87,7 @@ def shared(org_a: Organization, hashes: list[str]) -> HashList:
             actor=TEST,
         )
         services.list_visibility_set(hash_list=hash_list, visibility="anonymous", actor=TEST)
+    services.anonymous_publish()  # as others see it from the next publication on
     return hash_list
 
 
@@ -620,6 +622,11 @@ def test_removing_a_disputed_entry_closes_its_open_disputes_once_committed(
         list_services.entry_add(
             hash_list=shared, items=[list_services.EntryInput("md5", hashes[0])], actor=TEST
         )
+    # ...once others see it again: with the next publication of the anonymous list.
+    with pytest.raises(ServiceError) as unpublished:
+        dispute(org_b, shared, hashes[0])
+    assert unpublished.value.code == "entry_not_found"
+    services.anonymous_publish()
     assert dispute(org_b, shared, hashes[0]).status == "open"
 
 

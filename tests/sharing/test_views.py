@@ -58,8 +58,11 @@ def md5() -> str:
 
 
 def share(hash_list: HashList, visibility: str = "open") -> None:
+    """Share the list; an anonymous one as others see it after the next publication."""
     with scope(organization=hash_list.organization_id):
         services.list_visibility_set(hash_list=hash_list, visibility=visibility, actor=SYSTEM)
+    if visibility == "anonymous":
+        services.anonymous_publish()
 
 
 def subscribed_pairs(org: Organization) -> set[int]:

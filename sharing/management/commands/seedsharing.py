@@ -19,7 +19,7 @@ from lists.models import HashList, Source
 from lists.services import EntryInput, entry_add, list_create
 from lists.sources.runs import run_create, run_execute
 from lists.sources.services import source_create
-from sharing.services import list_visibility_set, subscription_category_set
+from sharing.services import anonymous_publish, list_visibility_set, subscription_category_set
 
 FEED_NAME = "Demo hotline feed"
 
@@ -62,6 +62,8 @@ class Command(BaseCommand):
             list_visibility_set(hash_list=shared, visibility="anonymous", actor=actor)
         with scope(organization=subscriber.pk):
             subscription_category_set(org=subscriber, category="csam", subscribed=True, actor=actor)
+        # The demo shows the anonymous list at once rather than at the next batch.
+        anonymous_publish()
         feed_dir = settings.HASHHUB_FEED_DIR / "demo"
         feed_dir.mkdir(parents=True, exist_ok=True)
         rows = ["type,value,labels"]
