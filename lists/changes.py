@@ -310,22 +310,31 @@ def entries_remove(
 
 # Each list's stored live counts against its live entries, in one snapshot (a write changes
 # both in one transaction, so any difference here is drift, never a write in flight).
+# Lists whose stored counts per type differ from their entries: ``live_counts`` against the live
+# entries of every list, and ``published_counts`` against the published view of anonymous lists.
 _COUNTS_DRIFT_SQL = """
-SELECT l.id, l.live_counts, COALESCE(c.counts, '{}'::jsonb)
+SELECT l.id, l.{column}, COALESCE(c.counts, '{{}}'::jsonb)
   FROM lists_hashlist l
   LEFT JOIN (
       SELECT hash_list_id, jsonb_object_agg(signal_type, n) AS counts
         FROM (SELECT e.hash_list_id, h.signal_type, count(*) AS n
                 FROM lists_entry e JOIN lists_hash h ON h.id = e.hash_id
-               WHERE e.removed_seq IS NULL
+               WHERE {live}
                  AND (%(lists)s::bigint[] IS NULL OR e.hash_list_id = ANY(%(lists)s::bigint[]))
                GROUP BY e.hash_list_id, h.signal_type) AS per_type
        GROUP BY hash_list_id
   ) AS c ON c.hash_list_id = l.id
- WHERE l.live_counts <> COALESCE(c.counts, '{}'::jsonb)
+ WHERE l.{column} <> COALESCE(c.counts, '{{}}'::jsonb) AND {lists}
    AND (%(lists)s::bigint[] IS NULL OR l.id = ANY(%(lists)s::bigint[]))
  ORDER BY l.id
 """
+_COUNT_VIEWS = {
+    "live_counts": {"live": "e.removed_seq IS NULL", "lists": "true"},
+    "published_counts": {
+        "live": "e.published_seq IS NOT NULL AND e.unpublished_seq IS NULL",
+        "lists": "l.visibility = 'anonymous'",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -336,9 +345,15 @@ class CountDrift:
     public_id: str
     stored: dict[str, int]
     actual: dict[str, int]
+    column: str = "live_counts"  # or "published_counts" (an anonymous list's published view)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"list": self.public_id, "stored": self.stored, "actual": self.actual}
+        return {
+            "list": self.public_id,
+            "counts": self.column,
+            "stored": self.stored,
+            "actual": self.actual,
+        }
 
 
 def _counts(raw: Any) -> dict[str, int]:
@@ -346,9 +361,12 @@ def _counts(raw: Any) -> dict[str, int]:
     return {str(k): int(v) for k, v in decoded.items() if int(v)}
 
 
-def _counts_drift(lists: list[int] | None) -> list[tuple[int, dict[str, int], dict[str, int]]]:
+def _counts_drift(
+    lists: list[int] | None, column: str = "live_counts"
+) -> list[tuple[int, dict[str, int], dict[str, int]]]:
+    sql = _COUNTS_DRIFT_SQL.format(column=column, **_COUNT_VIEWS[column])
     with connection.cursor() as cursor:
-        cursor.execute(_COUNTS_DRIFT_SQL, {"lists": lists})
+        cursor.execute(sql, {"lists": lists})
         rows = cursor.fetchall()
     drift = []
     for pk, stored, actual in rows:
@@ -359,32 +377,41 @@ def _counts_drift(lists: list[int] | None) -> list[tuple[int, dict[str, int], di
 
 
 def list_counts_reconcile(*, repair: bool) -> list[CountDrift]:
-    """Compare every list's live counts with its live entries; with ``repair``, set them right.
+    """Compare every list's live counts with its live entries, and every anonymous list's
+    published counts with its published view; with ``repair``, set them right.
 
     Returns the drift found (before any repair). A repair locks each drifted list's row, then
     counts again in a statement that starts after the lock is held, so a write that was in
     flight either committed first (and is counted) or waits and adds its own change afterwards.
+    A published view changes only under the change sequence's lock (:func:`publish_pending`),
+    which its repair takes too.
     """
-    found = _counts_drift(None)
+    found = [
+        (column, pk, stored, actual)
+        for column in _COUNT_VIEWS
+        for pk, stored, actual in _counts_drift(None, column)
+    ]
     with scopes_disabled():
         ids = dict(
-            HashList.objects.filter(pk__in=[pk for pk, _, _ in found]).values_list(
+            HashList.objects.filter(pk__in=[pk for _, pk, _, _ in found]).values_list(
                 "pk", "public_id"
             )
         )
     drift = [
-        CountDrift(list_pk=pk, public_id=ids.get(pk, ""), stored=stored, actual=actual)
-        for pk, stored, actual in found
+        CountDrift(list_pk=pk, public_id=ids.get(pk, ""), stored=stored, actual=actual, column=c)
+        for c, pk, stored, actual in found
     ]
     if repair:
         for item in drift:
             with transaction.atomic(), connection.cursor() as cursor:
+                if item.column == "published_counts":
+                    sequence_lock()
                 cursor.execute(
                     "SELECT id FROM lists_hashlist WHERE id = %s FOR UPDATE", [item.list_pk]
                 )
-                for pk, _, actual in _counts_drift([item.list_pk]):
+                for pk, _, actual in _counts_drift([item.list_pk], item.column):
                     cursor.execute(
-                        "UPDATE lists_hashlist SET live_counts = %s::jsonb WHERE id = %s",
+                        f"UPDATE lists_hashlist SET {item.column} = %s::jsonb WHERE id = %s",  # noqa: S608 (a key of _COUNT_VIEWS)
                         [json.dumps(actual), pk],
                     )
     return drift

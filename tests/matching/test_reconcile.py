@@ -142,7 +142,12 @@ def test_drifted_list_counters_are_reported_and_set_right(
     run = reconcile(dry_run=True, actor=SYSTEM, trigger="test")
     assert run.counter_drift == 1
     assert run.details["counters"] == [
-        {"list": shared.public_id, "stored": {"md5": 7, "sha1": 2}, "actual": {"md5": 1, "pdq": 1}}
+        {
+            "list": shared.public_id,
+            "counts": "live_counts",
+            "stored": {"md5": 7, "sha1": 2},
+            "actual": {"md5": 1, "pdq": 1},
+        }
     ]
     shared.refresh_from_db()
     assert shared.live_counts == {"md5": 7, "sha1": 2}  # a dry run changes nothing
@@ -152,6 +157,29 @@ def test_drifted_list_counters_are_reported_and_set_right(
     shared.refresh_from_db()
     assert shared.live_counts == {"md5": 1, "pdq": 1}
     assert reconcile(dry_run=True, actor=SYSTEM, trigger="test").drift == 0
+
+
+def test_an_anonymous_lists_published_counts_are_checked_against_its_published_view(
+    org_a: Organization,
+) -> None:
+    quiet = new_list(org_a, "Quiet")
+    add(quiet, ("md5", secrets.token_hex(16)))
+    share(quiet, "anonymous")  # publishes: one md5 in the published view
+    add(quiet, ("md5", secrets.token_hex(16)))  # not published: not in the published counts
+    assert reconcile(dry_run=True, actor=SYSTEM, trigger="test").drift == 0
+    with scopes_disabled():
+        HashList.objects.filter(pk=quiet.pk).update(published_counts={"md5": 5})
+    run = reconcile(dry_run=False, actor=SYSTEM, trigger="test")
+    assert run.details["counters"] == [
+        {
+            "list": quiet.public_id,
+            "counts": "published_counts",
+            "stored": {"md5": 5},
+            "actual": {"md5": 1},
+        }
+    ]
+    quiet.refresh_from_db()
+    assert (quiet.published_counts, quiet.live_counts) == ({"md5": 1}, {"md5": 2})
 
 
 def test_every_process_index_is_checked_against_the_database_at_its_change_number(
