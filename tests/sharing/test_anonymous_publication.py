@@ -137,6 +137,22 @@ def test_others_see_a_keyed_id_and_the_day_the_owner_sees_its_own(
     assert "16:30" not in text
 
 
+def _pages(browser: Client, slug: str, names: dict[str, str]) -> dict[str, str]:
+    """B's catalogue page and each list's community page, with random ids and tokens masked."""
+    pages = {}
+    for path, name in [("", "catalogue"), *((f"{pk}/", n) for pk, n in names.items())]:
+        response = browser.get(f"/o/{slug}/community/{path}")
+        assert response.status_code == 200, (path, response.status_code)
+        text = response.content.decode()
+        for public_id, list_name in names.items():
+            text = text.replace(public_id, list_name)
+        text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", text)
+        text = re.sub(r'nonce="[^"]+"', "", text)
+        text = re.sub(r'"X-CSRFToken": "[^"]+"', "", text)
+        pages[name] = text
+    return pages
+
+
 def _b_view(client: Client, names: dict[str, str]) -> dict[str, Any]:
     """Everything B can read of the three lists, with random ids replaced by list names and
     change numbers by their order (see the module's last test for why)."""
@@ -173,12 +189,13 @@ def _b_view(client: Client, names: dict[str, str]) -> dict[str, Any]:
 
 
 def test_whoever_owns_the_anonymous_list_a_subscriber_sees_the_same(
-    org_b: Organization,
+    org_b: Organization, charlie: User
 ) -> None:
     """O and P each keep an open list; an anonymous list belongs to O or to P, and takes its
     hash in the same moment as its owner's open list takes one. B's view (matches, export,
-    lists with sizes and last change, entry pages) is the same either way, before and after the
-    publication, up to random ids and the absolute change numbers.
+    lists with sizes and last change, entry pages, and the catalogue and community list pages) is
+    the same either way, before and after the publication, up to random ids and the absolute
+    change numbers.
 
     Absolute change numbers still differ: the anonymous list's add takes a number of the one
     global sequence when it is written, and B sees the gap next to its owner's open-list add.
@@ -201,20 +218,21 @@ def test_whoever_owns_the_anonymous_list_a_subscriber_sees_the_same(
             names = {o_open.public_id: "O open", p_open.public_id: "P open"}
             names[quiet.public_id] = "Quiet"
             client = api(org_b)
+            browser = login(charlie)
             views = []
             with time_machine.travel(DAY + dt.timedelta(hours=10), tick=False):
                 add(o_open, ("md5", o_value))
                 if owner == osprey:
                     add(quiet, ("md5", shared_value))
-                views.append(_b_view(client, names))
+                views.append({**_b_view(client, names), **_pages(browser, org_b.slug, names)})
             with time_machine.travel(DAY + dt.timedelta(hours=11), tick=False):
                 add(p_open, ("md5", p_value))
                 if owner == plover:
                     add(quiet, ("md5", shared_value))
-                views.append(_b_view(client, names))
+                views.append({**_b_view(client, names), **_pages(browser, org_b.slug, names)})
             with time_machine.travel(DAY + dt.timedelta(hours=11, minutes=10), tick=False):
                 publish()
-                views.append(_b_view(client, names))
+                views.append({**_b_view(client, names), **_pages(browser, org_b.slug, names)})
                 matched = hits(client, shared_value, "md5")
                 views.append({"matches": [{**m, "list": {**m["list"], "id": ""}} for m in matched]})
             seen.append(views)
