@@ -8,6 +8,7 @@ are immediate; the export feed replays the log, so a platform matching locally i
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -155,6 +156,10 @@ def access_sync(
     changes = [(pair, True) for pair in drift.grants] + [(pair, False) for pair in drift.revokes]
     if not changes:
         return drift
+    if anonymous:
+        # A publication's access events, like its entries, in random order: sorted, they would
+        # follow the lists' row numbers, which tell which lists were made together.
+        secrets.SystemRandom().shuffle(changes)
     first = sequence_allocate(len(changes))
     with scopes_disabled():
         AccessEvent.objects.bulk_create(

@@ -30,7 +30,15 @@ from tests.conftest import login
 from tests.factories import OrganizationFactory
 from tests.matching.test_export import replay
 from tests.matching.test_match_api import SYSTEM, add, remove
-from tests.sharing.test_access import api, hits, new_list, publish, share, subscribe
+from tests.sharing.test_access import (
+    api,
+    hits,
+    new_list,
+    publish,
+    share,
+    subscribe,
+    subscribe_category,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -291,3 +299,23 @@ def test_publishanonymous_publishes_and_says_what(
     with scope(organization=org_a.pk):
         quiet = HashList.objects.get(pk=quiet.pk)
     assert quiet.published_counts == {"md5": 2}
+
+
+def test_a_publications_access_events_come_in_random_order(
+    org_a: Organization, org_b: Organization
+) -> None:
+    """Sorted, they would follow the lists' row numbers, which tell which lists were made
+    together (and so, with an open list made at the same time, by whom)."""
+    quiet = [new_list(org_a, f"Quiet {n}") for n in range(20)]
+    for hash_list in quiet:
+        share(hash_list, "anonymous")
+    subscribe_category(org_b, "csam")
+    organization_set_approved(org=org_a, approved=False, actor=SYSTEM)
+    publish()
+    with scopes_disabled():
+        revoked = list(
+            AccessEvent.objects.filter(organization=org_b, granted=False)
+            .order_by("seq").values_list("hash_list_id", flat=True)
+        )  # fmt: skip
+    assert sorted(revoked) == sorted(hash_list.pk for hash_list in quiet)
+    assert revoked != sorted(revoked)  # 1 in 20! to fail by chance
