@@ -30,6 +30,7 @@ class WhoAmIApi(OrgAPIView):
                     "name": key.name,
                     "prefix": key.prefix,
                     "scopes": key.scopes,
+                    "expires_at": key.expires_at.isoformat() if key.expires_at else None,
                 },
             }
         )

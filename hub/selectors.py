@@ -104,14 +104,17 @@ def audit_actions_of(*, org: Organization) -> list[str]:
 
 
 def dashboard_counts(*, org: Organization) -> dict[str, int]:
-    week_ago = timezone.now() - timedelta(days=7)
+    now = timezone.now()
+    week_ago = now - timedelta(days=7)
+    # Active: neither revoked nor expired (an expired key is refused like a revoked one).
+    active = ApiKey.objects.filter(organization=org, revoked_at__isnull=True).exclude(
+        expires_at__lte=now
+    )
     return {
         "members": Membership.objects.filter(organization=org).count(),
         "pending_invitations": invitations_pending(org=org).count(),
-        "active_keys": ApiKey.objects.filter(organization=org, revoked_at__isnull=True).count(),
-        "keys_used_this_week": ApiKey.objects.filter(
-            organization=org, revoked_at__isnull=True, last_used_at__gte=week_ago
-        ).count(),
+        "active_keys": active.count(),
+        "keys_used_this_week": active.filter(last_used_at__gte=week_ago).count(),
         "audit_events_this_week": AuditEvent.objects.filter(
             organization=org, created__gte=week_ago
         ).count(),

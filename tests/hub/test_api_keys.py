@@ -12,10 +12,11 @@ import redis
 import time_machine
 from django.conf import settings as django_settings
 from django.test import Client
-from django_scopes import scopes_disabled
+from django_scopes import scope, scopes_disabled
 from rest_framework.test import APIRequestFactory
 
 from hub import api_auth
+from hub import selectors as hub_selectors
 from hub.api_base import OrgAPIView
 from hub.models import ApiKey, AuditEvent, Organization, User
 from tests.conftest import login, make_key
@@ -64,6 +65,7 @@ def test_the_key_authenticates_as_its_organisation_and_records_last_use(
         "name": key.name,
         "prefix": key.prefix,
         "scopes": ["match"],
+        "expires_at": None,
     }
     key.refresh_from_db()
     assert key.last_used_at is not None
@@ -365,7 +367,16 @@ def test_a_key_created_with_an_expiry_works_until_then_and_is_refused_after_sayi
     assert key.expires_at == dt.datetime(2026, 4, 17, 9, 15, tzinfo=dt.UTC)
     assert _created_event(key).metadata["expires_at"] == "2026-04-17T09:15:00+00:00"
     with time_machine.travel(dt.datetime(2026, 4, 17, 9, 14, 59, tzinfo=dt.UTC), tick=False):
-        assert _bearer(secret).get("/api/v1/me").status_code == 200
+        me = _bearer(secret).get("/api/v1/me")
+        assert me.status_code == 200
+        assert me.json()["key"]["expires_at"] == "2026-04-17T09:15:00+00:00"
+        with scope(organization=org_a.pk):
+            assert hub_selectors.dashboard_counts(org=org_a)["active_keys"] == 1
+    with (
+        time_machine.travel(dt.datetime(2026, 4, 17, 9, 15, tzinfo=dt.UTC), tick=False),
+        scope(organization=org_a.pk),
+    ):
+        assert hub_selectors.dashboard_counts(org=org_a)["active_keys"] == 0  # expired
     key.refresh_from_db()
     last_used = key.last_used_at
     with time_machine.travel(dt.datetime(2026, 4, 17, 9, 15, tzinfo=dt.UTC), tick=False):
