@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,14 +83,23 @@ def encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
 
 
+_CURSOR_NUMBER = re.compile(r"s([0-9]{1,19})")
+
+
 def decode_cursor(cursor: str) -> int:
+    """The change number in a cursor this hub gave out; 400 ``bad_cursor`` for anything else.
+
+    Only ASCII digits of a number below 2**63 (a bigint): ``int()`` would also take other
+    scripts' digits and any length, and a number past a bigint failed in the database.
+    """
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("s"):
-            raise ValueError
-        return int(text[1:])
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ServiceError("bad_cursor", "The cursor is not one this hub gave out.") from None
+        text = ""
+    found = _CURSOR_NUMBER.fullmatch(text)
+    if found is None or int(found.group(1)) >= 2**63:
+        raise ServiceError("bad_cursor", "The cursor is not one this hub gave out.")
+    return int(found.group(1))
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,8 @@ def _encode(seq: int, sub: int) -> str:
 
 def _decode(cursor: str) -> tuple[int, int]:
     seq_part, _, sub_part = cursor.partition(".")
-    if sub_part and not sub_part.isdigit():
+    # ASCII digits of a bigint only: str.isdigit() also takes "²", which int() then refuses.
+    if sub_part and (not re.fullmatch(r"[0-9]{1,19}", sub_part) or int(sub_part) >= 2**63):
         raise ServiceError("bad_cursor", "The cursor is not one this hub gave out.")
     return decode_cursor(seq_part), int(sub_part or 0)
 

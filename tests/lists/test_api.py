@@ -10,6 +10,7 @@ from django_scopes import scope
 from hub.models import ApiKey, Organization
 from lists.models import HashList
 from tests.conftest import make_key
+from tests.sharing.test_access import BAD_CURSORS
 
 pytestmark = pytest.mark.django_db
 
@@ -117,6 +118,9 @@ def test_malformed_entry_bodies_get_400_with_a_code(
 def test_bad_cursor_prefix_and_limit_get_400(api_a: Client, org_a: Organization) -> None:
     base = f"/api/v1/lists/{_csam(org_a).public_id}/entries"
     assert api_a.get(base + "?cursor=garbage").json()["error"]["code"] == "bad_cursor"
+    for cursor in BAD_CURSORS:
+        response = api_a.get(base, {"cursor": cursor})
+        assert (response.status_code, response.json()["error"]["code"]) == (400, "bad_cursor")
     assert api_a.get(base + "?prefix=xyz").json()["error"]["code"] == "bad_prefix"
     assert api_a.get(base + "?limit=many").json()["error"]["code"] == "bad_limit"
 
