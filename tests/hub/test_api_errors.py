@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 
 from hub.api_base import OrgAPIView
+from hub.api_parsers import MAX_JSON_DEPTH, json_depth_exceeds
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +94,22 @@ def test_a_body_larger_than_any_upload_is_refused_before_it_is_read(settings: ob
     )  # fmt: skip
     assert page.status_code == 413
     assert "larger than this hub accepts" in page.content.decode()
+
+
+@pytest.mark.parametrize("depth", [5000, MAX_JSON_DEPTH + 1])
+def test_a_body_nested_too_deeply_is_a_400(api_a: Client, depth: int) -> None:
+    """5,000 nested arrays (a few kilobytes) made the decoder raise RecursionError: a 500."""
+    body = "[" * depth + "]" * depth
+    response = api_a.post("/api/v1/match", body, content_type="application/json")
+    _assert_error(response, 400, "malformed_request")
+    assert f"more than {MAX_JSON_DEPTH} levels" in response.json()["error"]["message"]
+
+
+def test_a_body_at_the_depth_limit_is_parsed() -> None:
+    shallow: object = []
+    for _ in range(MAX_JSON_DEPTH - 1):
+        shallow = [shallow]
+    assert not json_depth_exceeds(shallow)
+    assert json_depth_exceeds([shallow])
+    assert not json_depth_exceeds({"hashes": [{"type": "pdq", "value": "0" * 64}]}, limit=3)
+    assert json_depth_exceeds({"hashes": [{"type": ["x"]}]}, limit=3)
