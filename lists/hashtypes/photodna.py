@@ -87,7 +87,8 @@ def _parse_decimal(text: str) -> bytes:
             {"expected_length": PHOTODNA_BYTES, "length": len(parts)},
         )
     for position, part in enumerate(parts, start=1):
-        if not part.isascii() or not part.isdigit() or int(part) > 255:
+        # Length first: int() of 4,301 digits or more raises before any range check could.
+        if len(part) > 3 or not part.isascii() or not part.isdigit() or int(part) > 255:
             raise HashParseError(
                 "bad_characters",
                 f"Value {position} of the PhotoDNA hash is {part[:12]!r}, not a byte (0 to 255).",

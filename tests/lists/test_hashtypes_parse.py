@@ -187,6 +187,9 @@ def test_photodna_in_decimal_bytes_parses_to_the_same_canonical_hex() -> None:
         (["1"] * 3 + ["-1"] + ["1"] * 140, "bad_characters", {"position": 4}),
         (["0x1f"] + ["1"] * 143, "bad_characters", {"position": 1}),
         (["1"] * 143 + [""], "bad_characters", {"position": 144}),
+        # int() refuses 4,301 digits or more with ValueError: it answered 500 (issue 18).
+        (["1"] * 5 + ["9" * 4301] + ["1"] * 138, "bad_characters", {"position": 6}),
+        (["1"] * 7 + ["0001"] + ["1"] * 136, "bad_characters", {"position": 8}),
     ],
 )
 def test_photodna_decimal_that_is_not_144_bytes_is_refused_with_the_place(
