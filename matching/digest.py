@@ -16,7 +16,7 @@ from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import BadHeaderError, EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.template.loader import render_to_string
@@ -122,8 +122,11 @@ def digest_message(
         if until - since <= WINDOW
         else f"since {since.astimezone(UTC):%d %B %Y, %H:%M} UTC"
     )
+    # A header is one line: a name with CR/LF (names are free text) raised BadHeaderError,
+    # which stopped the digests of every organisation after this one.
+    name = " ".join(org.name.split())
     message = EmailMultiAlternatives(
-        subject=f"[HashHub] {org.name}: {counts.total} detection{plural} {period}",
+        subject=f"[HashHub] {name}: {counts.total} detection{plural} {period}",
         body=render_to_string("matching/email/digest.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         # One message per recipient's copy would say the same; owners and admins of one
@@ -160,7 +163,7 @@ def digests_send(*, now: datetime | None = None) -> int:
             for org_id in sorted(candidates):
                 try:
                     sent += _send_one(org_id, until, mail_connection)
-                except (OSError, smtplib.SMTPException):
+                except (OSError, smtplib.SMTPException, BadHeaderError):
                     # Nothing was recorded: the next run sends this organisation's period.
                     logger.exception("the digest of organisation %s was not sent", org_id)
     return sent

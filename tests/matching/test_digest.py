@@ -168,3 +168,20 @@ def test_a_failed_send_records_nothing_and_the_next_run_sends_it(
     assert sorted(m.subject.split(":")[0] for m in mail.outbox) == [
         "[HashHub] Org A", "[HashHub] Org B",
     ]  # fmt: skip
+
+
+def test_a_name_with_a_line_break_neither_breaks_the_subject_nor_stops_the_others(
+    org_a: Organization, org_b: Organization, alice: User, charlie: User
+) -> None:
+    """A CR/LF in a name made the subject header raise BadHeaderError, and every organisation
+    after it got no digest (issue 18)."""
+    Organization.objects.filter(pk=org_a.pk).update(name="Org A\r\nBcc: someone@example.test")
+    now = timezone.now()
+    make_detection(org_a, created=now - timedelta(hours=1))
+    make_detection(org_b, created=now - timedelta(hours=1))
+    assert digest.digests_send(now=now) == 2
+    subjects = sorted(m.subject for m in mail.outbox)
+    assert subjects[0].startswith("[HashHub] Org A Bcc: someone@example.test: 1 detection")
+    assert subjects[1].startswith("[HashHub] Org B: 1 detection")
+    assert all("\n" not in s and "\r" not in s for s in subjects)
+    assert all(m.bcc == [] for m in mail.outbox)
