@@ -423,6 +423,10 @@ def test_an_uploaded_file_is_read_from_the_feed_directory(tmp_path: Path, settin
         {"url": "https://x.test/f", "page_size": 0},
         {"url": "https://x.test/f", "hash_fields": {"md5": ""}},
         {"url": "https://x.test/f", "encoding": "klingon"},
+        # Codecs that are not text encodings (zlib_codec inflated a small body: issue 18).
+        {"url": "https://x.test/f", "encoding": "zlib_codec"},
+        {"url": "https://x.test/f", "encoding": "base64"},
+        {"url": "https://x.test/f", "encoding": "rot13"},
     ],
 )
 def test_a_config_that_cannot_work_is_refused(

@@ -609,10 +609,12 @@ class FeedAdapter(Adapter):
                 "bad_config", f"page_size is a whole number from 1 to {MAX_PAGE_SIZE}."
             )
         try:
-            codecs.lookup(str(config.get("encoding") or "utf-8"))
+            # str.encode refuses what is not a text encoding ("zlib_codec", "base64", "rot13"
+            # are codecs.lookup()'s too, and would turn a small body into a huge one).
+            "".encode(str(config.get("encoding") or "utf-8"))
         except LookupError:
             raise SourceError(
-                "bad_config", "The feed's encoding is not one Python knows."
+                "bad_config", "The feed's encoding is not a text encoding Python knows."
             ) from None
         return cleaned
 
