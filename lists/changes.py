@@ -708,18 +708,10 @@ SELECT d.hash_list_id, h.signal_type, d.added, count(*)
 """
 
 
-@dataclass(frozen=True)
-class Publication:
-    """What one batch published: how many changes, from which first number, in which lists."""
-
-    first: int
-    count: int
-    lists: frozenset[int]
-
-
 @transaction.atomic
-def publish_pending() -> Publication:
-    """Publish every due change of anonymous lists (see above) as one batch, in random order.
+def publish_pending() -> int:
+    """Publish every due change of anonymous lists (see above) as one batch, in random order;
+    returns how many changes it published.
 
     Holds the change sequence's lock while it numbers the batch, so the numbers follow every
     change committed before and precede every change after; updates the published counts of
@@ -748,10 +740,7 @@ def publish_pending() -> Publication:
         HashList.objects.filter(
             visibility=HashList.Visibility.ANONYMOUS, published_through__lt=last
         ).update(published_through=last)
-        HashList.objects.filter(
-            visibility=HashList.Visibility.ANONYMOUS, published_through__lt=0
-        ).update(published_through=0)
-    return Publication(first=last + 1, count=count, lists=frozenset(deltas))
+    return count
 
 
 PUBLICATION_PENDING = -1
@@ -759,15 +748,11 @@ PUBLICATION_PENDING = -1
 it at all, and every live, unpublished add of it is due."""
 
 
-def publication_restart(hash_list: HashList) -> None:
-    """Make every live, unpublished add of ``hash_list`` due again, and hide the list from others
-    until the next publication (it has become anonymous, or its owner was approved again)."""
-    HashList.objects.filter(pk=hash_list.pk).update(published_through=PUBLICATION_PENDING)
-
-
-def published_size(hash_list: HashList) -> dict[str, int]:
-    """The live entries per type of an anonymous list as others see them (the last batch's)."""
-    return {str(t): int(n) for t, n in (hash_list.published_counts or {}).items()}
+def publication_restart(*, list_pks: Iterable[int]) -> None:
+    """Make every live, unpublished add of these lists due again, and hide them from others
+    until the next publication (a list has become anonymous, or its owner was approved again)."""
+    with scopes_disabled():
+        HashList.objects.filter(pk__in=list(list_pks)).update(published_through=PUBLICATION_PENDING)
 
 
 # --- bulk writes of the source runner (lists.sources.apply) ------------------------------------

@@ -31,10 +31,10 @@ def follow_approval(
     if organization.approved:
         # They reappear in the catalogue with the next publication, not with the approval.
         with scopes_disabled():
-            for hash_list in HashList.objects.filter(
+            anonymous = HashList.objects.filter(
                 organization=organization, visibility=HashList.Visibility.ANONYMOUS
-            ):
-                publication_restart(hash_list)
+            ).values_list("pk", flat=True)
+            publication_restart(list_pks=list(anonymous))
 
 
 def follow_creation(

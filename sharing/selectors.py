@@ -217,6 +217,18 @@ _MATCHABLE_SQL = (
 )
 
 
+# Of the given lists (first parameter), those the reader (second parameter, an organisation)
+# reads in their published view: another owner's anonymous list, and one made private since it
+# was anonymous (published_through is no longer 0 once a list has been made anonymous), so that
+# its revoke removes only what was published and no interval replays an entry that never was.
+# A list made private from open never was anonymous and is read by its change numbers.
+_PUBLISHED_VIEW_SQL = """
+SELECT id FROM lists_hashlist
+ WHERE id = ANY(%s) AND organization_id <> %s
+   AND (visibility = 'anonymous' OR (visibility = 'private' AND published_through <> 0))
+"""
+
+
 def matchable_by(*, org: Organization, history: bool = False) -> Matchable:
     """What ``org`` matches now and, with ``history``, since when (for the export feed).
 
@@ -243,11 +255,7 @@ def matchable_by(*, org: Organization, history: bool = False) -> Matchable:
             intervals.append((list_pk, opened.pop(list_pk), seq))
     intervals += [(list_pk, seq, FOREVER) for list_pk, seq in opened.items()]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id FROM lists_hashlist WHERE id = ANY(%s) AND visibility = 'anonymous'"
-            " AND organization_id <> %s",
-            [sorted({pk for pk, _, _ in intervals}), org.pk],
-        )
+        cursor.execute(_PUBLISHED_VIEW_SQL, [sorted({pk for pk, _, _ in intervals}), org.pk])
         published = frozenset(pk for (pk,) in cursor.fetchall())
     return Matchable(
         lists=lists, intervals=tuple(intervals), events=tuple(events), published=published

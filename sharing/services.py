@@ -21,8 +21,7 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import Organization
-from lists import changes
-from lists.changes import sequence_allocate
+from lists.changes import publication_restart, publish_pending, sequence_allocate
 from lists.models import HashList, Source
 from lists.services import audit_list
 from sharing.models import (
@@ -212,7 +211,7 @@ def list_visibility_set(*, hash_list: HashList, visibility: str, actor: Actor) -
     hash_list.save(update_fields=["visibility"])
     if visibility == HashList.Visibility.ANONYMOUS:
         # Others see it, and its entries, from the next publication on.
-        changes.publication_restart(hash_list)
+        publication_restart(list_pks=[hash_list.pk])
     audit_list(
         actor=actor,
         action="list.visibility_changed",
@@ -453,7 +452,7 @@ def anonymous_publish() -> AnonymousPublication:
     numbered after them so a grant takes in the entries just published. Whose change it was,
     and when, is not in the numbers.
     """
-    published = changes.publish_pending()
+    published = publish_pending()
     # Every pair whose change waited (only anonymous lists' do: all else syncs at once).
     drift = access_sync(anonymous=True)
-    return AnonymousPublication(changes=published.count, access=drift)
+    return AnonymousPublication(changes=published, access=drift)

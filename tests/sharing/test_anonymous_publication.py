@@ -145,6 +145,18 @@ def test_others_see_a_keyed_id_and_the_day_the_owner_sees_its_own(
     assert "16:30" not in text
 
 
+def _export_items(client: Client, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every item of the caller's export from the start, page by page."""
+    items: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        page = client.get("/api/v1/export", {"cursor": cursor, "limit": str(limit)}).json()
+        if not page["items"]:
+            return items
+        items += page["items"]
+        cursor = page["next_cursor"]
+
+
 def _pages(browser: Client, slug: str, names: dict[str, str]) -> dict[str, str]:
     """B's catalogue page and each list's community page, with random ids and tokens masked."""
     pages = {}
@@ -170,14 +182,7 @@ def _b_view(client: Client, names: dict[str, str]) -> dict[str, Any]:
             text = text.replace(public_id, name)
         return text
 
-    items = []
-    cursor = ""
-    while True:
-        page = client.get("/api/v1/export", {"cursor": cursor, "limit": "2"}).json()
-        items += page["items"]
-        if not page["items"]:
-            break
-        cursor = page["next_cursor"]
+    items = _export_items(client, limit=2)
     ranks = {seq: rank for rank, seq in enumerate(sorted({i["seq"] for i in items}))}
     export = sorted(
         (ranks[i["seq"]], i["op"], i["type"], i["value"], names[i["list"]["id"]])
@@ -319,3 +324,24 @@ def test_a_publications_access_events_come_in_random_order(
         )  # fmt: skip
     assert sorted(revoked) == sorted(hash_list.pk for hash_list in quiet)
     assert revoked != sorted(revoked)  # 1 in 20! to fail by chance
+
+
+def test_an_anonymous_list_made_private_never_replays_an_entry_it_did_not_publish(
+    org_a: Organization, org_b: Organization
+) -> None:
+    """Made private, the list is read in its published view still: its revoke removes only what
+    was published, and a pending add never reaches the export (it did, by its change number)."""
+    quiet = new_list(org_a, "Quiet")
+    share(quiet, "anonymous")
+    subscribe(org_b, quiet)
+    published, pending = secrets.token_hex(16), secrets.token_hex(16)
+    add(quiet, ("md5", published))
+    publish()
+    add(quiet, ("md5", pending))
+    share(quiet, "private")
+    subscriber = api(org_b)
+    items = _export_items(subscriber)
+    assert [(i["op"], i["value"]) for i in items] == [("add", published), ("remove", published)]
+    publish()
+    live, _ = replay(subscriber)
+    assert live == set()
