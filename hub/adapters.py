@@ -7,9 +7,11 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.mfa.adapter import DefaultMFAAdapter
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from hub.account_audit import record_login_failed
+from hub.lib.client_ip import client_ip
 from hub.lib.env import env_bool
 
 
@@ -20,6 +22,14 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def get_login_redirect_url(self, request: HttpRequest) -> str:
         return "/"
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        # The address allauth's per-IP rate limits count: the client behind a trusted proxy
+        # (HASHHUB_TRUSTED_PROXIES), not the proxy, so one client's failures lock out nobody else.
+        ip = client_ip(request)
+        if ip is None:
+            raise PermissionDenied("Unable to determine the client's IP address.")
+        return ip
 
     def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
         # A failed password login is audited by a keyed hash of the address tried and the

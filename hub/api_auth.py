@@ -18,6 +18,7 @@ from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework.request import Request
 
 from hub.errors import ServiceError
+from hub.lib.client_ip import client_ip
 from hub.models import ApiKey
 from hub.services import api_key_authenticate
 
@@ -137,7 +138,19 @@ _tallies_lock = threading.Lock()
 _MAX_TALLIES = 10_000
 
 
-class ApiKeyThrottle(throttling.SimpleRateThrottle):
+class ClientIpThrottleMixin:
+    """Identifies a request without an API key by hub.lib.client_ip.
+
+    DRF's own ``SimpleRateThrottle.get_ident`` believes ``X-Forwarded-For`` from any client, so
+    a client could pick its own bucket, or fill another's; the resolver reads it only from
+    HASHHUB_TRUSTED_PROXIES.
+    """
+
+    def get_ident(self, request: Request) -> str:
+        return client_ip(request) or ""
+
+
+class ApiKeyThrottle(ClientIpThrottleMixin, throttling.SimpleRateThrottle):
     """Requests per key (rate ``api_key``), so one integration cannot starve the others.
 
     A sliding-window counter: one Redis counter per key and window, and the previous window's

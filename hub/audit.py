@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django_scopes import scopes_disabled
 
+from hub.lib.client_ip import client_ip as resolve_client_ip
 from hub.models import ApiKey, AuditEvent, Organization, User
 
 if TYPE_CHECKING:
@@ -57,9 +58,8 @@ SYSTEM = Actor(system="system")
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    # REMOTE_ADDR is what the proxy in front of gunicorn saw; we do not trust X-Forwarded-For
-    # from arbitrary clients, and gunicorn's --forwarded-allow-ips rewrites it when configured.
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address as hub.lib.client_ip resolves it behind HASHHUB_TRUSTED_PROXIES."""
+    return resolve_client_ip(request)
 
 
 def audit(

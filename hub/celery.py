@@ -6,11 +6,30 @@ import os
 from typing import Any
 
 from celery import Celery, Task
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
+DEFAULT_QUEUE = "celery"
+WEBHOOKS_QUEUE = "webhooks"
+
 app = Celery("hashhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# A webhook delivery waits on a customer's server (up to HASHHUB_WEBHOOK_DEADLINE_SECONDS per
+# attempt), so deliveries have a queue of their own, consumed by a worker of its own whose
+# concurrency (HASHHUB_WEBHOOK_CONCURRENCY) bounds them: a flood of slow receivers then fills that
+# worker only, never the one that runs imports, digests and the reconciler (hub/Procfile starts
+# one with ``-Q celery``, the other with ``-Q webhooks``). A worker started without ``-Q``
+# consumes every queue listed here, so one started the old way (or the test suite's) still
+# delivers webhooks rather than leaving them queued for nobody.
+app.conf.task_default_queue = DEFAULT_QUEUE
+# Each queue with an exchange and routing key of its own: a bare Queue would be bound with the
+# default routing key, and a message for one queue would then be copied into both.
+app.conf.task_queues = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (DEFAULT_QUEUE, WEBHOOKS_QUEUE)
+)
+app.conf.task_routes = {"matching.deliver_webhook": {"queue": WEBHOOKS_QUEUE}}
 app.autodiscover_tasks()
 
 

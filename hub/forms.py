@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from hub.models import ApiKey
 from hub.permissions import Role
+from hub.quotas import MAX_QUOTA, QUOTA_LABELS, QUOTA_NAMES, Quotas
 from hub.services import MAX_API_KEY_DAYS
 
 
@@ -66,3 +69,18 @@ class AuditFilterForm(forms.Form):
         if since and until and since > until:  # type: ignore[operator, unused-ignore]
             raise forms.ValidationError("“From” must not be after “until”.", code="invalid_range")
         return data
+
+
+class OrganizationQuotaForm(forms.Form):
+    """Hub staff's overrides of one organisation's quotas: an empty field takes the default."""
+
+    def __init__(self, *args: Any, defaults: Quotas, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in QUOTA_NAMES:
+            self.fields[name] = forms.IntegerField(
+                required=False,
+                min_value=0,
+                max_value=MAX_QUOTA,
+                label=QUOTA_LABELS[name],
+                help_text=f"Empty: the default ({defaults.limit(name):,}).",
+            )

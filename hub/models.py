@@ -240,3 +240,28 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise PermissionError("Audit events are append-only.")
+
+
+class OrganizationQuota(models.Model):
+    """Hub staff's overrides of one organisation's quotas (hub.quotas); None takes the default.
+
+    Not tenant-scoped: one row per organisation, always looked up by it, read by staff across
+    organisations and by the image-match throttle before the API opens the tenant scope.
+    """
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="quota"
+    )
+    entries_per_list = models.PositiveBigIntegerField(null=True, blank=True)
+    entries_total = models.PositiveBigIntegerField(null=True, blank=True)
+    lists = models.PositiveIntegerField(null=True, blank=True)
+    api_keys = models.PositiveIntegerField(null=True, blank=True)
+    webhooks = models.PositiveIntegerField(null=True, blank=True)
+    image_matches_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    updated = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"quotas of {self.organization_id}"

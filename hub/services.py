@@ -21,6 +21,7 @@ from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import ApiKey, Invitation, Membership, Organization, User
 from hub.permissions import ROLES_GRANTABLE_BY, Role
+from hub.quotas import quota_check_api_keys
 
 # Sent inside the transaction that created an organisation; `lists` gives it its own lists.
 organization_created = Signal()
@@ -344,7 +345,8 @@ def api_key_create(
     """Create a key and return it with its secret, which is never retrievable again.
 
     ``expires_at`` (None: never) must lie in the future. Writes ``api_key.created``.
-    Raises ServiceError ``invalid_name``, ``invalid_scope`` or ``invalid_expiry``.
+    Raises ServiceError ``invalid_name``, ``invalid_scope``, ``invalid_expiry`` or
+    ``quota_exceeded`` (hub.quotas).
     """
     name = name.strip()
     if not name or len(name) > 80:
@@ -355,6 +357,7 @@ def api_key_create(
             "invalid_expiry",
             f"A new key must expire in the future, not at {_expiry_sentence(expires_at)}.",
         )
+    quota_check_api_keys(org=org)
     prefix = secrets.token_hex(4)
     secret = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(

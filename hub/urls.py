@@ -49,6 +49,11 @@ urlpatterns = [
         views.staff_organization_approve,
         name="staff_organization_approve",
     ),
+    path(
+        "staff/organizations/<slug:slug>/quotas/",
+        views.staff_organization_quotas,
+        name="staff_organization_quotas",
+    ),
     path("staff/lists/", include("sharing.staff_urls")),
     path("staff/sources/<str:source_id>/entitlements/", include("sharing.source_urls")),
     path("staff/sources/", include("lists.sources.urls")),

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from hub import selectors, services
+from hub import quotas, selectors, services
 from hub.audit import Actor
 from hub.decorators import (
     member_may,
@@ -30,6 +30,7 @@ from hub.forms import (
     AuditFilterForm,
     InvitationForm,
     OrganizationForm,
+    OrganizationQuotaForm,
     OrganizationSettingsForm,
     RoleForm,
 )
@@ -179,9 +180,8 @@ def org_settings(request: OrgRequest, org_slug: str) -> HttpResponse:
         else:
             messages.success(request, "Settings saved.")
             return redirect("org_settings", org_slug=org.slug)
-    return render(
-        request, "hub/org_settings.html", {"form": form}, status=400 if form.errors else 200
-    )
+    context = {"form": form, "quotas": quotas.quota_usage(org=org)}
+    return render(request, "hub/org_settings.html", context, status=400 if form.errors else 200)
 
 
 # --- members and invitations ---------------------------------------------------------------------
@@ -431,3 +431,26 @@ def staff_organization_approve(request: HttpRequest, slug: str) -> HttpResponse:
     services.organization_set_approved(org=org, approved=approve, actor=Actor.from_request(request))
     messages.success(request, f"{org.name} is now {'approved' if approve else 'suspended'}.")
     return redirect("staff_organizations")
+
+
+@staff_required
+def staff_organization_quotas(request: HttpRequest, slug: str) -> HttpResponse:
+    """One organisation's quotas: usage, limits and staff's overrides (audited when changed)."""
+    org = get_object_or_404(Organization, slug=slug)
+    overrides = quotas.quota_overrides(org=org)
+    initial = {name: getattr(overrides, name) for name in quotas.QUOTA_NAMES} if overrides else {}
+    # Bound on any POST: one with every field empty puts every quota back to its default.
+    data = request.POST if request.method == "POST" else None
+    form = OrganizationQuotaForm(data, initial=initial, defaults=quotas.quota_defaults())
+    if request.method == "POST" and form.is_valid():
+        try:
+            quotas.quota_set(
+                org=org, overrides=form.cleaned_data, actor=Actor.from_request(request)
+            )
+        except ServiceError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"The quotas of {org.name} were saved.")
+            return redirect("staff_organization_quotas", slug=org.slug)
+    context = {"org": org, "form": form, "lines": quotas.quota_usage(org=org)}
+    return render(request, "hub/staff_org_quotas.html", context, status=400 if form.errors else 200)

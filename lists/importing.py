@@ -10,6 +10,9 @@ header line whose first cell is ``type``):
 Every valid line is applied; every rejected line is reported with its number, code and reason.
 Lines are applied in chunks, each in its own transaction, so progress is visible while a large
 file runs and a crash loses nothing: a re-run finds the applied hashes already present.
+An import stops at the first chunk that would take the list or its organisation past an entry
+quota (hub.quotas): that chunk is rolled back, those before it stay, the audit event says where
+it stopped and the import fails with ``quota_exceeded`` naming the line.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from lists.services import (
     EntryInput,
     audit_list,
     check_writable,
+    entries_quota_check,
     parse_entry,
 )
 
@@ -181,19 +185,39 @@ def import_lines(
     progress: Callable[[ImportSummary], None] | None = None,
     chunk_size: int = CHUNK,
 ) -> ImportSummary:
-    """Apply a hash file to a list chunk by chunk (one transaction each). Audits the whole run."""
+    """Apply a hash file to a list chunk by chunk (one transaction each). Audits the whole run.
+
+    Raises ServiceError ``quota_exceeded`` when a chunk would cross an entry quota (see the
+    module's docstring), after auditing what was applied before it.
+    """
     check_writable(hash_list)
     default_type = _canonical_type(default_type)
     summary = ImportSummary()
     who = Provenance.of(actor, label)
     chunks = _chunks(parse_lines(lines, default_type=default_type, summary=summary), chunk_size)
-    for chunk in _read_ahead(chunks):
-        with transaction.atomic():
-            valid, added = entries_add(hash_list, chunk, who)
-        summary.added += added
-        summary.already_present += valid - added
-        if progress is not None:
-            progress(summary)
+    stopped: ServiceError | None = None
+    at_line = 0
+    try:
+        for chunk in _read_ahead(chunks):
+            at_line = chunk[0].index
+            with transaction.atomic():
+                valid, added = entries_add(hash_list, chunk, who)
+                entries_quota_check(hash_list, added)
+            summary.added += added
+            summary.already_present += valid - added
+            if progress is not None:
+                progress(summary)
+    except ServiceError as error:
+        if error.code != "quota_exceeded":
+            raise
+        stopped = ServiceError(
+            error.code,
+            f"The import stopped at line {at_line:,}: {error.message} The "
+            f"{summary.added:,} hashes added from the lines before it stay in the list; once the "
+            "quota allows, import the file again (they count as already present).",
+            {**(error.details or {}), "line": at_line, "added": summary.added},
+            status=error.status,
+        )
     audit_list(
         actor=actor,
         action="entries.imported",
@@ -204,10 +228,13 @@ def import_lines(
             "added": summary.added,
             "already_present": summary.already_present,
             "rejected": summary.rejected,
+            **({"stopped": stopped.code, "stopped_at_line": at_line} if stopped else {}),
         },
     )
     if progress is not None:
         progress(summary)
+    if stopped is not None:
+        raise stopped
     return summary
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import Organization
+from hub.quotas import quota_check_entries, quota_check_lists, quota_usage_counter
 from lists.changes import (
     ALL_TARGETS,
     ParsedEntry,
@@ -154,6 +155,37 @@ def parse_entries(items: Sequence[EntryInput]) -> tuple[list[ParsedEntry], list[
     return parsed, errors
 
 
+# --- quotas (hub.quotas) ---------------------------------------------------------------------
+
+
+@quota_usage_counter("lists", "entries_per_list", "entries_total")
+def lists_quota_usage(org: Organization) -> dict[str, int]:
+    """What an organisation's own lists use of its quotas: lists, the largest list's live
+    entries and all their live entries (hub cannot count them: it may not import lists)."""
+    sizes = [
+        sum(int(n) for n in counts.values())
+        for counts in HashList.objects.filter(
+            organization=org, deleted_at__isnull=True
+        ).values_list("live_counts", flat=True)
+    ]
+    return {
+        "lists": len(sizes),
+        "entries_per_list": max(sizes, default=0),
+        "entries_total": sum(sizes),
+    }
+
+
+def entries_quota_check(hash_list: HashList, added: int) -> None:
+    """After ``added`` new entries were written to ``hash_list``, in their transaction: raise
+    ``quota_exceeded`` (rolling them back) if they took it or its organisation past a quota."""
+    quota_check_entries(
+        org=hash_list.organization,
+        list_name=hash_list.name,
+        list_entries=sum(int(n) for n in hash_list.live_counts.values()),
+        added=added,
+    )
+
+
 # --- services ---------------------------------------------------------------------------------
 
 
@@ -181,10 +213,13 @@ def entry_add(
     """Add hashes to a list. Idempotent: a hash already live in the list counts as present.
 
     Bad items are reported with their index and the rest are added. Writes one audit event.
+    An add that would take the list or its organisation past an entry quota is refused whole
+    (ServiceError ``quota_exceeded``, hub.quotas).
     """
     check_writable(hash_list)
     parsed, errors = parse_entries(items)
     valid, added = entries_add(hash_list, parsed, Provenance.of(actor, label))
+    entries_quota_check(hash_list, added)
     result = AddResult(added=added, already_present=valid - added, errors=errors)
     if added or errors:
         audit_list(
@@ -254,7 +289,8 @@ def list_create(
 ) -> HashList:
     """Create a self-managed list.
 
-    Raises ServiceError ``invalid_name``, ``name_taken`` or ``invalid_category``.
+    Raises ServiceError ``invalid_name``, ``name_taken``, ``invalid_category`` or
+    ``quota_exceeded`` (hub.quotas; an organisation's own CSAM and SE lists are always made).
     """
     name = _clean_name(name)
     if category not in HashList.Category.values:
@@ -264,6 +300,8 @@ def list_create(
             "description_too_long", f"A description takes at most {MAX_NOTE} characters."
         )
     _check_name_free(org, name)
+    if not is_default:
+        quota_check_lists(org=org)
     hash_list = HashList.objects.create(
         organization=org,
         name=name,

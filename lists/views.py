@@ -19,12 +19,14 @@ from django.http import Http404, HttpResponse, HttpResponseBase, StreamingHttpRe
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.text import slugify
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hub.audit import Actor
 from hub.decorators import org_permission
 from hub.errors import ServiceError
 from hub.middleware import OrgRequest
+from hub.uploads import UploadTooLargeError, cap_uploads
 from lists import selectors, services
 from lists.forms import (
     EntryAddForm,
@@ -188,9 +190,13 @@ def list_detail(request: OrgRequest, org_slug: str, list_id: str) -> HttpRespons
 def _entry_add(request: OrgRequest, org_slug: str, hash_list: HashList) -> HttpResponse:
     form = EntryAddForm(request.POST)
     if form.is_valid():
-        result = services.entry_add(
-            hash_list=hash_list, items=[form.entry()], actor=Actor.from_request(request)
-        )
+        try:
+            result = services.entry_add(
+                hash_list=hash_list, items=[form.entry()], actor=Actor.from_request(request)
+            )
+        except ServiceError as error:  # quota_exceeded (hub.quotas): nothing was added
+            form.add_error(None, error.message)
+            return _render_list(request, hash_list, status=400, add_form=form)
         if not result.errors:
             shown = f"{form.entry().type} {form.entry().value.strip().lower()}"
             if result.added:
@@ -334,6 +340,10 @@ def import_job_report(request: OrgRequest, org_slug: str, job_id: str) -> HttpRe
 # --- add by image -------------------------------------------------------------------------------
 
 
+# The CSRF token is checked by _image_form, once the image's cap is in place: the middleware would
+# read the whole body (up to the hash files' 100 MB) to find the token before this view could
+# refuse it (Django's documented way to set upload handlers in a view).
+@csrf_exempt
 @require_http_methods(["GET", "POST"])
 @org_permission("lists.edit")
 def list_add_image(request: OrgRequest, org_slug: str, list_id: str) -> HttpResponse:
@@ -342,6 +352,16 @@ def list_add_image(request: OrgRequest, org_slug: str, list_id: str) -> HttpResp
     if request.method == "POST" and _declared_too_large(request, limit):
         message = f"The image is too large: the limit is {_mb(limit)}."
         return _render_image(request, hash_list, ImageForm(), message, 413)
+    try:
+        if request.method == "POST":
+            cap_uploads(request, limit)  # refused while streaming as soon as it passes the limit
+        return _image_form(request, hash_list, limit)
+    except UploadTooLargeError as error:
+        return _render_image(request, hash_list, ImageForm(), error.message, 413)
+
+
+@csrf_protect
+def _image_form(request: OrgRequest, hash_list: HashList, limit: int) -> HttpResponse:
     form = ImageForm(*_posted(request))
     if not form.is_valid():
         return _render_image(request, hash_list, form, status=400 if form.is_bound else 200)
@@ -398,9 +418,13 @@ def list_add_image_hashes(request: OrgRequest, org_slug: str, list_id: str) -> H
     hash_list = _list(request, list_id)
     form = ImageHashesForm(request.POST)
     if form.is_valid():
-        result = services.entry_add(
-            hash_list=hash_list, items=form.entries(), actor=Actor.from_request(request)
-        )
+        try:
+            result = services.entry_add(
+                hash_list=hash_list, items=form.entries(), actor=Actor.from_request(request)
+            )
+        except ServiceError as error:  # quota_exceeded (hub.quotas): nothing was added
+            form.add_error(None, error.message)
+            return _render_image_hashes(request, hash_list, form, form.shown(), form.chosen(), 400)
         if not result.errors:
             messages.success(
                 request, f"{result.added} added, {result.already_present} already in the list."

@@ -5,16 +5,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.conf import settings
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hub.api_base import OrgAPIView
+from hub.api_schema import ERROR_HEADERS, bounded_int, error_responses, link, links
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import ApiKey
+from hub.quotas import ImageMatchQuotaThrottle
+from hub.uploads import UploadTooLargeError, cap_uploads
+from lists.api import SignalTypeField
 from lists.changes import SEQUENCE_LAST_SQL
+from lists.hashtypes import all_signal_types
 from matching import selectors, services
+from sharing.api import ListRefSerializer
 
 
 def _change_number(request: Request) -> int | None:
@@ -28,6 +41,154 @@ def _body(request: Request) -> dict[str, Any]:
     return request.data
 
 
+# --- the bodies, for the schema: the views read and answer them through matching.services ----
+
+MAX_CONTENT_REF = 500
+MAX_MATCHES = 20
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {
+            t.name: {"type": "integer", "minimum": 0, "maximum": t.max_distance}
+            for t in all_signal_types()
+        },
+        "additionalProperties": False,
+        "description": "Per signal type, the largest distance to match at, at most the type's "
+        "max_distance (GET /api/v1/hashtypes); the type's default_max_distance if absent.",
+    },
+    component_name="MaxDistance",
+)
+class MaxDistanceField(serializers.DictField):
+    pass
+
+
+@extend_schema_serializer(component_name="HashQuery")
+class HashQuerySerializer(serializers.Serializer):
+    type = SignalTypeField()
+    value = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="MatchRequest")
+class MatchInputSerializer(serializers.Serializer):
+    hashes = serializers.ListField(
+        child=HashQuerySerializer(), min_length=1, max_length=services.MAX_HASHES
+    )
+    max_distance = MaxDistanceField(required=False, allow_null=True)
+    content_ref = serializers.CharField(
+        max_length=MAX_CONTENT_REF,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="Your reference for the content, kept with the detection.",
+    )
+    max_matches = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_MATCHES,
+        default=MAX_MATCHES,
+        required=False,
+        help_text="At most this many matches per submitted hash, closest first.",
+    )
+
+
+@extend_schema_serializer(component_name="Match")
+class MatchSerializer(serializers.Serializer):
+    list = ListRefSerializer()
+    distance = serializers.IntegerField(min_value=0)
+    matched_value = serializers.CharField()
+    corroboration = serializers.IntegerField(
+        min_value=0,
+        help_text="How many other holders, among the lists the caller may match other than its "
+        "own, hold the hash.",
+    )
+    disputed = serializers.BooleanField()
+
+
+@extend_schema_serializer(component_name="HashError")
+class HashErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="MatchResult")
+class MatchResultSerializer(serializers.Serializer):
+    type = serializers.CharField(
+        allow_blank=True, help_text="The type's name once parsed; as submitted otherwise."
+    )
+    value = serializers.CharField(
+        allow_blank=True, help_text="The canonical value once parsed; as submitted otherwise."
+    )
+    error = HashErrorSerializer(allow_null=True, help_text="Why the hash was not matched.")
+    matches = serializers.ListField(
+        child=MatchSerializer(),
+        max_length=MAX_MATCHES,
+        help_text="Closest first, at most max_matches of them.",
+    )
+    match_count = serializers.IntegerField(
+        min_value=0,
+        help_text="How many matches there were before max_matches cut them.",
+    )
+    truncated = serializers.BooleanField(help_text="Whether max_matches left matches out.")
+    allow_listed = serializers.BooleanField(
+        required=False, help_text="Present (true) when the organisation's allow list holds it."
+    )
+
+
+@extend_schema_serializer(component_name="MatchResponse")
+class MatchOutputSerializer(serializers.Serializer):
+    results = MatchResultSerializer(many=True)
+    detection = serializers.CharField(
+        allow_null=True, help_text="The id of the detection recorded, when anything matched."
+    )
+
+
+@extend_schema_serializer(component_name="ComputedHash")
+class ComputedHashSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    quality = serializers.IntegerField(
+        min_value=0, max_value=100, required=False, help_text="PDQ only."
+    )
+
+
+@extend_schema_serializer(component_name="ImageMatchResponse")
+class ImageMatchOutputSerializer(MatchOutputSerializer):
+    hashes = serializers.DictField(
+        child=ComputedHashSerializer(), help_text="Each hash computed from the image, by type."
+    )
+
+
+@extend_schema_serializer(component_name="ExportItem")
+class ExportItemSerializer(serializers.Serializer):
+    seq = serializers.IntegerField(min_value=1)
+    op = serializers.ChoiceField(choices=["add", "remove"])
+    type = SignalTypeField()
+    value = serializers.CharField()
+    list = ListRefSerializer()
+
+
+@extend_schema_serializer(component_name="ExportPage")
+class ExportOutputSerializer(serializers.Serializer):
+    items = ExportItemSerializer(many=True)
+    next_cursor = serializers.CharField(
+        help_text="Where the next page starts; on an empty page the same cursor (poll it again)."
+    )
+    has_more = serializers.BooleanField()
+
+
+_MATCH_ERRORS = {
+    400: [
+        "invalid_body",
+        "too_many_hashes",
+        "invalid_max_distance",
+        "max_distance_too_large",
+        "unknown_type",
+        "invalid_content_ref",
+    ],
+    403: ["permission_denied"],
+}
+
+
 class MatchApi(OrgAPIView):
     required_scope = "match"
     # The index must reflect every change committed before the request (read-your-writes):
@@ -37,8 +198,9 @@ class MatchApi(OrgAPIView):
     @extend_schema(
         operation_id="match",
         summary="Match up to 1,000 hashes against every list the organisation may match",
-        request=dict,
-        responses=dict,
+        request={"application/json": MatchInputSerializer},
+        parameters=ERROR_HEADERS,
+        responses={200: MatchOutputSerializer, **error_responses(_MATCH_ERRORS, body=True)},
     )
     def post(self, request: Request) -> Response:
         body = _body(request)
@@ -59,6 +221,8 @@ class MatchApi(OrgAPIView):
 
 class MatchImageApi(OrgAPIView):
     required_scope = "match"
+    # Beside the per-key rate: the organisation's image matches per minute (hub.quotas).
+    throttle_classes = (*OrgAPIView.throttle_classes, ImageMatchQuotaThrottle)
     # The index must reflect every change committed before the request (read-your-writes):
     # reading the change number with the API key saves a database round trip.
     key_lookup_also = SEQUENCE_LAST_SQL
@@ -71,16 +235,37 @@ class MatchImageApi(OrgAPIView):
                 "type": "object",
                 "properties": {
                     "image": {"type": "string", "format": "binary"},
-                    "content_ref": {"type": "string"},
+                    "content_ref": {"type": "string", "maxLength": MAX_CONTENT_REF},
                     "max_distance": {"type": "string", "description": 'JSON, e.g. {"pdq": 20}'},
                 },
                 "required": ["image"],
             }
         },
-        responses=dict,
+        parameters=ERROR_HEADERS,
+        responses={
+            200: ImageMatchOutputSerializer,
+            **error_responses(
+                {
+                    **_MATCH_ERRORS,
+                    400: [*_MATCH_ERRORS[400], "image_missing", "image_unreadable"],
+                    413: ["image_too_large", "image_too_complex"],
+                    429: ["rate_limited"],
+                    503: ["image_decoder_unavailable"],
+                },
+                body=True,
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
-        upload = request.FILES.get("image")
+        limit = settings.HASHHUB_MAX_UPLOAD_BYTES
+        try:
+            # Refused from its declared length before the body is read, else as soon as the
+            # image passes the image limit while it streams in (not the hash files' 100 MB).
+            cap_uploads(request._request, limit)
+            upload = request.FILES.get("image")
+        except UploadTooLargeError as error:
+            details = {"max_bytes": limit, "declared_bytes": error.declared}
+            raise ServiceError("image_too_large", error.message, details, status=413) from None
         if upload is None:
             raise ServiceError(
                 "image_missing", "Send the image as a multipart form field named 'image'."
@@ -114,9 +299,26 @@ class ExportApi(OrgAPIView):
         summary="The delta feed (adds and removes, in change order) of everything matchable",
         parameters=[
             OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-            OpenApiParameter("limit", int, description="1 to 10,000, default 1,000"),
+            OpenApiParameter(
+                "limit",
+                bounded_int(1, selectors.EXPORT_MAX_PAGE_SIZE),
+                description="1 to 10,000, default 1,000",
+            ),
+            *ERROR_HEADERS,
         ],
-        responses=dict,
+        responses={
+            200: ExportOutputSerializer,
+            **error_responses({400: ["bad_limit", "bad_cursor"], 403: ["permission_denied"]}),
+        },
+        extensions=links(
+            {
+                200: {
+                    "NextPage": link(
+                        "export", "The next page of the feed.", cursor="$response.body#/next_cursor"
+                    )
+                }
+            }
+        ),
     )
     def get(self, request: Request) -> Response:
         try:

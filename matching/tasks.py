@@ -18,7 +18,11 @@ def deliver_webhook(
     event_id: str,
     attempt: int = 1,
 ) -> None:
-    """One delivery attempt; a failed attempt enqueues the next one after a growing delay."""
+    """One delivery attempt; a failed attempt enqueues the next one after a growing delay.
+
+    Runs on the ``webhooks`` queue (``task_routes`` in hub.celery, for the first attempt sent by
+    name and for these retries alike), so slow receivers only ever hold the webhooks worker.
+    """
     done = webhooks.webhook_attempt(
         endpoint_id=endpoint_id,
         detection_id=detection_id,

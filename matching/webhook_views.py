@@ -86,16 +86,22 @@ def webhooks(request: OrgRequest, org_slug: str) -> HttpResponse:
     return _render_list(request, form, status=400)
 
 
-@require_http_methods(["GET"])
-@org_permission("webhooks.manage")
-def webhook_detail(request: OrgRequest, org_slug: str, endpoint_id: str) -> HttpResponse:
-    endpoint = _endpoint(request, endpoint_id)
+def _render_detail(
+    request: OrgRequest, endpoint: WebhookEndpoint, status: int = 200
+) -> HttpResponse:
     context = {
         "endpoint": endpoint,
         "deliveries": webhook_services.deliveries_of(endpoint=endpoint),
         "max_attempts": settings.HASHHUB_WEBHOOK_MAX_ATTEMPTS,
+        "test_rate": webhook_services.ping_rate(),
     }
-    return _no_store(render(request, "matching/webhook_detail.html", context))
+    return _no_store(render(request, "matching/webhook_detail.html", context, status=status))
+
+
+@require_http_methods(["GET"])
+@org_permission("webhooks.manage")
+def webhook_detail(request: OrgRequest, org_slug: str, endpoint_id: str) -> HttpResponse:
+    return _render_detail(request, _endpoint(request, endpoint_id))
 
 
 @require_POST
@@ -112,7 +118,14 @@ def webhook_delete(request: OrgRequest, org_slug: str, endpoint_id: str) -> Http
 @org_permission("webhooks.manage")
 def webhook_test(request: OrgRequest, org_slug: str, endpoint_id: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
-    webhook_services.webhook_ping(endpoint=endpoint, actor=Actor.from_request(request))
+    try:
+        webhook_services.webhook_ping(endpoint=endpoint, actor=Actor.from_request(request))
+    except ServiceError as error:  # rate_limited: the page again, with why and until when
+        messages.error(request, error.message)
+        response = _render_detail(request, endpoint, status=error.status)
+        if isinstance(error.details, dict) and "retry_after" in error.details:
+            response["Retry-After"] = str(error.details["retry_after"])
+        return response
     messages.success(
         request, "A ping event was queued; its delivery appears below within a few seconds."
     )

@@ -4,6 +4,11 @@ An endpoint is a URL plus a secret that HashHub generates. Each event (``detecti
 match request found something, ``ping`` when an admin presses "Send test") is POSTed as JSON by a
 Celery task (``matching.tasks.deliver_webhook``), one attempt at a time; a failed attempt is retried
 with backoff, and every attempt is kept as a ``WebhookDelivery`` row the organisation can read.
+An attempt is over by ``HASHHUB_WEBHOOK_DEADLINE_SECONDS`` whatever the receiver does (connect,
+TLS, send and the whole answer together; a receiver that answers a byte at a time fails with
+"deadline exceeded"), and runs on the ``webhooks`` Celery queue, whose worker of its own bounds
+how many wait on receivers at once (hub/celery.py, hub/Procfile). "Send test" pings are limited
+per organisation (``HASHHUB_WEBHOOK_TEST_RATE``).
 
 The signature scheme (also shown on the webhooks page)::
 
@@ -26,19 +31,25 @@ import functools
 import hashlib
 import hmac
 import http.client
+import io
 import ipaddress
 import json
 import logging
+import math
+import re
 import secrets
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
@@ -51,6 +62,7 @@ from hub.errors import ServiceError
 from hub.lib import netguard
 from hub.lib.ids import new_public_id
 from hub.models import Organization
+from hub.quotas import quota_check_webhooks, quota_usage_counter
 from matching.models import Detection, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -73,6 +85,11 @@ ERROR_MAX_CHARS = 500
 RETRY_BASE_SECONDS = 30
 RETRY_FACTOR = 4
 RETRY_CAP_SECONDS = 6 * 3600
+# One attempt reads its answer in small pieces and at most this much of it (only the status is
+# kept), and sends its request in pieces, so the deadline is checked between them.
+READ_CHUNK_BYTES = 1024
+RESPONSE_MAX_BYTES = 64 * 1024
+SEND_CHUNK_BYTES = 16 * 1024
 
 # --- the SSRF guard ---------------------------------------------------------------------------
 
@@ -256,6 +273,12 @@ def webhooks_of(*, org: Organization) -> QuerySet[WebhookEndpoint]:
     return WebhookEndpoint.objects.filter(organization=org, deleted_at__isnull=True)
 
 
+@quota_usage_counter("webhooks")
+def webhooks_quota_usage(org: Organization) -> dict[str, int]:
+    """What the organisation's endpoints use of its ``webhooks`` quota (hub.quotas)."""
+    return {"webhooks": webhooks_of(org=org).count()}
+
+
 def get_webhook_for_org(*, org: Organization, public_id: str) -> WebhookEndpoint:
     """One endpoint of ``org``; the same 404 for a missing, deleted or another org's endpoint."""
     endpoint = webhooks_of(org=org).filter(public_id=public_id).first()
@@ -326,14 +349,15 @@ def webhook_create(
 ) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint; returns it and its secret (to be shown once). Audited.
 
-    Raises ServiceError ``invalid_url``, ``webhook_url_not_allowed``, ``webhook_host_unresolvable``
-    or ``invalid_description``.
+    Raises ServiceError ``invalid_url``, ``webhook_url_not_allowed``, ``webhook_host_unresolvable``,
+    ``invalid_description`` or ``quota_exceeded`` (hub.quotas).
     """
     url = url.strip()
     description = description.strip()
     if len(description) > 200:
         raise ServiceError("invalid_description", "Keep the description to 200 characters.")
     webhook_url_check(url)
+    quota_check_webhooks(org=org)
     secret = _secret_new()
     endpoint = WebhookEndpoint.objects.create(
         organization=org,
@@ -368,9 +392,81 @@ def webhook_rotate(*, endpoint: WebhookEndpoint, actor: Actor) -> str:
     return secret
 
 
+@dataclass(frozen=True)
+class PingRate:
+    """How many test pings an organisation may send per period (fixed windows)."""
+
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.count} per {_period_text(self.seconds)}"
+
+
+_RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE_PATTERN = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*")
+
+
+def _period_text(seconds: int) -> str:
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            number = seconds // size
+            return name if number == 1 else f"{number} {name}s"
+    return "second" if seconds == 1 else f"{seconds} seconds"
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = math.ceil(seconds / 60)
+    return "a minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def ping_rate() -> PingRate:
+    """``settings.HASHHUB_WEBHOOK_TEST_RATE`` read as ``"<count>/<period>"``, e.g. ``"5/10m"``."""
+    text = settings.HASHHUB_WEBHOOK_TEST_RATE
+    found = _RATE_PATTERN.fullmatch(text)
+    rate = PingRate(int(found[1]), int(found[2] or 1) * _RATE_UNITS[found[3]]) if found else None
+    if rate is None or rate.count < 1 or rate.seconds < 1:
+        raise ImproperlyConfigured(
+            f"HASHHUB_WEBHOOK_TEST_RATE must look like 5/10m (count/period), not {text!r}."
+        )
+    return rate
+
+
+def _test_ping_count(*, organization_id: int) -> None:
+    """Count one test ping of the organisation in the current window of ``ping_rate()``.
+
+    Raises ServiceError ``rate_limited`` (status 429, ``details.retry_after`` in seconds) when
+    the window's pings are used up. The counter is a cache (Redis) key per organisation and
+    window: ``incr`` is atomic, so presses racing in two web processes are counted exactly, and
+    a window's key simply expires after it.
+    """
+    rate = ping_rate()
+    now = time.time()
+    window = int(now // rate.seconds)
+    key = f"webhooks:test-pings:{organization_id}:{rate.seconds}:{window}"
+    cache.add(key, 0, timeout=rate.seconds + 60)
+    if cache.incr(key) <= rate.count:
+        return
+    retry_after = max(1, math.ceil((window + 1) * rate.seconds - now))
+    raise ServiceError(
+        "rate_limited",
+        f"Test pings are limited to {rate} for each organisation; no ping was sent."
+        f" Try again in {_wait_text(retry_after)}.",
+        details={"limit": rate.count, "period_seconds": rate.seconds, "retry_after": retry_after},
+        status=429,
+    )
+
+
 @transaction.atomic
 def webhook_ping(*, endpoint: WebhookEndpoint, actor: Actor) -> str:
-    """Queue a ``ping`` event to the endpoint (after commit) and return its event id. Audited."""
+    """Queue a ``ping`` event to the endpoint (after commit) and return its event id. Audited.
+
+    Limited per organisation (``HASHHUB_WEBHOOK_TEST_RATE``): over the limit it raises
+    ServiceError ``rate_limited`` (429) and queues nothing.
+    """
+    _test_ping_count(organization_id=endpoint.organization_id)
     event_id = _enqueue(endpoint=endpoint, detection_id=None, event=EVENT_PING)
     _audit_endpoint(endpoint, "webhook.tested", actor, event_id=event_id)
     return event_id
@@ -397,30 +493,134 @@ def detection_notify(*, detection: Detection) -> None:
 # --- delivery -----------------------------------------------------------------------------------
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to the checked address, while Host names the URL's host."""
+class _DeadlineExceededError(Exception):
+    """The attempt's deadline passed between two network steps."""
 
-    def __init__(self, target: _Target, timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout)
+
+class _ResponseTooLargeError(Exception):
+    """The receiver sent more than RESPONSE_MAX_BYTES; what was read is all that is read."""
+
+
+class _Deadline:
+    """The instant (on the monotonic clock) by which one delivery attempt is over, whatever happens.
+
+    A per-step timeout alone does not bound an attempt: a receiver that sends a byte every few
+    seconds never lets one read time out. So every blocking step waits at most the step timeout
+    and never past this instant, and ``capped`` says whether the deadline (rather than the step
+    timeout) set the last wait, which is what a TimeoutError then means.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.capped = False
+
+    def wait(self, step: float) -> float:
+        """How long the next blocking step may take; raises _DeadlineExceededError when none."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            self.capped = True
+            raise _DeadlineExceededError
+        self.capped = left <= step
+        return min(step, left)
+
+
+class _BoundedReader(io.RawIOBase):
+    """The response side of a connection: small reads, each bounded by the deadline, and at most
+    RESPONSE_MAX_BYTES in all (we only need the status; the rest is read so the exchange ends
+    cleanly and is dropped)."""
+
+    def __init__(self, sock: socket.socket, wait: Callable[[], float]) -> None:
+        super().__init__()
+        self._sock = sock
+        self._wait = wait
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        room = min(len(buffer), READ_CHUNK_BYTES, RESPONSE_MAX_BYTES - self.received)
+        if room <= 0:
+            raise _ResponseTooLargeError
+        self._sock.settimeout(self._wait())
+        with memoryview(buffer) as view:
+            count = self._sock.recv_into(view[:room], room)
+        self.received += count
+        return count
+
+
+class _ReaderSource:
+    """What ``http.client.HTTPResponse`` reads from: it only ever calls ``makefile("rb")``."""
+
+    def __init__(self, reader: io.BufferedIOBase) -> None:
+        self.reader = reader
+
+    def makefile(self, mode: str) -> io.BufferedIOBase:
+        return self.reader
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the checked address, while Host names the URL's host.
+
+    Every blocking step (connect, the TLS handshake, each piece of the request, each read of the
+    answer) waits at most the per-step timeout and never past the attempt's deadline.
+    """
+
+    def __init__(self, target: _Target, step_timeout: float, deadline: _Deadline) -> None:
+        super().__init__(target.host, target.port, timeout=step_timeout)
         self.pinned_address = target.address
+        self.step_timeout = step_timeout
+        self.deadline = deadline
+
+    def _wait(self) -> float:
+        return self.deadline.wait(self.step_timeout)
+
+    def _open(self) -> socket.socket:
+        sock = socket.create_connection((self.pinned_address, self.port), self._wait())
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.pinned_address, self.port), self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self._open()
+
+    def send(self, data: Any) -> None:
+        # In pieces, each under a fresh bound: one sendall of a large body to a receiver that
+        # reads slowly would otherwise wait a whole step timeout per TLS record.
+        if self.sock is None:
+            self.connect()
+        view = memoryview(data)
+        for start in range(0, len(view), SEND_CHUNK_BYTES):
+            self.sock.settimeout(self._wait())
+            self.sock.sendall(view[start : start + SEND_CHUNK_BYTES])
+
+    def read_response(self) -> http.client.HTTPResponse:
+        """The receiver's status line and headers, read through the bounded reader.
+
+        http.client parses them (and later the body's framing: length, chunks or close), but
+        reads through our reader instead of a file of the socket, so no read escapes the bounds.
+        """
+        reader = io.BufferedReader(_BoundedReader(self.sock, self._wait), READ_CHUNK_BYTES)
+        source = cast("socket.socket", _ReaderSource(reader))
+        response = http.client.HTTPResponse(source, method="POST")
+        response.begin()
+        return response
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+class _PinnedHTTPSConnection(_PinnedHTTPConnection):
     """TLS to the checked address; SNI and certificate verification use the URL's host name."""
 
-    def __init__(self, target: _Target, timeout: float) -> None:
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, target: _Target, step_timeout: float, deadline: _Deadline) -> None:
+        super().__init__(target, step_timeout, deadline)
         self.tls_context = ssl.create_default_context()
-        super().__init__(target.host, target.port, timeout=timeout, context=self.tls_context)
-        self.pinned_address = target.address
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.pinned_address, self.port), self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self._open()
         try:
+            # The handshake's timeout bounds the whole handshake, not each record of it.
+            sock.settimeout(self._wait())
             self.sock = self.tls_context.wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
@@ -434,34 +634,72 @@ class _Outcome:
     error: str = ""
 
 
-def _post(target: _Target, headers: dict[str, str], body: bytes) -> _Outcome:
-    """One POST to the pinned address; redirects are reported, never followed."""
-    timeout = float(settings.HASHHUB_WEBHOOK_TIMEOUT_SECONDS)
-    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(target, timeout)
+def _read_to_end(response: http.client.HTTPResponse) -> None:
+    """Read and drop the body, to its end or to the size cap (the status is all we keep)."""
     try:
-        connection.request("POST", target.path, body=body, headers=headers)
-        response = connection.getresponse()
-        # A little of the body is read so the server sees a clean close; none of it is kept.
-        response.read(4096)
-        status = response.status
-        if 200 <= status < 300:
-            return _Outcome(ok=True, response_status=status)
-        if 300 <= status < 400:
-            location = response.getheader("Location") or "(no Location)"
-            return _Outcome(
-                ok=False,
-                response_status=status,
-                error=f"The receiver answered {status} with a redirect to {location}; "
-                "HashHub does not follow redirects: register the final URL.",
-            )
+        while response.read(READ_CHUNK_BYTES):
+            pass
+    except (_ResponseTooLargeError, http.client.IncompleteRead):
+        pass  # a long answer, or one cut short: the status already says what happened
+
+
+def _judged(status: int, location: str | None) -> _Outcome:
+    if 200 <= status < 300:
+        return _Outcome(ok=True, response_status=status)
+    if 300 <= status < 400:
         return _Outcome(
-            ok=False, response_status=status, error=f"The receiver answered HTTP {status}."
+            ok=False,
+            response_status=status,
+            error=f"The receiver answered {status} with a redirect to {location or '(no Location)'}"
+            "; HashHub does not follow redirects: register the final URL.",
         )
+    return _Outcome(ok=False, response_status=status, error=f"The receiver answered HTTP {status}.")
+
+
+def _deadline_exceeded(deadline: _Deadline, status: int | None) -> _Outcome:
+    answered = f" (it had begun to answer HTTP {status})" if status is not None else ""
+    return _Outcome(
+        ok=False,
+        response_status=status,
+        error=f"Deadline exceeded: the delivery was not over within {deadline.seconds:g} seconds"
+        f" (connecting, sending and reading the whole answer){answered}.",
+    )
+
+
+def _post(target: _Target, headers: dict[str, str], body: bytes, deadline: _Deadline) -> _Outcome:
+    """One POST to the pinned address, over by ``deadline``; redirects are reported, not followed.
+
+    The whole answer is read (at most RESPONSE_MAX_BYTES of it): an attempt whose receiver has
+    not finished answering by the deadline failed, even after a 2xx status line.
+    """
+    step = float(settings.HASHHUB_WEBHOOK_TIMEOUT_SECONDS)
+    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    connection = connection_class(target, step, deadline)
+    status: int | None = None
+    try:
+        connection.connect()
+        connection.request("POST", target.path, body=body, headers=headers)
+        response = connection.read_response()
+        status = response.status
+        location = response.getheader("Location")
+        _read_to_end(response)
+        return _judged(status, location)
+    except _DeadlineExceededError:
+        return _deadline_exceeded(deadline, status)
     except TimeoutError:
-        return _Outcome(ok=False, error=f"No answer within {timeout:g} seconds.")
+        if deadline.capped:
+            return _deadline_exceeded(deadline, status)
+        return _Outcome(
+            ok=False, response_status=status, error=f"No answer within {step:g} seconds."
+        )
+    except _ResponseTooLargeError:
+        return _Outcome(
+            ok=False,
+            response_status=status,
+            error=f"The receiver's status line and headers exceed {RESPONSE_MAX_BYTES:,} bytes.",
+        )
     except (OSError, http.client.HTTPException) as error:
-        return _Outcome(ok=False, error=f"{type(error).__name__}: {error}")
+        return _Outcome(ok=False, response_status=status, error=f"{type(error).__name__}: {error}")
     finally:
         connection.close()
 
@@ -515,6 +753,9 @@ def webhook_attempt(
         if detection is None:
             return True  # purged (retention) before it could be delivered
     started = time.monotonic()
+    # From here on the attempt is bounded: the address check's DNS lookup counts against it (the
+    # system resolver cannot be interrupted, but a slow one leaves no time for the rest).
+    deadline = _Deadline(float(settings.HASHHUB_WEBHOOK_DEADLINE_SECONDS))
     last = attempt >= settings.HASHHUB_WEBHOOK_MAX_ATTEMPTS
     failed = WebhookDelivery.Status.GAVE_UP if last else WebhookDelivery.Status.FAILED
     log = functools.partial(
@@ -542,7 +783,7 @@ def webhook_attempt(
         created=detection.created if detection is not None else timezone.now(),
     )
     headers = webhook_headers(secret=endpoint.secret, event=event, event_id=event_id, body=body)
-    outcome = _post(target, headers, body)
+    outcome = _post(target, headers, body, deadline)
     if outcome.ok:
         log(status=WebhookDelivery.Status.SUCCEEDED, response_status=outcome.response_status)
         return True

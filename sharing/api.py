@@ -19,18 +19,32 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hub.api_base import OrgAPIView
+from hub.api_schema import (
+    ERROR_HEADERS,
+    IsoDateTimeField,
+    bounded_int,
+    error_responses,
+    link,
+    links,
+)
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.lib.ids import keyed_public_id
 from hub.models import ApiKey, Organization
 from lists import selectors as list_selectors
 from lists import services as list_services
+from lists.api import SIGNAL_TYPES, CategoryField, SignalTypeField
 from lists.hashtypes import get_signal_type
 from lists.models import Entry, HashList
 from sharing import selectors, services
@@ -130,13 +144,56 @@ def _own_list(hash_list: HashList, org: Organization) -> ShownList:
     return ShownList.own(hash_list, org=org, stats=stats)
 
 
-class IsoDateTimeField(serializers.DateTimeField):
-    """A moment as Python's ``isoformat()`` writes it (``+00:00``, not DRF's ``Z``)."""
-
-    def to_representation(self, value: dt.datetime) -> str:
-        return value.isoformat()
+TIERS = [selectors.TIER_VERIFIED, selectors.TIER_OWN, selectors.TIER_COMMUNITY]
+SHOWN_VISIBILITIES = [*HashList.Visibility.values, "verified", "shared"]
 
 
+@extend_schema_field({"type": "string", "enum": TIERS}, component_name="Tier")
+class TierField(serializers.ChoiceField):
+    """Where a list comes from, as the caller sees it: ``verified``, ``own`` or ``community``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=TIERS, **kwargs)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": SHOWN_VISIBILITIES,
+        "description": "The list's own visibility for the caller's lists; `verified` for a "
+        "source's list, `shared` for another organisation's.",
+    },
+    component_name="ShownVisibility",
+)
+class ShownVisibilityField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=SHOWN_VISIBILITIES, **kwargs)
+
+
+# For the schema: the responses that carry it are built by their services (MatchableList.as_dict).
+@extend_schema_serializer(component_name="ListRef")
+class ListRefSerializer(serializers.Serializer):
+    """The list of a match, an export item or a dispute. ``contributor`` is the source's or the
+    owning organisation's name, or null with ``anonymous`` true for an anonymous list."""
+
+    id = serializers.CharField()
+    name = serializers.CharField()
+    category = CategoryField()
+    tier = TierField()
+    contributor = serializers.CharField(allow_null=True)
+    anonymous = serializers.BooleanField()
+
+
+@extend_schema_serializer(component_name="ItemError")
+class ItemErrorSerializer(serializers.Serializer):
+    """One refused item of a batch, by its position in the request."""
+
+    index = serializers.IntegerField(min_value=0)
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="List")
 class ListSerializer(serializers.Serializer):
     """The ``list`` object of API v1 as every ``/lists`` response shows it, whatever its tier.
 
@@ -147,21 +204,22 @@ class ListSerializer(serializers.Serializer):
 
     id = serializers.CharField(source="seen.public_id")
     name = serializers.CharField(source="seen.name")
-    category = serializers.CharField(source="seen.category")
-    tier = serializers.CharField(source="seen.tier")
+    category = CategoryField(source="seen.category")
+    tier = TierField(source="seen.tier")
     contributor = serializers.CharField(source="seen.contributor", allow_null=True)
     anonymous = serializers.BooleanField(source="seen.anonymous")
     description = serializers.CharField()
-    visibility = serializers.CharField()
-    last_change_day = serializers.DateField(allow_null=True)
+    visibility = ShownVisibilityField()
+    # ``required=False``: in the schema, the fields of ONLY_FOR are absent for other tiers.
+    last_change_day = serializers.DateField(allow_null=True, required=False)
     subscribed = serializers.BooleanField()
-    subscribed_via_category = serializers.BooleanField()
-    default = serializers.BooleanField()
-    created = IsoDateTimeField()
-    size = serializers.IntegerField()
-    size_by_type = serializers.DictField(child=serializers.IntegerField())
+    subscribed_via_category = serializers.BooleanField(required=False)
+    default = serializers.BooleanField(required=False)
+    created = IsoDateTimeField(required=False)
+    size = serializers.IntegerField(min_value=0)
+    size_by_type = serializers.DictField(child=serializers.IntegerField(min_value=0))
     last_change = IsoDateTimeField(allow_null=True)
-    subscribers = serializers.IntegerField()
+    subscribers = serializers.IntegerField(min_value=0, required=False)
 
     # Fields shown for some tiers only. A community list's change is shown to the day, and its
     # subscription may come from a category; whether a list is its owner's default and when it
@@ -223,6 +281,51 @@ def _entry(entry: Entry, tier: str) -> dict[str, Any]:
     if tier == selectors.TIER_VERIFIED:  # a source's labels are its classification, shared
         body["labels"] = entry.labels
     return body
+
+
+@extend_schema_field(
+    {
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}],
+        "description": "When it was added: the moment in the caller's own lists, the day in "
+        "others'.",
+    }
+)
+class AddedAtField(serializers.CharField):
+    pass
+
+
+# For the schema: the view renders entries with _entry.
+@extend_schema_serializer(component_name="Entry")
+class EntrySerializer(serializers.Serializer):
+    """An entry of a list. ``labels`` are shown for the caller's own lists and verified sources;
+    ``note`` and ``added_by`` for its own lists only."""
+
+    id = serializers.CharField()
+    type = SignalTypeField()
+    value = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField(), required=False)
+    note = serializers.CharField(required=False, allow_blank=True)
+    added_at = AddedAtField()
+    added_by = serializers.CharField(required=False, allow_blank=True)
+
+
+@extend_schema_serializer(component_name="EntryRef")
+class EntryRefSerializer(serializers.Serializer):
+    type = SignalTypeField()
+    value = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="EntryAdd")
+class EntryAddSerializer(EntryRefSerializer):
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=40),
+        max_length=list_services.MAX_LABELS,
+        required=False,
+        help_text="A1, A2, B1, B2 or tags of letters, digits and _ . : - (at most 40 characters)",
+    )
+    note = serializers.CharField(
+        max_length=list_services.MAX_NOTE, required=False, allow_blank=True
+    )
 
 
 def _items(request: Request) -> list[list_services.EntryInput | None]:
@@ -288,14 +391,27 @@ def _well_formed(items: list[list_services.EntryInput | None]) -> list[list_serv
 # --- views ------------------------------------------------------------------------------------
 
 
+# What a list's id in a response leads to (OpenAPI links).
+def _list_links(id_at: str) -> dict[str, dict[str, Any]]:
+    return {
+        "GetList": link("list_retrieve", "The list itself.", list_id=id_at),
+        "UpdateList": link("list_update", "Rename it or change its visibility.", list_id=id_at),
+        "ListEntries": link("list_entries_list", "Its entries.", list_id=id_at),
+        "AddEntries": link("list_entries_add", "Add hashes to it.", list_id=id_at),
+        "RemoveEntries": link("list_entries_remove", "Remove hashes from it.", list_id=id_at),
+    }
+
+
 class ListsApi(OrgAPIView):
+    @extend_schema_serializer(component_name="ListCreate")
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=120)
-        category = serializers.ChoiceField(choices=HashList.Category.values)
+        name = serializers.CharField(min_length=1, max_length=120)
+        category = CategoryField()
         description = serializers.CharField(
             max_length=2000, required=False, allow_blank=True, default=""
         )
 
+    @extend_schema_serializer(component_name="Lists")
     class OutputSerializer(serializers.Serializer):
         lists = ListSerializer(many=True)
 
@@ -306,10 +422,17 @@ class ListsApi(OrgAPIView):
         operation_id="lists_list",
         summary="The caller's own lists and the community catalogue",
         parameters=[
-            OpenApiParameter("tier", str, description="own, verified or community; all if absent"),
+            OpenApiParameter(
+                "tier", str, enum=TIERS, description="own, verified or community; all if absent"
+            ),
             OpenApiParameter("category", str, enum=list(HashList.Category.values)),
+            *ERROR_HEADERS,
         ],
-        responses=dict,
+        responses={
+            200: OutputSerializer,
+            **error_responses({400: ["invalid_tier", "invalid_category"]}),
+        },
+        extensions=links({200: _list_links("$response.body#/lists/0/id")}),
     )
     def get(self, request: Request) -> Response:
         org = _org(request)
@@ -339,9 +462,21 @@ class ListsApi(OrgAPIView):
 
     @extend_schema(
         operation_id="lists_create",
-        summary="Create a self-managed list",
-        request=InputSerializer,
-        responses=dict,
+        summary="Create a self-managed list (scope lists:write)",
+        request={"application/json": InputSerializer},
+        parameters=ERROR_HEADERS,
+        responses={
+            201: ListSerializer,
+            **error_responses(
+                {
+                    400: ["invalid", "invalid_name", "name_taken", "description_too_long"],
+                    403: ["permission_denied"],
+                    409: ["quota_exceeded"],
+                },
+                body=True,
+            ),
+        },
+        extensions=links({201: _list_links("$response.body#/id")}),
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -356,8 +491,9 @@ class ListsApi(OrgAPIView):
 
 
 class ListDetailApi(OrgAPIView):
+    @extend_schema_serializer(component_name="ListChange")
     class PatchSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=120, required=False)
+        name = serializers.CharField(min_length=1, max_length=120, required=False)
         description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
         visibility = serializers.ChoiceField(choices=HashList.Visibility.values, required=False)
 
@@ -370,15 +506,39 @@ class ListDetailApi(OrgAPIView):
             return "lists:admin" if changes_visibility else "lists:write"
         return None
 
-    @extend_schema(operation_id="list_retrieve", summary="One list (own or shared)", responses=dict)
+    @extend_schema(
+        operation_id="list_retrieve",
+        summary="One list (own or shared)",
+        parameters=ERROR_HEADERS,
+        responses={200: OutputSerializer, **error_responses({404: ["not_found"]})},
+    )
     def get(self, request: Request, list_id: str) -> Response:
         return Response(self.OutputSerializer(_shown(_org(request), list_id)).data)
 
     @extend_schema(
         operation_id="list_update",
-        summary="Rename a list, change its description or its visibility (scope lists:admin)",
-        request=PatchSerializer,
-        responses=dict,
+        summary="Rename a list, change its description (scope lists:write) or its visibility "
+        "(scope lists:admin)",
+        request={"application/json": PatchSerializer},
+        parameters=ERROR_HEADERS,
+        responses={
+            200: OutputSerializer,
+            **error_responses(
+                {
+                    400: [
+                        "invalid",
+                        "invalid_name",
+                        "name_taken",
+                        "description_too_long",
+                        "invalid_visibility",
+                    ],
+                    403: ["permission_denied", "not_list_owner", "org_not_approved"],
+                    404: ["not_found", "list_deleted"],
+                    409: ["was_open"],
+                },
+                body=True,
+            ),
+        },
     )
     def patch(self, request: Request, list_id: str) -> Response:
         org = _org(request)
@@ -405,6 +565,32 @@ class ListDetailApi(OrgAPIView):
 
 
 class EntriesApi(OrgAPIView):
+    """The entries of a list: a page of them (GET), or add to them (POST).
+
+    The serializers describe the bodies for the schema; the view reads the body itself, so that a
+    malformed item is one per-item error (``invalid_item``) and the rest of the batch proceeds.
+    """
+
+    @extend_schema_serializer(component_name="EntriesPage")
+    class PageSerializer(serializers.Serializer):
+        entries = EntrySerializer(many=True)
+        next_cursor = serializers.CharField(
+            allow_null=True, help_text="The cursor of the next page; null on the last page."
+        )
+
+    @extend_schema_serializer(component_name="EntriesAdd")
+    class InputSerializer(serializers.Serializer):
+        entries = serializers.ListField(
+            child=EntryAddSerializer(), min_length=1, max_length=MAX_ITEMS
+        )
+
+    @extend_schema_serializer(component_name="EntriesAdded")
+    class OutputSerializer(serializers.Serializer):
+        added = serializers.IntegerField(min_value=0)
+        already_present = serializers.IntegerField(min_value=0)
+        # Serializer.errors is a property; a declared field is taken off the class at run time.
+        errors = ItemErrorSerializer(many=True)  # type: ignore[assignment]
+
     def get_required_scope(self) -> str | None:
         return "lists:write" if self.request.method == "POST" else "lists:read"
 
@@ -413,12 +599,43 @@ class EntriesApi(OrgAPIView):
         summary="A page of a list's live entries, newest first (own or shared list; lists:read)",
         parameters=[
             OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-            OpenApiParameter("limit", int, description="1 to 1000, default 100"),
-            OpenApiParameter("type", str),
+            OpenApiParameter(
+                "limit",
+                bounded_int(1, list_selectors.MAX_PAGE_SIZE),
+                description="1 to 1000, default 100",
+            ),
+            OpenApiParameter("type", str, enum=SIGNAL_TYPES),
             OpenApiParameter("label", str, description="own lists only"),
-            OpenApiParameter("prefix", str, description="hex digits the value starts with"),
+            OpenApiParameter(
+                "prefix",
+                str,
+                pattern="^[0-9a-fA-F]{1,64}$",
+                description="1 to 64 hex digits the value starts with",
+            ),
+            *ERROR_HEADERS,
         ],
-        responses=dict,
+        responses={
+            200: PageSerializer,
+            **error_responses(
+                {
+                    400: ["bad_limit", "bad_cursor", "bad_prefix"],
+                    403: ["permission_denied"],
+                    404: ["not_found"],
+                }
+            ),
+        },
+        extensions=links(
+            {
+                200: {
+                    "NextPage": link(
+                        "list_entries_list",
+                        "The next page (while next_cursor is not null).",
+                        list_id="$request.path.list_id",
+                        cursor="$response.body#/next_cursor",
+                    )
+                }
+            }
+        ),
     )
     def get(self, request: Request, list_id: str) -> Response:
         query = request.query_params
@@ -457,8 +674,20 @@ class EntriesApi(OrgAPIView):
     @extend_schema(
         operation_id="list_entries_add",
         summary="Add hashes to one of the caller's lists (idempotent; up to 10,000 a call)",
-        request=dict,
-        responses=dict,
+        request={"application/json": InputSerializer},
+        parameters=ERROR_HEADERS,
+        responses={
+            200: OutputSerializer,
+            **error_responses(
+                {
+                    400: ["invalid_body", "too_many_items"],
+                    403: ["permission_denied", "not_list_owner"],
+                    404: ["not_found", "list_deleted"],
+                    409: ["quota_exceeded"],
+                },
+                body=True,
+            ),
+        },
     )
     def post(self, request: Request, list_id: str) -> Response:
         hash_list, seen = selectors.list_readable_by(org=_org(request), public_id=list_id)
@@ -480,11 +709,38 @@ class EntriesApi(OrgAPIView):
 class EntriesRemoveApi(OrgAPIView):
     required_scope = "lists:write"
 
+    @extend_schema_serializer(component_name="EntriesRemove")
+    class InputSerializer(serializers.Serializer):
+        entries = serializers.ListField(
+            child=EntryRefSerializer(), min_length=1, max_length=MAX_ITEMS
+        )
+        reason = serializers.CharField(
+            max_length=list_services.MAX_REASON, required=False, allow_blank=True
+        )
+
+    @extend_schema_serializer(component_name="EntriesRemoved")
+    class OutputSerializer(serializers.Serializer):
+        removed = serializers.IntegerField(min_value=0)
+        not_present = serializers.IntegerField(min_value=0)
+        # Serializer.errors is a property; a declared field is taken off the class at run time.
+        errors = ItemErrorSerializer(many=True)  # type: ignore[assignment]
+
     @extend_schema(
         operation_id="list_entries_remove",
         summary="Remove hashes from a list (tombstones; up to 10,000 a call)",
-        request=dict,
-        responses=dict,
+        request={"application/json": InputSerializer},
+        parameters=ERROR_HEADERS,
+        responses={
+            200: OutputSerializer,
+            **error_responses(
+                {
+                    400: ["invalid_body", "too_many_items", "reason_too_long"],
+                    403: ["permission_denied"],
+                    404: ["not_found", "list_deleted"],
+                },
+                body=True,
+            ),
+        },
     )
     def post(self, request: Request, list_id: str) -> Response:
         # Only the caller's own lists: a shared list it may read is as missing here as any other.
@@ -511,6 +767,7 @@ class EntriesRemoveApi(OrgAPIView):
 class SubscriptionApi(OrgAPIView):
     required_scope = "lists:admin"
 
+    @extend_schema_serializer(component_name="Subscription")
     class OutputSerializer(serializers.Serializer):
         list = ListSerializer()
         changed = serializers.BooleanField()
@@ -519,7 +776,11 @@ class SubscriptionApi(OrgAPIView):
         operation_id="list_subscribe",
         summary="Subscribe to a shared list (match against it from the next request)",
         request=None,
-        responses=dict,
+        parameters=ERROR_HEADERS,
+        responses={
+            200: OutputSerializer,
+            **error_responses({403: ["permission_denied", "org_not_approved"], 404: ["not_found"]}),
+        },
     )
     def put(self, request: Request, list_id: str) -> Response:
         return self._set(request, list_id, subscribed=True)
@@ -528,7 +789,11 @@ class SubscriptionApi(OrgAPIView):
         operation_id="list_unsubscribe",
         summary="Unsubscribe from a shared list (also opts it out of a category subscription)",
         request=None,
-        responses=dict,
+        parameters=ERROR_HEADERS,
+        responses={
+            200: OutputSerializer,
+            **error_responses({403: ["permission_denied", "org_not_approved"], 404: ["not_found"]}),
+        },
     )
     def delete(self, request: Request, list_id: str) -> Response:
         return self._set(request, list_id, subscribed=False)
@@ -546,11 +811,28 @@ class SubscriptionApi(OrgAPIView):
 class CategorySubscriptionApi(OrgAPIView):
     required_scope = "lists:admin"
 
+    @extend_schema_serializer(component_name="CategorySubscription")
+    class OutputSerializer(serializers.Serializer):
+        category = CategoryField()
+        subscribed = serializers.BooleanField()
+        changed = serializers.BooleanField()
+
     @extend_schema(
         operation_id="category_subscribe",
         summary="Subscribe to every shared list of a category, including lists shared later",
         request=None,
-        responses=dict,
+        parameters=[
+            OpenApiParameter(
+                "category", str, OpenApiParameter.PATH, enum=list(HashList.Category.values)
+            ),
+            *ERROR_HEADERS,
+        ],
+        responses={
+            200: OutputSerializer,
+            **error_responses(
+                {400: ["invalid_category"], 403: ["permission_denied", "org_not_approved"]}
+            ),
+        },
     )
     def put(self, request: Request, category: str) -> Response:
         return self._set(request, category, subscribed=True)
@@ -559,7 +841,18 @@ class CategorySubscriptionApi(OrgAPIView):
         operation_id="category_unsubscribe",
         summary="Stop the category subscription (lists subscribed one by one stay)",
         request=None,
-        responses=dict,
+        parameters=[
+            OpenApiParameter(
+                "category", str, OpenApiParameter.PATH, enum=list(HashList.Category.values)
+            ),
+            *ERROR_HEADERS,
+        ],
+        responses={
+            200: OutputSerializer,
+            **error_responses(
+                {400: ["invalid_category"], 403: ["permission_denied", "org_not_approved"]}
+            ),
+        },
     )
     def delete(self, request: Request, category: str) -> Response:
         return self._set(request, category, subscribed=False)
@@ -571,4 +864,5 @@ class CategorySubscriptionApi(OrgAPIView):
             subscribed=subscribed,
             actor=Actor.from_request(request),
         )
-        return Response({"category": category, "subscribed": subscribed, "changed": changed})
+        body = {"category": category, "subscribed": subscribed, "changed": changed}
+        return Response(self.OutputSerializer(body).data)

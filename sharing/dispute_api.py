@@ -11,15 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hub.api_base import OrgAPIView
+from hub.api_schema import (
+    ERROR_HEADERS,
+    IsoDateTimeField,
+    bounded_int,
+    error_responses,
+    link,
+    links,
+)
 from hub.audit import Actor
 from hub.errors import ServiceError
+from lists.api import SignalTypeField
 from sharing import disputes
+from sharing.api import ListRefSerializer
+from sharing.models import Dispute
 
 PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
@@ -48,7 +59,46 @@ def _create_input(request: Request) -> dict[str, Any]:
     }
 
 
+@extend_schema_serializer(component_name="Dispute")
+class DisputeSerializer(serializers.Serializer):
+    """A dispute as the organisation that raised it sees it."""
+
+    # For the schema: the view renders disputes with RaisedDispute.as_dict.
+
+    id = serializers.CharField()
+    list = ListRefSerializer()
+    type = SignalTypeField()
+    value = serializers.CharField()
+    reason = serializers.ChoiceField(choices=Dispute.Reason.values)
+    note = serializers.CharField(allow_blank=True)
+    reveal = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=Dispute.Status.values)
+    created = IsoDateTimeField()
+    resolved_at = IsoDateTimeField(allow_null=True)
+    resolution_note = serializers.CharField(allow_blank=True)
+
+
 class DisputesApi(OrgAPIView):
+    """The serializers describe the bodies for the schema; the view reads them itself."""
+
+    @extend_schema_serializer(component_name="DisputeCreate")
+    class InputSerializer(serializers.Serializer):
+        list = serializers.CharField(help_text="The id of the list holding the entry.")
+        type = SignalTypeField()
+        value = serializers.CharField()
+        reason = serializers.ChoiceField(choices=Dispute.Reason.values)
+        note = serializers.CharField(max_length=disputes.MAX_NOTE, required=False, allow_blank=True)
+        reveal = serializers.BooleanField(
+            default=False, help_text="Show your organisation's name to the list's owner."
+        )
+
+    @extend_schema_serializer(component_name="Disputes")
+    class PageSerializer(serializers.Serializer):
+        disputes = DisputeSerializer(many=True)
+        next_cursor = serializers.CharField(
+            allow_null=True, help_text="The cursor of the next page; null on the last page."
+        )
+
     def get_required_scope(self) -> str | None:
         return "lists:write" if self.request.method == "POST" else None
 
@@ -56,13 +106,29 @@ class DisputesApi(OrgAPIView):
         operation_id="disputes_list",
         summary="The disputes the caller's organisation raised, newest first",
         parameters=[
-            OpenApiParameter(
-                "status", str, description="open, rejected, retracted, removed or withdrawn"
-            ),
+            OpenApiParameter("status", str, enum=Dispute.Status.values),
             OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-            OpenApiParameter("limit", int, description="1 to 500, default 100"),
+            OpenApiParameter(
+                "limit", bounded_int(1, MAX_PAGE_SIZE), description="1 to 500, default 100"
+            ),
+            *ERROR_HEADERS,
         ],
-        responses=dict,
+        responses={
+            200: PageSerializer,
+            **error_responses({400: ["invalid_status", "bad_limit", "bad_cursor"]}),
+        },
+        extensions=links(
+            {
+                200: {
+                    "NextPage": link(
+                        "disputes_list",
+                        "The next page (while next_cursor is not null).",
+                        cursor="$response.body#/next_cursor",
+                        status="$request.query.status",
+                    )
+                }
+            }
+        ),
     )
     def get(self, request: Request) -> Response:
         org = request.organization  # type: ignore[attr-defined]
@@ -105,8 +171,39 @@ class DisputesApi(OrgAPIView):
             "400 note_too_long, 400 hash parse errors, 404 entry_not_found, 409 "
             "already_disputed (details.dispute is your open dispute's id)."
         ),
-        request=dict,
-        responses=dict,
+        request={"application/json": InputSerializer},
+        parameters=ERROR_HEADERS,
+        responses={
+            201: DisputeSerializer,
+            **error_responses(
+                {
+                    400: [
+                        "invalid_body",
+                        "own_list",
+                        "invalid_reason",
+                        "invalid_note",
+                        "note_too_long",
+                        "unknown_type",
+                        "bad_characters",
+                        "wrong_length",
+                        "empty_value",
+                    ],
+                    403: ["permission_denied", "org_not_approved"],
+                    404: ["not_found", "entry_not_found"],
+                    409: ["already_disputed"],
+                },
+                body=True,
+            ),
+        },
+        extensions=links(
+            {
+                201: {
+                    "GetList": link(
+                        "list_retrieve", "The disputed list.", list_id="$response.body#/list/id"
+                    )
+                }
+            }
+        ),
     )
     def post(self, request: Request) -> Response:
         dispute = disputes.dispute_create(

@@ -273,6 +273,14 @@ TABLE: dict[str, Page | Api] = {
         stale_get=STAFF_STALE,
         stale_post=STAFF_STALE,
     ),
+    # Staff read and override one organisation's quotas (issue 18); the change is audited.
+    "staff_organization_quotas": Page(
+        get=staff_page(200),
+        post=staff_page(Redirect("/staff/organizations/org-a/quotas/")),
+        data={"lists": "60"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
+    ),
     # API
     "api_me": Api(get=Keys(200, 200)),
     "api_schema": Api(get=public(200)),

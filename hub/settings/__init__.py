@@ -20,6 +20,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from hub.lib.client_ip import trusted_proxy_networks
 from hub.lib.env import env_bool, env_choice, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -76,6 +77,9 @@ ALLOWED_HOSTS = env_list(
 if not EMBEDDED and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must list the hub's host names.")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# The reverse proxies (addresses or networks) whose X-Forwarded-For is believed; empty trusts
+# nobody, and every client is its socket's peer. hub.lib.client_ip is the one reader.
+HASHHUB_TRUSTED_PROXIES = trusted_proxy_networks(env_list("HASHHUB_TRUSTED_PROXIES", []))
 # The embedded servers' ports, as the launcher (hub/embedded.py) reads them, so that manage.py in
 # a shell with the same variables finds the hub `make run` started.
 _PG_PORT = env_int("HASHHUB_PG_PORT", 54329)
@@ -301,6 +305,19 @@ HASHHUB_API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
 # --- HashHub ---
 HASHHUB_INVITATION_DAYS = env_int("HASHHUB_INVITATION_DAYS", 7, minimum=1)
 
+# --- quotas per organisation (issue 18) ---
+# Every organisation's quotas unless hub staff override them for it (hub.quotas, the staff page
+# /staff/organizations/<slug>/quotas/): live entries per own list and across its own lists, own
+# lists, active API keys, webhook endpoints, and image matches per minute (all its keys together).
+HASHHUB_QUOTA_ENTRIES_PER_LIST = env_int("HASHHUB_QUOTA_ENTRIES_PER_LIST", 1_000_000, minimum=0)
+HASHHUB_QUOTA_ENTRIES_TOTAL = env_int("HASHHUB_QUOTA_ENTRIES_TOTAL", 5_000_000, minimum=0)
+HASHHUB_QUOTA_LISTS = env_int("HASHHUB_QUOTA_LISTS", 50, minimum=0)
+HASHHUB_QUOTA_API_KEYS = env_int("HASHHUB_QUOTA_API_KEYS", 50, minimum=0)
+HASHHUB_QUOTA_WEBHOOKS = env_int("HASHHUB_QUOTA_WEBHOOKS", 20, minimum=0)
+HASHHUB_QUOTA_IMAGE_MATCHES_PER_MINUTE = env_int(
+    "HASHHUB_QUOTA_IMAGE_MATCHES_PER_MINUTE", 60, minimum=0
+)
+
 # --- matching, detections and webhooks ---
 # Detections older than this are purged by a daily beat task.
 HASHHUB_DETECTION_RETENTION_DAYS = env_int("HASHHUB_DETECTION_RETENTION_DAYS", 90, minimum=1)
@@ -316,9 +333,19 @@ HASHHUB_INDEX_DIR = Path(env_str("HASHHUB_INDEX_DIR", str(VAR_DIR / "index")))
 HASHHUB_SOURCE_HTTP_TIMEOUT = float(env_int("HASHHUB_SOURCE_HTTP_TIMEOUT_SECONDS", 60, minimum=1))
 HASHHUB_SOURCE_HTTP_ATTEMPTS = env_int("HASHHUB_SOURCE_HTTP_ATTEMPTS", 5, minimum=1)
 HASHHUB_SOURCE_HTTP_BACKOFF = float(env_int("HASHHUB_SOURCE_HTTP_BACKOFF_SECONDS", 2, minimum=0))
+# The most an upstream answer may hold, after gzip/deflate decompression (it is held in memory):
+# a whole feed file fetched by URL, two and a half times an uploaded hash file's cap.
+HASHHUB_SOURCE_MAX_BODY_BYTES = env_int(
+    "HASHHUB_SOURCE_MAX_BODY_BYTES", 256 * 1024 * 1024, minimum=1024
+)
 HASHHUB_WEBHOOK_ALLOWED_NETWORKS = env_list("HASHHUB_WEBHOOK_ALLOWED_NETWORKS", [])
 HASHHUB_WEBHOOK_TIMEOUT_SECONDS = env_int("HASHHUB_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 HASHHUB_WEBHOOK_MAX_ATTEMPTS = env_int("HASHHUB_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+# One delivery attempt is over by this deadline whatever the receiver does (connecting, TLS,
+# sending and reading the whole answer together; the timeout above bounds each step within it).
+HASHHUB_WEBHOOK_DEADLINE_SECONDS = env_int("HASHHUB_WEBHOOK_DEADLINE_SECONDS", 15, minimum=1)
+# "Send test" pings per organisation: "<count>/<period>", period in s, m, h or d (fixed windows).
+HASHHUB_WEBHOOK_TEST_RATE = env_str("HASHHUB_WEBHOOK_TEST_RATE", "5/10m")
 
 # --- privacy and least privilege (issue 17) ---
 # Changes to anonymous lists reach other organisations in batches released on this clock (minutes),

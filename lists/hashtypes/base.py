@@ -57,13 +57,21 @@ class UnknownSignalTypeError(HashParseError):
 class ImageDecodeError(ServiceError):
     """An upload that cannot be hashed as an image.
 
-    ``code`` is ``image_unreadable`` (empty, truncated, corrupt or not an image; HTTP 400) or
-    ``image_too_large`` (over the byte or pixel cap, decompression bombs included; HTTP 413).
+    ``code`` is ``image_unreadable`` (empty, truncated, corrupt or not an image; HTTP 400),
+    ``image_too_large`` (over the byte or pixel cap, decompression bombs included; HTTP 413),
+    ``image_too_complex`` (more decoding work than the hub spends on one image; HTTP 413) or
+    ``image_decoder_unavailable`` (no decoder process could be started; HTTP 503).
     The message and details never contain any of the uploaded bytes.
     """
 
+    STATUSES: ClassVar[dict[str, int]] = {
+        "image_too_large": 413,
+        "image_too_complex": 413,
+        "image_decoder_unavailable": 503,
+    }
+
     def __init__(self, code: str, message: str, details: Any = None) -> None:
-        super().__init__(code, message, details, status=413 if code == "image_too_large" else 400)
+        super().__init__(code, message, details, status=self.STATUSES.get(code, 400))
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -71,8 +79,9 @@ class DecodedImage:
     """One upload, decoded once in memory and shared by every signal type.
 
     ``data`` is the upload exactly as received (cryptographic hashes are taken over it), ``image``
-    its first frame converted to RGB (perceptual hashes are taken over that) and ``format`` what
-    Pillow recognised it as. Nothing here ever touches the disk. The repr names only the size so
+    its first frame converted to RGB and, when larger than the perceptual hashes need, reduced
+    (perceptual hashes are taken over that; see decoding.WORK_PIXELS) and ``format`` what Pillow
+    recognised it as. Nothing here ever touches the disk. The repr names only the size so
     that the bytes cannot leak into a log line or an error report's local variables.
     """
 

@@ -13,13 +13,28 @@ from typing import Any
 from django import forms
 
 from hub.errors import ServiceError
+from hub.lib.jsonsafe import JSONLimitError, loads_bounded
 from lists.models import HashList, Source
 from lists.sources.credentials import config_for_editing, credential_problems
 from lists.sources.schedules import MAX_CRON_LENGTH, check_schedule
 
 MAX_CONFIG_CHARS = 20_000
+# A config nests two levels (hash_fields, columns); the bound keeps the decoder from recursing.
+MAX_CONFIG_DEPTH = 8
 MAX_CREDENTIAL_CHARS = 4096
 MAX_INTERVAL_MINUTES = 7 * 24 * 60
+
+
+def config_loads(text: str) -> Any:
+    """A source's config as typed by staff (here or in ``addsource``), decoded with bounds.
+
+    Raises json.JSONDecodeError for what is not JSON and hub.lib.jsonsafe.JSONLimitError for
+    JSON nested over MAX_CONFIG_DEPTH, a number that is too long or not finite, or a NUL
+    (which the config's jsonb column cannot store: a 500 on saving, before).
+    """
+    return loads_bounded(
+        text, max_depth=MAX_CONFIG_DEPTH, max_bytes=4 * MAX_CONFIG_CHARS, allow_nul=False
+    )
 
 
 class ConfigField(forms.CharField):
@@ -49,12 +64,14 @@ class ConfigField(forms.CharField):
         if not text.strip():
             return {}
         try:
-            parsed = json.loads(text)
+            parsed = config_loads(text)
         except json.JSONDecodeError as error:
             raise forms.ValidationError(
                 f"This is not valid JSON (line {error.lineno}, column {error.colno}).",
                 code="bad_json",
             ) from None
+        except JSONLimitError as error:
+            raise forms.ValidationError(error.message, code="bad_json") from None
         if not isinstance(parsed, dict):
             raise forms.ValidationError('Give a JSON object: {"key": value, …}.', code="bad_json")
         return parsed

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from PIL import Image
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
@@ -113,3 +118,80 @@ def test_a_body_at_the_depth_limit_is_parsed() -> None:
     assert json_depth_exceeds([shallow])
     assert not json_depth_exceeds({"hashes": [{"type": "pdq", "value": "0" * 64}]}, limit=3)
     assert json_depth_exceeds({"hashes": [{"type": ["x"]}]}, limit=3)
+
+
+_MD5 = "9e107d9d372bb6826bd81d3542a419d6"
+_NUL_REQUESTS = {
+    "list id": ("get", "/api/v1/lists/a%00b", None),
+    "list id of a subscription": ("put", "/api/v1/lists/a%00b/subscription", None),
+    "label filter": ("get", "/api/v1/lists/{csam}/entries?label=a%00b", None),
+    "type filter": ("get", "/api/v1/lists/{csam}/entries?type=a%00b", None),
+    "disputes cursor": ("get", "/api/v1/disputes?cursor=a%00b", None),
+    "entry note": (
+        "post",
+        "/api/v1/lists/{csam}/entries",
+        {"entries": [{"type": "md5", "value": _MD5, "note": "a\x00b"}]},
+    ),
+    "removal reason": (
+        "post",
+        "/api/v1/lists/{csam}/entries/remove",
+        {"entries": [{"type": "md5", "value": _MD5}], "reason": "a\x00b"},
+    ),
+    "disputed list": (
+        "post",
+        "/api/v1/disputes",
+        {"list": "a\x00b", "type": "md5", "value": _MD5, "reason": "other"},
+    ),
+    "content_ref of a match": (
+        "post",
+        "/api/v1/match",
+        {"hashes": [{"type": "md5", "value": _MD5}], "content_ref": "a\x00b"},
+    ),
+}
+
+
+@pytest.mark.parametrize("where", list(_NUL_REQUESTS))
+def test_a_nul_character_anywhere_is_a_400_not_a_500(api_a: Client, where: str) -> None:
+    """PostgreSQL's text cannot hold U+0000: each of these reached a query and answered 500
+    (found by tests/test_api_schema.py)."""
+    csam = next(
+        item["id"]
+        for item in api_a.get("/api/v1/lists?tier=own&category=csam").json()["lists"]
+        if item["default"]
+    )
+    added = api_a.post(
+        f"/api/v1/lists/{csam}/entries",
+        {"entries": [{"type": "md5", "value": _MD5}]},
+        content_type="application/json",
+    )
+    assert added.json()["added"] == 1  # so that the match records a detection
+    method, path, body = _NUL_REQUESTS[where]
+    path = path.format(csam=csam)
+    if body is None:
+        response = getattr(api_a, method)(path)
+    else:
+        response = getattr(api_a, method)(path, body, content_type="application/json")
+    _assert_error(response, 400, "nul_character")
+
+
+def test_a_nul_character_in_a_form_is_a_400_too(api_a: Client) -> None:
+    """A form body (the image match's, or any other's) reached the same queries."""
+    image = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 90)).save(image, format="PNG")
+    png = image.getvalue()
+    csam = next(
+        item["id"]
+        for item in api_a.get("/api/v1/lists?tier=own&category=csam").json()["lists"]
+        if item["default"]
+    )
+    entry = {"type": "md5", "value": hashlib.md5(png).hexdigest()}  # noqa: S324 (a test hash)
+    api_a.post(
+        f"/api/v1/lists/{csam}/entries", {"entries": [entry]}, content_type="application/json"
+    )
+    upload = SimpleUploadedFile("x.png", png, content_type="image/png")
+    matched = api_a.post("/api/v1/match/image", {"image": upload, "content_ref": "a\x00b"})
+    _assert_error(matched, 400, "nul_character")
+    disputed = api_a.post(
+        "/api/v1/disputes", {"list": "a\x00b", "type": "md5", "value": _MD5, "reason": "other"}
+    )
+    _assert_error(disputed, 400, "nul_character")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lists.hashtypes import DecodedImage, ImageDecodeError, compute_all, decode_image
+from lists.hashtypes import DecodedImage, ImageDecodeError, compute_all, decode_image, decoding
 
 ROOMY = 10_000_000
 
@@ -283,3 +283,53 @@ def test_the_disk_watch_does_notice_a_write(
     os.close(handle)
     assert ("open", str(scratch / "written.bin")) in events
     assert any(event.startswith("tempfile.") for event, _ in events)
+
+
+# --- bounded cost: reduced for the hashers, capped where it cannot be (issue 18) ---------------
+
+
+@pytest.mark.parametrize(
+    "size", [(1, 1), (1448, 1448), (1449, 1449), (4000, 3000), (7071, 7071), (65_000, 30)]
+)
+def test_the_reduction_factor_is_the_smallest_that_fits_the_hashers(size: tuple[int, int]) -> None:
+    width, height = size
+
+    def fits(factor: int) -> bool:
+        return -(-width // factor) * -(-height // factor) <= decoding.WORK_PIXELS
+
+    factor = decoding.reduction_factor(width, height)
+    assert fits(factor)
+    assert factor == 1 or not fits(factor - 1)
+
+
+def test_an_image_that_fits_the_hashers_is_decoded_whole() -> None:
+    data = noisy_png((1448, 1448))
+    decoded = decode_image(data, max_bytes=ROOMY, max_pixels=ROOMY)
+    assert decoded.image.size == (1448, 1448)
+    assert decoded.image.tobytes() == Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+
+
+def test_formats_decoded_whole_have_a_lower_pixel_cap_than_jpeg() -> None:
+    error = decode_error(one_colour_png(5000, 4000), max_pixels=50_000_000)
+    assert (error.code, error.status) == ("image_too_large", 413)
+    assert error.details == {"width": 5000, "height": 4000, "max_pixels": 12_000_000}
+    assert error.message == (
+        "The image is 5000x4000 pixels; the limit is 12000000 pixels for PNG "
+        "(only JPEG can be decoded at a reduced scale)."
+    )
+    jpeg = encode(Image.new("RGB", (5000, 4000), (9, 99, 199)), "JPEG")
+    decoded = decode_image(jpeg, max_bytes=ROOMY, max_pixels=50_000_000)
+    assert decoded.width * decoded.height <= decoding.WORK_PIXELS
+    assert decoded.image.getpixel((10, 10)) == pytest.approx((9, 99, 199), abs=2)
+
+
+def test_a_large_image_drops_its_alpha_before_it_is_reduced_as_a_small_one_does() -> None:
+    # A checker of transparent red and opaque blue: converting to RGB ignores alpha, so the
+    # reduced pixels are purple; reducing RGBA first would weigh by alpha and give blue.
+    rows, cols = np.indices((2000, 3000))
+    checker = ((rows + cols) % 2).astype(bool)
+    pixels = np.where(checker[..., None], [0, 0, 200, 255], [200, 0, 0, 0]).astype(np.uint8)
+    data = encode(Image.fromarray(pixels, "RGBA"))
+    decoded = decode_image(data, max_bytes=ROOMY, max_pixels=ROOMY)
+    assert decoded.image.size == (1500, 1000)
+    assert decoded.image.getpixel((700, 500)) == (100, 0, 100)

@@ -7,6 +7,8 @@ import json
 import secrets
 from typing import Any
 
+import numpy as np
+import pdqhash
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -14,6 +16,7 @@ from django_scopes import scope
 from PIL import Image
 
 from lists.hashtypes import compute_all, decode_image
+from lists.hashtypes.pdq import pdq_vector_to_bytes
 from matching.models import Detection
 from tests.lists.test_hashtypes_compute import encode, synthetic_image
 from tests.matching.test_match_api import add, own_list
@@ -134,3 +137,19 @@ def test_no_uploaded_byte_is_kept(api_a: Client, org_a: Any, tmp_path: Any) -> N
     with scope(organization=org_a.pk):
         detection = Detection.objects.get()
     assert marker.hex() not in json.dumps(detection.submitted) + json.dumps(detection.matches)
+
+
+def test_a_large_image_still_matches_the_pdq_of_its_full_size_decoding(
+    api_a: Client, org_a: Any
+) -> None:
+    """Large images are hashed reduced (issue 18); hashes shared from full-size decodings of the
+    same picture must still match, a few bits away at most."""
+    picture = synthetic_image(seed=12, size=(750, 500)).resize((3000, 2000))
+    png = encode(picture, "PNG", compress_level=1)
+    vector, _ = pdqhash.compute(np.asarray(picture))
+    full_size = pdq_vector_to_bytes(vector).hex()
+    add(own_list(org_a), ("pdq", full_size))
+    body = upload(api_a, png).json()
+    [hit] = {r["type"]: r for r in body["results"]}["pdq"]["matches"]
+    assert hit["matched_value"] == full_size
+    assert hit["distance"] <= 6

@@ -15,12 +15,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import transaction
 from django.test import Client
 from django_scopes import scope, scopes_disabled
@@ -749,3 +751,282 @@ def test_a_real_worker_delivers_a_new_detection(
     [row] = rows
     assert (row.status, row.response_status, row.event) == ("succeeded", 204, "detection.created")
     assert row.event_id == request.headers["X-HashHub-Delivery"]
+
+
+# --- issue 18: a deadline per attempt, a queue of their own, test pings limited ------------------
+
+TRICKLE_INTERVAL = 0.2
+
+
+@dataclass
+class ScriptedReceiver:
+    """A receiver whose answer is written by ``script(wfile, stop)`` after it read the request."""
+
+    script: Callable[[Any, threading.Event], None]
+    port: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    requests: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/hashhub"
+
+
+@contextmanager
+def scripted_receiver(script: Callable[[Any, threading.Event], None]) -> Iterator[ScriptedReceiver]:
+    state = ScriptedReceiver(script)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            state.requests += 1
+            with suppress(OSError):  # HashHub hung up on us: that is the point
+                state.script(self.wfile, state.stop)
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def trickle(data: bytes) -> Callable[[Any, threading.Event], None]:
+    """Write ``data`` a byte every TRICKLE_INTERVAL: never slow enough for a read to time out."""
+
+    def script(wfile: Any, stop: threading.Event) -> None:
+        for index in range(len(data)):
+            if stop.wait(TRICKLE_INTERVAL):
+                return
+            wfile.write(data[index : index + 1])
+            wfile.flush()
+
+    return script
+
+
+def head_then_trickle(wfile: Any, stop: threading.Event) -> None:
+    # The status line and headers at once, then a 60-byte body at a byte every 0.2 s (12 s).
+    wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 60\r\n\r\n")
+    wfile.flush()
+    trickle(b"x" * 60)(wfile, stop)
+
+
+# The status line and headers themselves a byte at a time (about 14 s in all).
+trickled_head = trickle(
+    b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 30 + b"\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "script", [head_then_trickle, trickled_head], ids=["trickled-body", "trickled-head"]
+)
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline_and_retried(
+    script: Callable[[Any, threading.Event], None],
+    org_a: Organization,
+    allow_loopback: None,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from matching import tasks
+
+    # Each byte comes long before the 10 s step timeout: only the deadline can stop this.
+    settings.HASHHUB_WEBHOOK_TIMEOUT_SECONDS = 10
+    settings.HASHHUB_WEBHOOK_DEADLINE_SECONDS = 1
+    retries: list[dict[str, Any]] = []
+    monkeypatch.setattr(tasks.deliver_webhook, "apply_async", lambda **kw: retries.append(kw))
+    with scripted_receiver(script) as receiver:
+        endpoint, _secret = make_endpoint(org_a, receiver.url)
+        started = time.monotonic()
+        tasks.deliver_webhook(
+            organization_id=org_a.pk,
+            endpoint_id=endpoint.pk,
+            detection_id=None,
+            event="ping",
+            event_id="evt-slow",
+            attempt=1,
+        )
+        elapsed = time.monotonic() - started
+        assert receiver.requests == 1
+
+    # The whole answer would take 12 s or more; the attempt ended at about the 1 s deadline.
+    assert elapsed < 5, f"the attempt took {elapsed:.1f} s"
+    [row] = deliveries(endpoint)
+    assert (row.status, row.attempt) == ("failed", 1)
+    assert "deadline exceeded" in row.error.lower()
+    assert row.duration_ms is not None and row.duration_ms < 5000
+    if script is head_then_trickle:
+        assert row.response_status == 200  # it had begun to answer, but never finished
+    # Retried like any failure, on the usual backoff.
+    [retry] = retries
+    assert retry["kwargs"]["attempt"] == 2
+    assert retry["kwargs"]["event_id"] == "evt-slow"
+    assert 27 <= retry["countdown"] <= 33
+
+
+def test_a_long_answer_is_read_only_up_to_the_cap_and_its_status_stands(
+    org_a: Organization, allow_loopback: None, settings: Any
+) -> None:
+    settings.HASHHUB_WEBHOOK_DEADLINE_SECONDS = 5
+
+    def endless(wfile: Any, stop: threading.Event) -> None:
+        # No length: the body runs to the close, which never comes while we keep sending.
+        wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+        while not stop.is_set():
+            wfile.write(b"y" * 65536)
+
+    with scripted_receiver(endless) as receiver:
+        endpoint, _secret = make_endpoint(org_a, receiver.url)
+        started = time.monotonic()
+        assert attempt(endpoint, event="ping") is True
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 4, f"the attempt took {elapsed:.1f} s"  # it did not wait for the deadline
+    [row] = deliveries(endpoint)
+    assert (row.status, row.response_status) == ("succeeded", 200)
+
+
+def test_webhook_deliveries_are_routed_to_the_webhooks_queue() -> None:
+    from hub.celery import app
+
+    router = app.amqp.router
+    assert router.route({}, webhooks.DELIVER_TASK)["queue"].name == "webhooks"
+    # Everything else stays on the default queue, with the imports and the digests.
+    for other in ("lists.source_run", "lists.run_import_job", "matching.send_digests"):
+        assert router.route({}, other)["queue"].name == "celery"
+
+
+def test_a_queued_delivery_lands_in_the_webhooks_queue_of_the_broker(
+    org_a: Organization, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    from hub.celery import app
+
+    endpoint, _secret = make_endpoint(org_a, "https://8.8.8.8/hook")
+    with django_capture_on_commit_callbacks(execute=True), scope(organization=org_a.pk):
+        event_id = webhooks.webhook_ping(endpoint=endpoint, actor=SYSTEM)
+
+    with app.connection_for_read() as connection:
+        redis = connection.default_channel.client  # type: ignore[attr-defined]
+        [message] = redis.lrange("webhooks", 0, -1)
+        assert redis.llen("celery") == 0
+    assert json.loads(message)["headers"]["task"] == webhooks.DELIVER_TASK
+    assert event_id in message.decode()
+
+
+def _option(command: list[str], *names: str) -> str:
+    for index, word in enumerate(command):
+        if word in names:
+            return command[index + 1]
+    raise AssertionError(f"no {names} in {command}")
+
+
+def test_the_procfile_gives_webhooks_a_worker_of_their_own_with_bounded_concurrency() -> None:
+    import shlex
+
+    from honcho.environ import parse_procfile
+
+    from hub.celery import app
+
+    procfile = Path(__file__).resolve().parents[2] / "hub" / "Procfile"
+    processes = parse_procfile(procfile.read_text()).processes
+    workers = {
+        name: shlex.split(command)
+        for name, command in processes.items()
+        if " worker " in f" {command} "
+    }
+    consumed = {
+        name: set(_option(cmd, "-Q", "--queues").split(",")) for name, cmd in workers.items()
+    }
+    # Every queue has a worker, and the one that delivers webhooks consumes nothing else.
+    assert set().union(*consumed.values()) == set(app.amqp.queues)
+    [webhook_worker] = [name for name, queues in consumed.items() if "webhooks" in queues]
+    assert consumed[webhook_worker] == {"webhooks"}
+    command = workers[webhook_worker]
+    assert _option(command, "--concurrency", "-c") == "${HASHHUB_WEBHOOK_CONCURRENCY:-2}"
+    # Two workers on one host need two node names.
+    names = [_option(cmd, "-n", "--hostname") for cmd in workers.values()]
+    assert len(set(names)) == len(names)
+
+
+def test_the_sixth_test_ping_in_the_window_is_refused_with_429_and_nothing_is_queued(
+    alice_client: Client,
+    charlie_client: Client,
+    org_a: Organization,
+    org_b: Organization,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    first, _ = make_endpoint(org_a, "https://8.8.8.8/one")
+    second, _ = make_endpoint(org_a, "https://8.8.4.4/two")
+    elsewhere, _ = make_endpoint(org_b, "https://1.1.1.1/other-org")
+
+    def ping(client: Client, endpoint: WebhookEndpoint) -> Any:
+        return client.post(f"/o/{endpoint.organization.slug}/webhooks/{endpoint.public_id}/test/")
+
+    # A minute into the current ten-minute window (windows start on the clock's tens), frozen.
+    window_start = int(time.time()) // 600 * 600
+    with time_machine.travel(window_start + 60, tick=False) as clock:
+        with django_capture_on_commit_callbacks(execute=False) as sent:
+            for endpoint in (first, first, first, second, second):
+                assert ping(alice_client, endpoint).status_code == 302
+        assert len(sent) == 5
+
+        # The limit is the organisation's, whichever of its endpoints is tested.
+        with django_capture_on_commit_callbacks(execute=False) as refused:
+            response = ping(alice_client, first)
+        assert response.status_code == 429
+        assert refused == []
+        page = response.content.decode()
+        assert "Test pings are limited to 5 per 10 minutes" in page
+        assert "Try again in 9 minutes" in page
+        assert response["Retry-After"] == "540"
+        assert response["Cache-Control"] == "no-store"
+        assert len(_audit(org_a, "webhook.tested")) == 5
+
+        # Another organisation has a window of its own.
+        with django_capture_on_commit_callbacks(execute=False) as theirs:
+            assert ping(charlie_client, elsewhere).status_code == 302
+        assert len(theirs) == 1
+
+        # The next window starts afresh.
+        clock.move_to(window_start + 600)
+        with django_capture_on_commit_callbacks(execute=False) as later:
+            assert ping(alice_client, first).status_code == 302
+        assert len(later) == 1
+
+
+def test_the_test_ping_rate_is_a_setting(
+    org_a: Organization, settings: Any, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    settings.HASHHUB_WEBHOOK_TEST_RATE = "2/1h"
+    endpoint, _ = make_endpoint(org_a, "https://8.8.8.8/hook")
+    hour_start = int(time.time()) // 3600 * 3600
+    with (
+        time_machine.travel(hour_start + 30, tick=False),
+        django_capture_on_commit_callbacks(execute=False) as sent,
+        scope(organization=org_a.pk),
+    ):
+        webhooks.webhook_ping(endpoint=endpoint, actor=SYSTEM)
+        webhooks.webhook_ping(endpoint=endpoint, actor=SYSTEM)
+        with pytest.raises(ServiceError) as refused:
+            webhooks.webhook_ping(endpoint=endpoint, actor=SYSTEM)
+    assert len(sent) == 2
+    assert (refused.value.code, refused.value.status) == ("rate_limited", 429)
+    assert refused.value.details == {"limit": 2, "period_seconds": 3600, "retry_after": 3570}
+    assert "2 per hour" in refused.value.message
+
+
+@pytest.mark.parametrize("rate", ["5", "0/10m", "5/0m", "five/10m", "5/10y"])
+def test_a_malformed_test_ping_rate_is_a_configuration_error(rate: str, settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.HASHHUB_WEBHOOK_TEST_RATE = rate
+    with pytest.raises(ImproperlyConfigured, match="HASHHUB_WEBHOOK_TEST_RATE"):
+        webhooks.ping_rate()

@@ -7,10 +7,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hub.errors import ServiceError
+from hub.lib.jsonsafe import JSONLimitError
 from hub.management.base import cli_actor
 from lists.models import HashList, Source
 from lists.sources.credentials import ENV_NAME, credential_problems, env_prefix
-from lists.sources.forms import MAX_INTERVAL_MINUTES
+from lists.sources.forms import MAX_INTERVAL_MINUTES, config_loads
 from lists.sources.schedules import schedule_text
 from lists.sources.services import source_create, source_lists
 
@@ -104,10 +105,14 @@ class Command(BaseCommand):
         config: dict[str, Any] = {}
         if options["config_json"]:
             try:
-                config = json.loads(options["config_json"])
+                config = config_loads(options["config_json"])
             except json.JSONDecodeError as error:
                 raise CommandError(
                     f"bad_config: --config-json is not valid JSON ({error.msg})."
+                ) from None
+            except JSONLimitError as error:
+                raise CommandError(
+                    f"bad_config: --config-json is refused: {error.message}"
                 ) from None
             if not isinstance(config, dict):
                 raise CommandError("bad_config: --config-json must be a JSON object.")

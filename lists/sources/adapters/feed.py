@@ -72,6 +72,7 @@ from typing import IO, Any
 
 from django.conf import settings
 
+from hub.lib.jsonsafe import JSONLimitError, loads_bounded
 from lists.hashtypes import HashParseError, get_signal_type
 from lists.sources.adapters.base import ADD, REMOVE, Adapter, Page, Record, RecordError
 from lists.sources.errors import SourceError
@@ -80,8 +81,13 @@ PAGE_SIZE = 10_000
 MAX_PAGE_SIZE = 100_000
 # One row holds a few hashes (PhotoDNA hex is 288 characters) and some labels.
 MAX_LINE = 8192
+# A line of the records parse_upload made of a row: JSON escapes a byte of the row into at most
+# six characters (a control character as \u00XX), so a row of MAX_LINE bytes fits.
+UPLOADED_MAX_LINE = 8 * MAX_LINE
 SNIFF_BYTES = 8192
 MAX_KEY = 190
+# A row is a flat object (labels may be a list): 32 levels is generous, and bounds the decoder.
+MAX_JSON_DEPTH = 32
 CATEGORIES = ("csam", "se")
 FORMATS = ("csv", "tsv", "jsonl")
 MODES = ("snapshot", "delta")
@@ -186,13 +192,14 @@ class FeedContent:
         return last.endswith(b"\n") and found.hexdigest() == digest
 
 
-def _physical_lines(stream: IO[bytes]) -> Iterator[bytes | None]:
-    """Each line without its end; None for a line over MAX_LINE (read past, never kept whole)."""
+def _physical_lines(stream: IO[bytes], limit: int = MAX_LINE) -> Iterator[bytes | None]:
+    """Each line without its end; None for a line over ``limit`` bytes (read past, never kept
+    whole)."""
     while True:
-        line = stream.readline(MAX_LINE + 2)
+        line = stream.readline(limit + 2)
         if not line:
             return
-        if len(line) > MAX_LINE + 1:
+        if len(line) > limit + 1:
             while line and not line.endswith(b"\n"):
                 line = stream.readline(1 << 16)
             yield None
@@ -253,6 +260,9 @@ class RowReader:
         text = line.strip()
         if not text or text.startswith("#"):
             return None
+        if "\x00" in line:
+            # PostgreSQL's text cannot hold it (an id or label with one failed the whole page).
+            return RecordError(position, "bad_encoding", "This line holds a NUL character.")
         if self.format == "jsonl":
             return self._json_row(position, text)
         return self._delimited_row(position, line)
@@ -260,7 +270,11 @@ class RowReader:
     def _json_row(self, position: str, text: str) -> Record | RecordError:
         first, self.first_data_line = self.first_data_line, False
         try:
-            row = json.loads(text)
+            row = loads_bounded(text, max_depth=MAX_JSON_DEPTH, allow_nul=False)
+        except JSONLimitError as error:
+            # JSON, but beyond what a row may be (too deep, a number of hundreds of digits, a
+            # NUL): this row's error, even on the first line, which did look like JSON lines.
+            return RecordError(position, "bad_json", f"This line is refused: {error.message}")
         except ValueError:
             row = None
         if not isinstance(row, dict):
@@ -410,7 +424,7 @@ class UploadedReader:
 
     def read(self, number: int, raw: bytes | None) -> Record | RecordError | None:
         try:
-            row = json.loads(raw or b"")
+            row = loads_bounded(raw or b"", max_depth=MAX_JSON_DEPTH)
         except ValueError:
             row = None
         if isinstance(row, list) and len(row) == 3:
@@ -669,8 +683,10 @@ class FeedAdapter(Adapter):
         # a file comes back that was applied before (the sweep compares ids).
         snapshot = snapshot or f"{content.digest[:32]}.{secrets.token_hex(6)}"
         reader: RowReader | UploadedReader
+        line_limit = MAX_LINE
         if self.config.get("upload"):
             reader = UploadedReader()  # parsed when uploaded, with the same settings
+            line_limit = UPLOADED_MAX_LINE
         else:
             reader = RowReader(feed, _sniff(content.head, feed))
             reader.first_data_line = not offset
@@ -707,7 +723,7 @@ class FeedAdapter(Adapter):
         held: tuple[list[Record | RecordError], int] | None = None
         last = offset
         with content.open() as stream:
-            for number, raw in enumerate(_physical_lines(stream), start=1):
+            for number, raw in enumerate(_physical_lines(stream, line_limit), start=1):
                 if number <= offset and reader.ready:
                     continue
                 item = reader.read(number, raw)

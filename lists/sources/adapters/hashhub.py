@@ -25,10 +25,10 @@ Checkpoint: ``{"cursor": next_cursor}``; the peer's cursors never expire.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from hub.lib.jsonsafe import JSONLimitError, loads_bounded
 from lists.hashtypes import HashParseError
 from lists.sources.adapters.base import ADD, REMOVE, Adapter, Page, Record, RecordError
 from lists.sources.adapters.feed import CATEGORIES, hash_key, short_key
@@ -39,6 +39,8 @@ MAX_PAGE_SIZE = 10_000
 TIERS = ("own", "community", "verified")
 DEFAULT_TIERS = ("own", "community")
 OPS = {"add": ADD, "remove": REMOVE}
+# An export page nests 4 levels (the page, items, an item, its list).
+MAX_JSON_DEPTH = 32
 
 
 class HashHubAdapter(Adapter):
@@ -109,13 +111,21 @@ class HashHubAdapter(Adapter):
 
 def _body(content: bytes, position: str) -> dict[str, Any]:
     try:
-        body = json.loads(content)
+        body = loads_bounded(content, max_depth=MAX_JSON_DEPTH)
+    except JSONLimitError as error:
+        # One JSON document: nothing of it can be read apart, so the whole page is refused.
+        raise SourceError(
+            "malformed_page",
+            f"The peer's {position} is refused: {error.message}",
+            position=position,
+        ) from None
     except ValueError:
         raise SourceError("malformed_page", f"The peer's {position} is not JSON.") from None
     if (
         not isinstance(body, dict)
         or not isinstance(body.get("items"), list)
         or not isinstance(body.get("next_cursor"), str)
+        or "\x00" in body["next_cursor"]  # the checkpoint (jsonb) cannot hold it
         or not isinstance(body.get("has_more"), bool)
     ):
         raise SourceError(
@@ -138,11 +148,19 @@ def _record(
     list_id, category = peer_list.get("id"), peer_list.get("category")
     raw_op = item.get("op")
     op = OPS.get(raw_op) if isinstance(raw_op, str) else None
-    if not isinstance(list_id, str) or not list_id or category not in CATEGORIES or op is None:
+    if (
+        not isinstance(list_id, str)
+        or not list_id
+        or "\x00" in list_id  # part of the record's key, which PostgreSQL's text cannot hold
+        or category not in CATEGORIES
+        or op is None
+    ):
         return RecordError(
             position, "bad_record", "The item needs op add/remove, a list id and a category."
         )
-    if category not in categories or peer_list.get("tier") not in tiers:
+    tier = peer_list.get("tier")
+    # (A tier that is not text is no tier asked for: a list or object in a set test raised.)
+    if category not in categories or not isinstance(tier, str) or tier not in tiers:
         return None
     signal_type, value = item.get("type"), item.get("value")
     if not isinstance(signal_type, str) or not isinstance(value, str):

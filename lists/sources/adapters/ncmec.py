@@ -343,7 +343,7 @@ class NcmecAdapter(Adapter):
             batch = []
 
     def _check_status(self, settings: _Settings, auth: tuple[str, str]) -> None:
-        response = self.http.get(f"{settings.base}/v2/status", auth=auth)
+        response = self.http.get(f"{settings.base}/v2/status", auth=auth, max_bytes=MAX_BODY_BYTES)
         root = parse_xml(response.content, what="status")
         ns = _namespace(root.tag)
         member = root.find(f"{ns}member")
@@ -361,7 +361,7 @@ class NcmecAdapter(Adapter):
             url = f"{settings.base}/v2/entries"
             params = {"from": format_time(state.window_start), "to": format_time(state.window_end)}
             offset = 1
-        response = self.http.get(url, params=params, auth=auth)
+        response = self.http.get(url, params=params, auth=auth, max_bytes=MAX_BODY_BYTES)
         parsed = read_entries(
             response.content,
             window=window,

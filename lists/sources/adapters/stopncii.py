@@ -31,10 +31,10 @@ the upstream refuses starts that window again from its timestamp (re-applying is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from hub.lib.jsonsafe import JSONLimitError, loads_bounded
 from lists.hashtypes import HashParseError
 from lists.sources.adapters.base import ADD, REMOVE, Adapter, Page, Record, RecordError
 from lists.sources.adapters.feed import CATEGORIES, hash_key
@@ -44,6 +44,9 @@ DEFAULT_URL = "https://api.stopncii.org/v1"
 DEFAULT_START_TIME = 10
 PAGE_SIZE = 800
 MAX_PAGE_SIZE = 10_000
+MAX_TIMESTAMP = 2**40  # unix seconds, some 34,000 years ahead: past it a time is nonsense
+# A FetchHashes answer nests 5 levels (hashRecords, a record, CSPFeedbacks, one, its tags).
+MAX_JSON_DEPTH = 32
 SIGNAL_TYPES = {"ImagePDQ": "pdq", "VideoMD5": "md5"}
 STATUS_OPS = {"Received": ADD, "Active": ADD, "Withdrawn": REMOVE, "Deleted": REMOVE}
 
@@ -109,7 +112,9 @@ class StopNCIIAdapter(Adapter):
             page = Page(records=[], checkpoint={})
             for index, item in enumerate(body["hashRecords"], start=1):
                 position = f"FetchHashes page {number}, record {index}"
-                if isinstance(item, dict) and isinstance(item.get("lastModtimestamp"), int):
+                # A time of absurd size (a record error below) must not move the window: it
+                # would carry the checkpoint past every later record.
+                if isinstance(item, dict) and _timestamp(item.get("lastModtimestamp")):
                     newest = max(newest, item["lastModtimestamp"])
                 outcome = _record(position, item, config["category"])
                 if isinstance(outcome, Record):
@@ -118,10 +123,16 @@ class StopNCIIAdapter(Adapter):
                     page.errors.append(outcome)
             if body["hasMoreRecords"]:
                 next_token = body.get("nextPageToken")
-                if not isinstance(next_token, str) or not next_token or next_token == token:
+                if (
+                    not isinstance(next_token, str)
+                    or not next_token
+                    or next_token == token
+                    or "\x00" in next_token  # the checkpoint (jsonb) cannot hold it
+                ):
                     raise SourceError(
                         "malformed_page",
-                        f"FetchHashes page {number} says there is more but has no new page token.",
+                        f"FetchHashes page {number} says there is more but has no usable new "
+                        "page token.",
                         position=f"FetchHashes page {number}",
                     )
                 page.checkpoint = {"updated_after": start, "page_token": next_token}
@@ -129,7 +140,7 @@ class StopNCIIAdapter(Adapter):
                 token = next_token
                 continue
             following = body.get("nextSetTimestamp")
-            if not isinstance(following, int) or isinstance(following, bool):
+            if not _timestamp(following):
                 following = newest
             page.checkpoint = {"updated_after": following, "page_token": ""}
             yield page
@@ -140,7 +151,12 @@ def _body(content: bytes, number: int) -> dict[str, Any]:
     """One FetchHashes answer, checked for the fields paging depends on."""
     position = f"FetchHashes page {number}"
     try:
-        body = json.loads(content)
+        body = loads_bounded(content, max_depth=MAX_JSON_DEPTH)
+    except JSONLimitError as error:
+        # One JSON document: nothing of it can be read apart, so the whole page is refused.
+        raise SourceError(
+            "malformed_page", f"{position} is refused: {error.message}", position=position
+        ) from None
     except ValueError:
         raise SourceError("malformed_page", f"{position} is not JSON.", position=position) from None
     if (
@@ -156,6 +172,11 @@ def _body(content: bytes, number: int) -> dict[str, Any]:
     return body
 
 
+def _timestamp(value: Any) -> bool:
+    """Whether ``value`` is a time in unix seconds that the checkpoint may hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TIMESTAMP
+
+
 def _record(position: str, item: Any, category: str) -> Record | RecordError | None:
     """One hash record as a keyed add or remove; an error; None for a removal of nothing held."""
     if not isinstance(item, dict):
@@ -167,6 +188,13 @@ def _record(position: str, item: Any, category: str) -> Record | RecordError | N
     )
     if not isinstance(value, str) or not isinstance(upstream_type, str):
         return RecordError(position, "bad_record", "The record has no signalType or hashValue.")
+    modified = item.get("lastModtimestamp")
+    if isinstance(modified, int) and not isinstance(modified, bool) and not _timestamp(modified):
+        return RecordError(
+            position,
+            "bad_timestamp",
+            f"lastModtimestamp is not a time in unix seconds (0 to {MAX_TIMESTAMP:,}).",
+        )
     op = STATUS_OPS.get(status) if isinstance(status, str) else None
     if op is None:
         shown = str(status)[:30]
