@@ -28,6 +28,17 @@ def _body(request: Request) -> dict[str, Any]:
     return request.data
 
 
+def _form_max_matches(raw: object) -> object:
+    """A multipart form's ``max_matches`` (text) as the number the match service checks."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 6:
+        return int(raw.strip())
+    raise ServiceError(
+        "invalid_max_matches", "max_matches must be a whole number such as 20, sent as text."
+    )
+
+
 class MatchApi(OrgAPIView):
     required_scope = "match"
     # The index must reflect every change committed before the request (read-your-writes):
@@ -51,6 +62,7 @@ class MatchApi(OrgAPIView):
             items=body["hashes"],
             actor=Actor.from_request(request),
             max_distance=body.get("max_distance"),
+            max_matches=body.get("max_matches"),
             content_ref=body.get("content_ref"),
             change_number=_change_number(request),
         )
@@ -100,6 +112,7 @@ class MatchImageApi(OrgAPIView):
             data=upload.read(),
             actor=Actor.from_request(request),
             max_distance=max_distance,
+            max_matches=_form_max_matches(request.data.get("max_matches")),
             content_ref=request.data.get("content_ref"),
             change_number=_change_number(request),
         )
