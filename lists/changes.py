@@ -422,10 +422,21 @@ def list_counts_reconcile(*, repair: bool) -> list[CountDrift]:
 FEED_CHUNK_ROWS = 50_000
 """Rows fetched at a time by the streaming reads below, so a big index build stays flat."""
 
-# A hash stays in the merged set while a removal of it is not yet published: others still see
-# that entry (the published view of anonymous lists, above); its publication touches it again.
-# One statement, one snapshot: the rows touched since ``since`` and the change number they are
-# complete up to. The LEFT JOIN returns the number even when nothing of these types changed.
+# What the match index keeps of a hash is which lists hold it, as *holder keys*: ``2 * list id``
+# for a live entry (what the owner, a source's subscribers and an open list's subscribers see)
+# and ``2 * list id + 1`` for an entry in an anonymous list's published view (what everyone but
+# its owner sees: published, and its removal not yet published). A hash with no key has left the
+# merged set. A publication changes a hash's keys, so it touches the hash like an add does.
+
+
+def holder_key(list_pk: int, *, published: bool) -> int:
+    """The holder key (above) under which a caller matches the list ``list_pk``."""
+    return 2 * list_pk + (1 if published else 0)
+
+
+# One statement, one snapshot: the rows touched since ``since`` with their holder keys, and the
+# change number they are complete up to. The LEFT JOIN returns the number even when nothing of
+# these types changed.
 _DELTA_SQL = """
 WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
 touched AS (
@@ -436,33 +447,41 @@ touched AS (
      WHERE removed_seq > %(since)s AND removed_seq <= (SELECT last FROM bound)
     UNION
     SELECT hash_id FROM lists_entry
+     WHERE published_seq > %(since)s AND published_seq <= (SELECT last FROM bound)
+    UNION
+    SELECT hash_id FROM lists_entry
      WHERE unpublished_seq > %(since)s AND unpublished_seq <= (SELECT last FROM bound)
 ),
 changed AS (
     SELECT h.id, h.signal_type, h.value,
-           EXISTS (SELECT 1 FROM lists_entry e
-                    WHERE e.hash_id = h.id AND e.removed_seq IS NULL)
-        OR EXISTS (SELECT 1 FROM lists_entry e
-                    WHERE e.hash_id = h.id AND e.published_seq IS NOT NULL
-                      AND e.removed_seq IS NOT NULL AND e.unpublished_seq IS NULL) AS live
+           ARRAY(SELECT k FROM (
+               SELECT e.hash_list_id * 2 AS k FROM lists_entry e
+                WHERE e.hash_id = h.id AND e.removed_seq IS NULL
+               UNION
+               SELECT e.hash_list_id * 2 + 1 FROM lists_entry e
+                WHERE e.hash_id = h.id AND e.published_seq IS NOT NULL AND e.unpublished_seq IS NULL
+           ) AS held ORDER BY k) AS keys
       FROM lists_hash h JOIN touched t ON t.hash_id = h.id
      WHERE h.signal_type = ANY(%(types)s)
 )
-SELECT b.last, c.id, c.signal_type, c.value, c.live FROM bound b LEFT JOIN changed c ON TRUE
+SELECT b.last, c.id, c.signal_type, c.value, c.keys FROM bound b LEFT JOIN changed c ON TRUE
 """
 
 _LIVE_SQL = """
 WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
+held AS (
+    SELECT e.hash_id, e.hash_list_id * 2 AS k FROM lists_entry e WHERE e.removed_seq IS NULL
+    UNION ALL
+    SELECT e.hash_id, e.hash_list_id * 2 + 1 FROM lists_entry e
+     WHERE e.published_seq IS NOT NULL AND e.unpublished_seq IS NULL
+),
 live AS (
-    SELECT h.id, h.signal_type, h.value FROM lists_hash h
+    SELECT h.id, h.signal_type, h.value, array_agg(DISTINCT held.k ORDER BY held.k) AS keys
+      FROM held JOIN lists_hash h ON h.id = held.hash_id
      WHERE h.signal_type = ANY(%(types)s)
-       AND (EXISTS (SELECT 1 FROM lists_entry e
-                     WHERE e.hash_id = h.id AND e.removed_seq IS NULL)
-            OR EXISTS (SELECT 1 FROM lists_entry e
-                        WHERE e.hash_id = h.id AND e.published_seq IS NOT NULL
-                          AND e.removed_seq IS NOT NULL AND e.unpublished_seq IS NULL))
+     GROUP BY h.id
 )
-SELECT b.last, l.id, l.signal_type, l.value FROM bound b LEFT JOIN live l ON TRUE
+SELECT b.last, l.id, l.signal_type, l.value, l.keys FROM bound b LEFT JOIN live l ON TRUE
 """
 
 # Distinct hashes of the perceptual types with a live entry at change number ``v``: what an
@@ -489,15 +508,16 @@ def _chunks(sql: str, params: Mapping[str, Any]) -> Iterator[list[tuple[Any, ...
 
 
 def hashes_touched_since(*, since: int, types: list[str]) -> Iterator[list[tuple[Any, ...]]]:
-    """Every hash of ``types`` an add or removal touched after ``since``, in chunks of rows
-    ``(last change number, hash id, type, value, still live)``; one snapshot, so the number is
-    the one the rows are complete up to (a row of NULLs but the number when nothing changed)."""
+    """Every hash of ``types`` an add, removal or publication touched after ``since``, in chunks
+    of rows ``(last change number, hash id, type, value, holder keys)`` (no keys: it left the
+    merged set); one snapshot, so the number is the one the rows are complete up to (a row of
+    NULLs but the number when nothing changed)."""
     return _chunks(_DELTA_SQL, {"since": since, "types": types})
 
 
 def live_hashes(*, types: list[str]) -> Iterator[list[tuple[Any, ...]]]:
     """Every hash of ``types`` with a live entry in any list, in chunks of rows
-    ``(last change number, hash id, type, value)``, all read in one snapshot."""
+    ``(last change number, hash id, type, value, holder keys)``, all read in one snapshot."""
     return _chunks(_LIVE_SQL, {"types": types})
 
 

@@ -242,6 +242,12 @@ class Entry(models.Model):
                 name="entry_unpublished",
                 condition=Q(unpublished_seq__isnull=False),
             ),
+            # The match index's delta: hashes whose publication changed since a number.
+            models.Index(
+                fields=("published_seq",),
+                name="entry_published",
+                condition=Q(published_seq__isnull=False),
+            ),
             models.Index(
                 fields=("hash",),
                 name="entry_removal_unpublished",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +19,7 @@ from hub.api_base import OrgAPIView
 from hub.api_schema import ERROR_HEADERS, bounded_int, error_responses, link, links
 from hub.audit import Actor, audit
 from hub.errors import ServiceError
+from hub.lib.jsonsafe import loads_bounded
 from hub.models import ApiKey
 from hub.quotas import ImageMatchQuotaThrottle
 from hub.uploads import UploadTooLargeError, cap_uploads
@@ -44,7 +44,7 @@ def _body(request: Request) -> dict[str, Any]:
 # --- the bodies, for the schema: the views read and answer them through matching.services ----
 
 MAX_CONTENT_REF = 500
-MAX_MATCHES = 20
+MAX_MATCHES = settings.HASHHUB_MAX_MATCHES_PER_HASH
 
 
 @extend_schema_field(
@@ -182,11 +182,24 @@ _MATCH_ERRORS = {
         "too_many_hashes",
         "invalid_max_distance",
         "max_distance_too_large",
+        "invalid_max_matches",
+        "max_matches_too_large",
         "unknown_type",
         "invalid_content_ref",
     ],
     403: ["permission_denied"],
 }
+
+
+def _form_max_matches(raw: object) -> object:
+    """A multipart form's ``max_matches`` (text) as the number the match service checks."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 6:
+        return int(raw.strip())
+    raise ServiceError(
+        "invalid_max_matches", "max_matches must be a whole number such as 20, sent as text."
+    )
 
 
 class MatchApi(OrgAPIView):
@@ -213,6 +226,7 @@ class MatchApi(OrgAPIView):
             items=body["hashes"],
             actor=Actor.from_request(request),
             max_distance=body.get("max_distance"),
+            max_matches=body.get("max_matches"),
             content_ref=body.get("content_ref"),
             change_number=_change_number(request),
         )
@@ -237,6 +251,12 @@ class MatchImageApi(OrgAPIView):
                     "image": {"type": "string", "format": "binary"},
                     "content_ref": {"type": "string", "maxLength": MAX_CONTENT_REF},
                     "max_distance": {"type": "string", "description": 'JSON, e.g. {"pdq": 20}'},
+                    "max_matches": {
+                        "type": "string",
+                        "pattern": "^[0-9]{1,6}$",
+                        "description": f"1 to {MAX_MATCHES}: at most this many matches per "
+                        "hash, closest first.",
+                    },
                 },
                 "required": ["image"],
             }
@@ -274,7 +294,8 @@ class MatchImageApi(OrgAPIView):
         max_distance = None
         if raw_distance:
             try:
-                max_distance = json.loads(raw_distance)
+                # Bounded: a few kilobytes of brackets made json.loads raise RecursionError.
+                max_distance = loads_bounded(raw_distance, max_depth=4, max_bytes=4096)
             except (TypeError, ValueError):
                 raise ServiceError(
                     "invalid_max_distance",
@@ -285,6 +306,7 @@ class MatchImageApi(OrgAPIView):
             data=upload.read(),
             actor=Actor.from_request(request),
             max_distance=max_distance,
+            max_matches=_form_max_matches(request.data.get("max_matches")),
             content_ref=request.data.get("content_ref"),
             change_number=_change_number(request),
         )

@@ -5,9 +5,14 @@ What it holds
 For each perceptual signal type (PDQ, pHash) one :class:`~matching.index.HammingIndex` of every
 hash that has at least one live entry in any list, keyed by the hash's primary key. Exact types
 need no memory structure: PostgreSQL's unique btree on (signal_type, value) is the lookup.
-The index only answers "which stored hashes are within r bits"; which *lists* hold them, and
-whether the caller may see those lists, is decided afterwards in the database, so a search can
-never reveal a list the caller may not match.
+
+Each row carries a *holder class*: the interned set of holder keys of its hash, i.e. which lists
+hold it live and which anonymous lists hold it in their published view (``lists.changes``). A
+bounded search weighs each class by how many of its keys the caller may match, so the index
+leaves out every hash held only where the caller may not match *before* it counts, caps or
+returns anything (DESIGN.md invariants 7 and 9): another organisation's list, however large or
+clustered, neither hides the caller's matches nor shows in the answer. Which lists those are, and
+the match details, are still read from the database for the few hashes the search keeps.
 
 How it stays current (read-your-writes)
 ---------------------------------------
@@ -47,11 +52,12 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from numpy.typing import NDArray
 
 from lists import changes
 from lists.changes import sequence_last
 from lists.hashtypes import all_signal_types
-from matching.index import HammingIndex, Match
+from matching.index import Found, HammingIndex, Match
 
 logger = logging.getLogger(__name__)
 
@@ -81,25 +87,88 @@ def _database_identity() -> str:
     return f"{row[0]}/{row[1]}" if row else ""
 
 
+class HolderClasses:
+    """Interned sets of holder keys (``lists.changes``): class 0 is the empty set.
+
+    Classes are only ever added, so a class number stays valid for the life of the index that
+    uses it; ``weights`` turns the keys a caller may match into a weight per class, cached for
+    the few callers' key sets seen lately.
+    """
+
+    _CACHED_WEIGHTS = 64
+
+    def __init__(self, classes: Sequence[Sequence[int]] = ((),)) -> None:
+        self._keys: list[tuple[int, ...]] = []
+        self._number: dict[tuple[int, ...], int] = {}
+        self._flat: tuple[int, NDArray[np.int64], NDArray[np.int64]] | None = None
+        self._weights: dict[tuple[int, ...], NDArray[np.int64]] = {}
+        if not classes or tuple(classes[0]):
+            raise ValueError("class 0 must be the empty set of keys.")
+        for keys in classes:
+            self.intern(keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def intern(self, keys: Sequence[int]) -> int:
+        """The class of this set of keys (sorted and unique), made on first sight."""
+        key = tuple(sorted(set(int(k) for k in keys)))
+        number = self._number.get(key)
+        if number is None:
+            number = len(self._keys)
+            self._keys.append(key)
+            self._number[key] = number
+        return number
+
+    def keys_of(self, number: int) -> tuple[int, ...]:
+        return self._keys[number]
+
+    def as_lists(self) -> list[list[int]]:
+        return [list(keys) for keys in self._keys]
+
+    def weights(self, allowed: Sequence[int]) -> NDArray[np.int64]:
+        """How many of ``allowed`` (sorted, unique) each class holds."""
+        wanted = tuple(allowed)
+        cached = self._weights.get(wanted)
+        if cached is not None and len(cached) == len(self._keys):
+            return cached
+        count = len(self._keys)
+        if self._flat is None or self._flat[0] != count:
+            sizes = np.fromiter((len(keys) for keys in self._keys), dtype=np.int64, count=count)
+            flat = np.fromiter(
+                (k for keys in self._keys for k in keys), dtype=np.int64, count=int(sizes.sum())
+            )
+            self._flat = (count, flat, np.repeat(np.arange(count, dtype=np.int64), sizes))
+        _, flat, owner = self._flat
+        hit = np.isin(flat, np.asarray(wanted, dtype=np.int64), assume_unique=False)
+        weights = np.bincount(owner[hit], minlength=count).astype(np.int64)
+        if len(self._weights) >= self._CACHED_WEIGHTS:
+            self._weights.pop(next(iter(self._weights)))
+        self._weights[wanted] = weights
+        return weights
+
+
 class _Rows:
-    """Ids and codes of one signal type gathered from a query, before they enter an index."""
+    """Ids, codes and holder classes of one signal type read from the database."""
 
     def __init__(self, code_bytes: int) -> None:
         self.code_bytes = code_bytes
         self.ids: list[int] = []
         self.values: list[bytes] = []
+        self.classes: list[int] = []
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ids = np.fromiter(self.ids, dtype=np.int64, count=len(self.ids))
         codes = np.frombuffer(b"".join(self.values), dtype=np.uint8).reshape(-1, self.code_bytes)
-        return ids, codes
+        classes = np.fromiter(self.classes, dtype=np.int32, count=len(self.classes))
+        return ids, codes, classes
 
 
 def _fetch(
-    chunks: Iterator[list[tuple[Any, ...]]], specs: dict[str, _Spec]
+    chunks: Iterator[list[tuple[Any, ...]]], specs: dict[str, _Spec], classes: HolderClasses
 ) -> tuple[int, dict[str, _Rows], dict[str, list[int]]]:
     """Read a change-feed read's rows (lists.changes); return its change number, and per type
-    the rows (and the touched ids, if any)."""
+    the live rows with their holder classes (interned into ``classes``) and the touched ids."""
     live = {name: _Rows(spec.bits // 8) for name, spec in specs.items()}
     touched: dict[str, list[int]] = {name: [] for name in specs}
     last = 0
@@ -108,11 +177,12 @@ def _fetch(
             last = int(row[0])
             if row[1] is None:
                 continue
-            hash_id, signal_type, value = row[1], row[2], bytes(row[3])
+            hash_id, signal_type, value, keys = row[1], row[2], bytes(row[3]), row[4]
             touched[signal_type].append(hash_id)
-            if len(row) < 5 or row[4]:
+            if keys:
                 live[signal_type].ids.append(hash_id)
                 live[signal_type].values.append(value)
+                live[signal_type].classes.append(classes.intern(keys))
     return last, live, touched
 
 
@@ -197,6 +267,7 @@ class MatchEngine:
         # Where the index last started from: "snapshot" or "database" (for logs and tests).
         self.started_from = ""
         self._indexes: dict[str, HammingIndex] = {}
+        self._classes = HolderClasses()
         self._specs = _perceptual_specs()
         self._reported_at = -REPORT_EVERY_SECONDS
 
@@ -220,6 +291,37 @@ class MatchEngine:
         not queue behind each other's database round trip. A caller that read it already in
         this request (the match API, with the key's lookup) passes it as ``last``.
         """
+        return [
+            found.hits
+            for found in self._search(signal_type, codes, radius, keys=None, limit=None, last=last)
+        ]
+
+    def search_bounded(
+        self,
+        signal_type: str,
+        codes: Sequence[bytes],
+        radius: int,
+        *,
+        keys: Sequence[int],
+        limit: int,
+        last: int | None = None,
+    ) -> list[Found]:
+        """For each code, the nearest ``limit`` hashes within ``radius`` held under any of the
+        holder ``keys`` (what the caller may match), with how many there are and how many
+        (list, hash) matches they make. Syncs first, like :meth:`search`."""
+        return self._search(signal_type, codes, radius, keys=keys, limit=limit, last=last)
+
+    def _search(
+        self,
+        signal_type: str,
+        codes: Sequence[bytes],
+        radius: int,
+        *,
+        keys: Sequence[int] | None,
+        limit: int | None,
+        last: int | None,
+    ) -> list[Found]:
+        allowed = None if keys is None else sorted(set(keys))
         if self._version is not None and last is None:
             last = sequence_last()
         with self._lock:
@@ -227,10 +329,11 @@ class MatchEngine:
             report = self._report_due()
             index = self._indexes[signal_type]
             if not codes:
-                found: list[list[Match]] = []
+                found: list[Found] = []
             else:
+                weights = None if allowed is None else self._classes.weights(allowed)
                 queries = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(len(codes), -1)
-                found = index.search(queries, radius)
+                found = index.search_bounded(queries, radius, weights=weights, limit=limit)
         if report is not None:
             report_publish(report)
         return found
@@ -292,6 +395,7 @@ class MatchEngine:
     def _load(self) -> None:
         started = time.monotonic()
         self._indexes = {}
+        self._classes = HolderClasses()
         version = self._load_snapshot()
         if version is None:
             self._build_from_database()
@@ -309,23 +413,27 @@ class MatchEngine:
         )
 
     def _build_from_database(self) -> None:
-        last, live, _ = _fetch(changes.live_hashes(types=list(self._specs)), self._specs)
+        last, live, _ = _fetch(
+            changes.live_hashes(types=list(self._specs)), self._specs, self._classes
+        )
         for name, spec in self._specs.items():
-            ids, codes = live[name].arrays()
+            ids, codes, classes = live[name].arrays()
             self._indexes[name] = HammingIndex.build(
-                ids, codes, bits=spec.bits, max_radius=spec.max_radius
+                ids, codes, classes=classes, bits=spec.bits, max_radius=spec.max_radius
             )
         self._version = last
 
     def _apply_delta(self, since: int) -> None:
         last, live, touched = _fetch(
-            changes.hashes_touched_since(since=since, types=list(self._specs)), self._specs
+            changes.hashes_touched_since(since=since, types=list(self._specs)),
+            self._specs,
+            self._classes,
         )
         for name, index in self._indexes.items():
             if touched[name]:
                 index.remove(touched[name])
-                ids, codes = live[name].arrays()
-                index.add(ids, codes)
+                ids, codes, classes = live[name].arrays()
+                index.add(ids, codes, classes)
         self._version = max(last, since)
 
     def _load_snapshot(self) -> int | None:
@@ -340,6 +448,7 @@ class MatchEngine:
             version = int(manifest["version"])
             if version > sequence_last():
                 return None
+            classes = HolderClasses(manifest["classes"])
             indexes = {}
             for name in self._specs:
                 indexes[name] = HammingIndex.load(directory / manifest["types"][name], mmap=True)
@@ -347,6 +456,7 @@ class MatchEngine:
             logger.warning("ignoring the match index snapshot in %s: %s", directory, error)
             return None
         self._indexes = indexes
+        self._classes = classes
         return version
 
 
@@ -362,15 +472,20 @@ def snapshot_write(directory: Path | None = None) -> int:
     directory = directory or Path(settings.HASHHUB_INDEX_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     specs = _perceptual_specs()
-    last, live, _ = _fetch(changes.live_hashes(types=list(specs)), specs)
+    classes = HolderClasses()
+    last, live, _ = _fetch(changes.live_hashes(types=list(specs)), specs, classes)
     for name, spec in specs.items():
-        ids, codes = live[name].arrays()
-        index = HammingIndex.build(ids, codes, bits=spec.bits, max_radius=spec.max_radius)
+        ids, codes, row_classes = live[name].arrays()
+        index = HammingIndex.build(
+            ids, codes, classes=row_classes, bits=spec.bits, max_radius=spec.max_radius
+        )
         index.save(directory / name)
     manifest = {
         "version": last,
         "database": _database_identity(),
         "types": {name: name for name in specs},
+        # The holder classes the indexes' rows refer to by number.
+        "classes": classes.as_lists(),
     }
     temporary = directory / f"manifest.json.{os.getpid()}.tmp"
     temporary.write_text(json.dumps(manifest))

@@ -26,7 +26,7 @@ s = 0 with buckets of 40k rows (over a million candidates); 32-bit chunks (8 of 
 at r = 31, about 5500 probes per chunk into a table too large to bucket directly. For pHash (4
 chunks) r = 10 gives s = 2, a = 2: 137 probes in each of three chunks and 17 in the fourth.
 
-Memory layout of a segment (about 90 bytes per PDQ hash at 10M, codes included)
+Memory layout of a segment (about 94 bytes per PDQ hash at 10M, codes included)
 -------------------------------------------------------------------------------
 - The rows are stored physically sorted by chunk 0, so chunk 0 needs no table at all: its
   buckets are row ranges, and its candidates are read from contiguous memory.
@@ -35,12 +35,36 @@ Memory layout of a segment (about 90 bytes per PDQ hash at 10M, codes included)
   high part).
 - Ids are int32 when every id of the segment fits, int64 otherwise; ``id_rows`` (the rows in id
   order, 8 bytes) lets ``remove`` binary-search the ids with ``np.searchsorted(sorter=...)``.
+- Each row's holder class is an int32 (4 bytes), in row order like the ids.
 - The live flags are a bitset (one bit a row).
 
 Verification reads only the first half of each candidate's code first (128 bits for PDQ: a random
 code is then 64 +- 6 bits away, so almost every candidate is rejected there), and the whole code
 only for the few that pass. The candidate fetches are random reads from a 320 MB array at 10M and
 dominate a search; halving the bytes each one copies and scans is what keeps p99 under 2 ms.
+
+Filters and caps
+----------------
+A bounded search (``search_bounded``) weighs each row by its class and keeps only rows of
+positive weight, then keeps the ``limit`` nearest of those and reports how many there were and
+their total weight. The filter comes first, so rows the caller may not see can neither take the
+places of its own nor show in the count.
+
+Clusters
+--------
+A cluster of near-duplicates (tens of thousands of codes within a few bits of each other, which
+any tenant can build) agrees with a query near it on most chunks, so the multi-index would list
+each member once per agreeing chunk: 50,000 members made 800,000 candidates and 34 ms at 1M
+rows, to keep twenty. Building a segment therefore looks for crowded chunk values (more rows
+than ``DENSE_BUCKET_ROWS`` and 16 times the average), and groups their rows around leaders:
+the rows within ``CLUSTER_RADIUS`` of a leader become one group if there are at least
+``CLUSTER_MIN_ROWS``. Groups live in a *cluster block* beside the segments, each group's rows
+contiguous. A search computes one distance per leader, skips a group when the leader is farther
+than the radius plus the group's own radius (no member can be in range: the triangle
+inequality) or when none of the group's classes weighs anything to the caller (another
+tenant's cluster costs it nothing), and otherwise scans the group's rows in one contiguous
+pass. Recall stays exact. Grouping tries at most ``CLUSTER_ATTEMPTS`` leaders, so rows that are
+crowded on a chunk without being close cost a bounded build and stay in the multi-index.
 
 Updates
 -------
@@ -92,17 +116,55 @@ PENDING_LIMIT = 4096
 """Rows scanned by brute force before they are sealed into a segment (128 KiB of PDQ codes)."""
 
 SNAPSHOT_FORMAT = "hashhub-hamming-index"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
+
+DENSE_BUCKET_ROWS = 256
+"""A chunk value shared by more rows than this (and 16 times the average) marks its rows as
+possibly clustered (see "Clusters" in the module docstring)."""
+
+CLUSTER_RADIUS = 20
+"""The most bits a cluster member may differ from its leader."""
+
+CLUSTER_MIN_ROWS = 64
+"""Fewer rows than this within ``CLUSTER_RADIUS`` of a leader are left in the multi-index."""
+
+CLUSTER_ATTEMPTS = 64
+"""Leaders tried per build: bounds the grouping work whatever the rows look like."""
+
+CLUSTER_BLOCKS_MAX = 4
+"""Cluster blocks kept side by side before they are regrouped into one."""
 
 _MIN_BUCKET_BITS = 8
 _INT32 = np.iinfo(np.int32)
-_SEGMENT_ARRAYS = ("codes", "ids", "id_rows", "order_lo", "order_hi", "offsets", "live")
+_SEGMENT_ARRAYS = ("codes", "ids", "classes", "id_rows", "order_lo", "order_hi", "offsets", "live")
+_CLUSTER_ARRAYS = (
+    *("codes", "ids", "classes", "id_rows", "live"),
+    *("starts", "radius", "group_classes"),
+)
 _KEPT_VERSIONS = 2
 """Published snapshot versions kept: the newest, and the one a slow reader may still be opening."""
 
 Match = tuple[int, int]
 """One search hit: (id, Hamming distance)."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a bounded search found for one query: the nearest ``limit`` allowed rows, nearest
+    first then by id, and the total weight of every allowed live row within the radius."""
+
+    hits: list[Match]
+    rows: int  # allowed live rows within the radius (``hits`` holds at most ``limit`` of them)
+    total: int  # their total weight: with holder classes as weights, the matches they make
+
+    @property
+    def truncated(self) -> bool:
+        return self.rows > len(self.hits)
+
+
+_Rows3 = tuple[NDArray[np.signedinteger[Any]], NDArray[np.integer[Any]], NDArray[np.int32]]
+"""The ids, distances and holder classes of some live rows within a search's radius."""
 
 _Buckets = tuple[NDArray[np.int64], NDArray[np.uint16], int]
 """Chunk number and XOR mask of each probe (chunk 0's first), and how many probe chunk 0."""
@@ -234,157 +296,29 @@ def _id_dtype(ids: NDArray[np.int64]) -> type[np.signedinteger[Any]]:
     return np.int64
 
 
-@dataclass(eq=False)
-class _Segment:
-    """An immutable multi-index over its own rows, plus a private bitset of live rows.
+class _RowStore:
+    """Removal by id over a segment's or cluster block's rows (``ids``, ``id_rows``, ``live``)."""
 
-    Everything but ``live`` may be a read-only memory map of a snapshot.
-    """
-
-    codes: NDArray[np.uint8]  # [n, code bytes], rows sorted by chunk 0.
-    ids: NDArray[np.signedinteger[Any]]  # [n] int32 or int64, in row order.
-    id_rows: NDArray[np.int64]  # [n] the rows in id order, for ``remove``.
-    order_lo: NDArray[np.uint16]  # [m - 1, n]: low 16 bits of the rows sorted by chunk j + 1.
-    order_hi: NDArray[np.unsignedinteger[Any]] | None  # [m - 1, n]: the high bits, if n > 2**16.
-    offsets: NDArray[np.signedinteger[Any]]  # [m, buckets + 1]: bucket starts, rows or positions.
-    shift: int  # Chunk values are bucketed by their top (16 - shift) bits.
-    live: NDArray[np.uint8]  # Bitset of live rows; private even when the rest is mapped.
+    codes: NDArray[np.uint8]
+    ids: NDArray[np.signedinteger[Any]]
+    classes: NDArray[np.int32]
+    id_rows: NDArray[np.int64]
+    live: NDArray[np.uint8]
     dead: int
-
-    def __post_init__(self) -> None:
-        # Plain flat views for the search path: np.take on an np.memmap pays for the subclass on
-        # every call, and the flat tables let one gather serve every probed chunk.
-        self._words = np.asarray(self.codes).view(np.uint64)
-        self._ids = np.asarray(self.ids)
-        width = self._words.shape[1]
-        self._front_parts = 2 if width >= 4 and width % 2 == 0 else 1
-        self._front = self._words.reshape(-1, width // self._front_parts)
-        self._order_lo = np.asarray(self.order_lo).ravel()
-        self._order_hi = None if self.order_hi is None else np.asarray(self.order_hi).ravel()
-        self._offsets = np.asarray(self.offsets).ravel()
-        self._width = self.offsets.shape[1]
+    _ids: NDArray[np.signedinteger[Any]]
 
     @property
     def rows(self) -> int:
         return len(self.ids)
 
-    @property
-    def live_count(self) -> int:
-        return self.rows - self.dead
-
-    @property
-    def nbytes(self) -> int:
-        arrays = (self.codes, self.ids, self.id_rows, self.order_lo, self.order_hi, self.offsets)
-        return sum(array.nbytes for array in arrays if array is not None) + self.live.nbytes
-
-    def arrays(self) -> dict[str, NDArray[Any]]:
-        """The arrays a snapshot stores, by name."""
-        named = {name: getattr(self, name) for name in _SEGMENT_ARRAYS}
-        return {name: array for name, array in named.items() if array is not None}
-
-    @classmethod
-    def build(cls, codes: NDArray[np.uint8], ids: NDArray[np.int64]) -> _Segment:
-        n = len(codes)
-        if not 0 < n < 1 << 32:
-            raise ValueError(f"a segment holds 1 to 2**32 - 1 rows, not {n}.")
-        m = codes.shape[1] * 8 // CHUNK_BITS
-        # One bucket per two to four rows, capped at the full 16 bits, so a small segment does not
-        # carry a 256 KiB offset table per chunk.
-        bucket_bits = min(CHUNK_BITS, max(_MIN_BUCKET_BITS, int(n).bit_length() - 2))
-        shift = CHUNK_BITS - bucket_bits
-        buckets = 1 << bucket_bits
-        offsets = np.zeros((m, buckets + 1), dtype=np.int32 if n < 1 << 31 else np.int64)
-
-        # Rows sorted by chunk 0, so that its buckets are row ranges.
-        first = _chunk(codes, 0) >> shift
-        np.cumsum(np.bincount(first, minlength=buckets), out=offsets[0, 1:])
-        by_first = (_sort_rows(first) & 0xFFFFFFFF).astype(np.intp)
-        del first
-        codes = np.take(np.ascontiguousarray(codes), by_first, axis=0)
-        ids = ids[by_first].astype(_id_dtype(ids))
-        del by_first
-
-        order_lo = np.empty((m - 1, n), dtype=np.uint16)
-        hi_dtype = None if n <= 1 << 16 else np.uint8 if n <= 1 << 24 else np.uint16
-        order_hi = None if hi_dtype is None else np.empty((m - 1, n), dtype=hi_dtype)
-        for j in range(1, m):
-            keys = _chunk(codes, j) >> shift
-            np.cumsum(np.bincount(keys, minlength=buckets), out=offsets[j, 1:])
-            # The sorted (key, row) pairs hold the row in their low 32 bits; astype keeps the
-            # low bits of each part, which is the point here.
-            pairs = _sort_rows(keys)
-            order_lo[j - 1] = pairs.astype(np.uint16)
-            if order_hi is not None:
-                pairs >>= 16
-                order_hi[j - 1] = pairs.astype(order_hi.dtype)
-        if ids.dtype == np.int32:
-            id_rows = (_sort_rows(ids.astype(np.int64) - _INT32.min) & 0xFFFFFFFF).astype(np.intp)
-        else:
-            id_rows = np.argsort(ids).astype(np.intp)
-        return cls(
-            codes=codes,
-            ids=ids,
-            id_rows=id_rows,
-            order_lo=order_lo,
-            order_hi=order_hi,
-            offsets=offsets,
-            shift=shift,
-            live=_bitset_full(n),
-            dead=0,
+    def live_rows(self) -> tuple[NDArray[np.int64], NDArray[np.uint8], NDArray[np.int32]]:
+        """The ids (as int64), codes and classes of the live rows."""
+        alive = np.unpackbits(self.live, count=self.rows, bitorder="little").view(bool)
+        return (
+            np.asarray(self.ids)[alive].astype(np.int64),
+            np.asarray(self.codes)[alive],
+            np.asarray(self.classes)[alive],
         )
-
-    def search(
-        self,
-        probes: _Probes,
-        query_chunks: NDArray[np.uint16],
-        query: NDArray[np.uint64],
-        radius: int,
-    ) -> tuple[NDArray[np.signedinteger[Any]], NDArray[np.integer[Any]]]:
-        """The ids and distances of the live rows within ``radius`` (each row once)."""
-        rows = self._candidates(probes, query_chunks)
-        if self._front_parts > 1:
-            # Half a code rejects nearly every candidate; see the module docstring.
-            front = _distances(self._front, rows * self._front_parts, query[: self._front.shape[1]])
-            rows = rows[front <= radius]
-        distances = _distances(self._words, rows, query)
-        close = np.flatnonzero(distances <= radius)
-        rows, distances = rows[close], distances[close]
-        if len(rows) > 1:
-            # A row can be a candidate through several chunks; keep it once (np.unique costs
-            # more than the rest of this on arrays this short).
-            by_row = np.argsort(rows)
-            rows, distances = rows[by_row], distances[by_row]
-            fresh = np.empty(len(rows), dtype=bool)
-            fresh[0] = True
-            np.not_equal(rows[1:], rows[:-1], out=fresh[1:])
-            rows, distances = rows[fresh], distances[fresh]
-        # Checking the live bit only for the few rows in range saves a random read per candidate.
-        alive = _bitset_test(self.live, rows)
-        return self._ids[rows[alive]], distances[alive]
-
-    def _candidates(self, probes: _Probes, query_chunks: NDArray[np.uint16]) -> NDArray[np.int64]:
-        """The rows in the buckets that the probes select (with repeats; the caller verifies)."""
-        chunk_of, masks, first_count = probes.at(self.shift)
-        buckets = ((query_chunks[chunk_of] >> self.shift) ^ masks).astype(np.int64)
-        flat = chunk_of * self._width + buckets
-        starts = self._offsets.take(flat)
-        ends = self._offsets.take(flat + 1)
-        # Chunk 0's buckets are row ranges; chunk j's are ranges of row j - 1 of the order tables.
-        base = (chunk_of - 1) * self.rows
-        base[:first_count] = 0
-        positions = _expand_ranges(starts + base, ends + base)
-        direct = int((ends[:first_count] - starts[:first_count]).sum())
-        # Chunk 0's part is already rows; the rest is decoded in place, once both halves of the
-        # row numbers have been read from the positions it overwrites.
-        tabled = positions[direct:]
-        low = self._order_lo.take(tabled)
-        if self._order_hi is None:
-            tabled[:] = low
-        else:
-            high = self._order_hi.take(tabled)
-            np.left_shift(high, 16, out=tabled, dtype=np.int64)
-            tabled |= low
-        return positions
 
     def rows_with_ids(self, wanted: NDArray[np.int64]) -> NDArray[np.int64]:
         """The rows carrying any of the (sorted, unique) ids."""
@@ -410,10 +344,413 @@ class _Segment:
         self.dead += len(rows)
         return len(rows)
 
-    def live_rows(self) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
-        """The ids (as int64) and codes of the live rows."""
-        alive = np.unpackbits(self.live, count=self.rows, bitorder="little").view(bool)
-        return np.asarray(self.ids)[alive].astype(np.int64), np.asarray(self.codes)[alive]
+
+@dataclass(eq=False)
+class _Segment(_RowStore):
+    """An immutable multi-index over its own rows, plus a private bitset of live rows.
+
+    Everything but ``live`` may be a read-only memory map of a snapshot.
+    """
+
+    codes: NDArray[np.uint8]  # [n, code bytes], rows sorted by chunk 0.
+    ids: NDArray[np.signedinteger[Any]]  # [n] int32 or int64, in row order.
+    classes: NDArray[np.int32]  # [n] each row's holder class (the caller's filter), row order.
+    id_rows: NDArray[np.int64]  # [n] the rows in id order, for ``remove``.
+    order_lo: NDArray[np.uint16]  # [m - 1, n]: low 16 bits of the rows sorted by chunk j + 1.
+    order_hi: NDArray[np.unsignedinteger[Any]] | None  # [m - 1, n]: the high bits, if n > 2**16.
+    offsets: NDArray[np.signedinteger[Any]]  # [m, buckets + 1]: bucket starts, rows or positions.
+    shift: int  # Chunk values are bucketed by their top (16 - shift) bits.
+    live: NDArray[np.uint8]  # Bitset of live rows; private even when the rest is mapped.
+    dead: int
+
+    def __post_init__(self) -> None:
+        # Plain flat views for the search path: np.take on an np.memmap pays for the subclass on
+        # every call, and the flat tables let one gather serve every probed chunk.
+        self._words = np.asarray(self.codes).view(np.uint64)
+        self._ids = np.asarray(self.ids)
+        self._classes = np.asarray(self.classes)
+        width = self._words.shape[1]
+        self._front_parts = 2 if width >= 4 and width % 2 == 0 else 1
+        self._front = self._words.reshape(-1, width // self._front_parts)
+        self._order_lo = np.asarray(self.order_lo).ravel()
+        self._order_hi = None if self.order_hi is None else np.asarray(self.order_hi).ravel()
+        self._offsets = np.asarray(self.offsets).ravel()
+        self._width = self.offsets.shape[1]
+
+    @property
+    def live_count(self) -> int:
+        return self.rows - self.dead
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (
+            self.codes,
+            self.ids,
+            self.classes,
+            self.id_rows,
+            self.order_lo,
+            self.order_hi,
+            self.offsets,
+        )
+        return sum(array.nbytes for array in arrays if array is not None) + self.live.nbytes
+
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        """The arrays a snapshot stores, by name."""
+        named = {name: getattr(self, name) for name in _SEGMENT_ARRAYS}
+        return {name: array for name, array in named.items() if array is not None}
+
+    @classmethod
+    def build(
+        cls, codes: NDArray[np.uint8], ids: NDArray[np.int64], classes: NDArray[np.int32]
+    ) -> _Segment:
+        n = len(codes)
+        if not 0 < n < 1 << 32:
+            raise ValueError(f"a segment holds 1 to 2**32 - 1 rows, not {n}.")
+        m = codes.shape[1] * 8 // CHUNK_BITS
+        # One bucket per two to four rows, capped at the full 16 bits, so a small segment does not
+        # carry a 256 KiB offset table per chunk.
+        bucket_bits = min(CHUNK_BITS, max(_MIN_BUCKET_BITS, int(n).bit_length() - 2))
+        shift = CHUNK_BITS - bucket_bits
+        buckets = 1 << bucket_bits
+        offsets = np.zeros((m, buckets + 1), dtype=np.int32 if n < 1 << 31 else np.int64)
+
+        # Rows sorted by chunk 0, so that its buckets are row ranges.
+        first = _chunk(codes, 0) >> shift
+        np.cumsum(np.bincount(first, minlength=buckets), out=offsets[0, 1:])
+        by_first = (_sort_rows(first) & 0xFFFFFFFF).astype(np.intp)
+        del first
+        codes = np.take(np.ascontiguousarray(codes), by_first, axis=0)
+        ids = ids[by_first].astype(_id_dtype(ids))
+        classes = classes[by_first].astype(np.int32)
+        del by_first
+
+        order_lo = np.empty((m - 1, n), dtype=np.uint16)
+        hi_dtype = None if n <= 1 << 16 else np.uint8 if n <= 1 << 24 else np.uint16
+        order_hi = None if hi_dtype is None else np.empty((m - 1, n), dtype=hi_dtype)
+        for j in range(1, m):
+            keys = _chunk(codes, j) >> shift
+            np.cumsum(np.bincount(keys, minlength=buckets), out=offsets[j, 1:])
+            # The sorted (key, row) pairs hold the row in their low 32 bits; astype keeps the
+            # low bits of each part, which is the point here.
+            pairs = _sort_rows(keys)
+            order_lo[j - 1] = pairs.astype(np.uint16)
+            if order_hi is not None:
+                pairs >>= 16
+                order_hi[j - 1] = pairs.astype(order_hi.dtype)
+        if ids.dtype == np.int32:
+            id_rows = (_sort_rows(ids.astype(np.int64) - _INT32.min) & 0xFFFFFFFF).astype(np.intp)
+        else:
+            id_rows = np.argsort(ids).astype(np.intp)
+        return cls(
+            codes=codes,
+            ids=ids,
+            classes=classes,
+            id_rows=id_rows,
+            order_lo=order_lo,
+            order_hi=order_hi,
+            offsets=offsets,
+            shift=shift,
+            live=_bitset_full(n),
+            dead=0,
+        )
+
+    def search(
+        self,
+        probes: _Probes,
+        query_chunks: NDArray[np.uint16],
+        query: NDArray[np.uint64],
+        radius: int,
+    ) -> _Rows3:
+        """The ids, distances and classes of the live rows within ``radius`` (each row once)."""
+        rows = self._candidates(probes, query_chunks)
+        if self._front_parts > 1:
+            # Half a code rejects nearly every candidate; see the module docstring.
+            front = _distances(self._front, rows * self._front_parts, query[: self._front.shape[1]])
+            rows = rows[front <= radius]
+        distances = _distances(self._words, rows, query)
+        close = np.flatnonzero(distances <= radius)
+        rows, distances = rows[close], distances[close]
+        if len(rows) > 1:
+            # A row can be a candidate through several chunks; keep it once (np.unique costs
+            # more than the rest of this on arrays this short).
+            by_row = np.argsort(rows)
+            rows, distances = rows[by_row], distances[by_row]
+            fresh = np.empty(len(rows), dtype=bool)
+            fresh[0] = True
+            np.not_equal(rows[1:], rows[:-1], out=fresh[1:])
+            rows, distances = rows[fresh], distances[fresh]
+        # Checking the live bit only for the few rows in range saves a random read per candidate.
+        alive = _bitset_test(self.live, rows)
+        rows = rows[alive]
+        return self._ids[rows], distances[alive], self._classes[rows]
+
+    def _candidates(self, probes: _Probes, query_chunks: NDArray[np.uint16]) -> NDArray[np.int64]:
+        """The rows in the buckets that the probes select (with repeats; the caller verifies)."""
+        chunk_of, masks, first_count = probes.at(self.shift)
+        buckets = ((query_chunks[chunk_of] >> self.shift) ^ masks).astype(np.int64)
+        flat = chunk_of * self._width + buckets
+        starts = self._offsets.take(flat)
+        ends = self._offsets.take(flat + 1)
+        # Chunk 0's buckets are row ranges; chunk j's are ranges of row j - 1 of the order tables.
+        base = (chunk_of - 1) * self.rows
+        base[:first_count] = 0
+        positions = _expand_ranges(starts + base, ends + base)
+        direct = int((ends[:first_count] - starts[:first_count]).sum())
+        # Chunk 0's part is already rows; the rest is decoded in place, once both halves of the
+        # row numbers have been read from the positions it overwrites.
+        tabled = positions[direct:]
+        low = self._order_lo.take(tabled)
+        if self._order_hi is None:
+            tabled[:] = low
+        else:
+            high = self._order_hi.take(tabled)
+            np.left_shift(high, 16, out=tabled, dtype=np.int64)
+            tabled |= low
+        return positions
+
+
+def _slice_distances(
+    words: NDArray[np.uint64], start: int, end: int, query: NDArray[np.uint64]
+) -> NDArray[np.integer[Any]]:
+    """Hamming distances from the query to the contiguous rows [start, end) of ``words``."""
+    block = words[start:end] ^ query
+    return _row_sums(np.bitwise_count(block))
+
+
+def _weigh(weights: NDArray[np.int64], classes: NDArray[Any]) -> NDArray[np.int64]:
+    """Each class's weight (0 for a class the weights do not reach)."""
+    classes = classes.astype(np.int64)
+    known = classes < len(weights)
+    if known.all():
+        return weights.take(classes)
+    weight = np.zeros(len(classes), dtype=np.int64)
+    weight[known] = weights.take(classes[known])
+    return weight
+
+
+def _nearest(ids: NDArray[Any], distances: NDArray[Any], limit: int) -> NDArray[np.int64]:
+    """Positions of the ``limit`` rows nearest first, then by id (unordered), in linear time:
+    everything nearer than the limit-th distance, then the smallest ids at that distance."""
+    if len(ids) <= limit:
+        return np.arange(len(ids), dtype=np.int64)
+    if limit == 0:
+        return np.empty(0, dtype=np.int64)
+    # Distances are a few hundred values at most: a histogram finds the cut faster than a
+    # partition, and one pass picks the rows up to it.
+    counts = np.bincount(distances)
+    cut = int(np.searchsorted(np.cumsum(counts), limit))
+    upto = np.flatnonzero(distances <= cut)
+    at_cut = distances[upto] == cut
+    nearer, tied = upto[~at_cut], upto[at_cut]
+    wanted = limit - len(nearer)
+    if len(tied) > wanted:
+        tied = tied[np.argpartition(ids[tied], wanted - 1)[:wanted]]
+    return np.concatenate([nearer, tied]).astype(np.int64)
+
+
+def _dense_rows(codes: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """The rows sharing a chunk value with many others: where a cluster of near-duplicates
+    shows, since its members agree with each other on most chunks."""
+    n = len(codes)
+    limit = max(DENSE_BUCKET_ROWS, 16 * n // (1 << CHUNK_BITS))
+    if n <= limit:
+        return np.empty(0, dtype=np.int64)
+    dense = np.zeros(n, dtype=bool)
+    for number in range(codes.shape[1] * 8 // CHUNK_BITS):
+        values = _chunk(codes, number)
+        crowded = np.bincount(values, minlength=1 << CHUNK_BITS) > limit
+        if crowded.any():
+            dense |= crowded[values]
+    return np.flatnonzero(dense)
+
+
+def _group(
+    codes: NDArray[np.uint8], candidates: NDArray[np.int64]
+) -> list[tuple[int, NDArray[np.int64], int]]:
+    """Greedy leader clustering of the candidate rows: (leader, member rows, radius) per group.
+
+    A random remaining candidate is tried as a leader; the remaining candidates within
+    ``CLUSTER_RADIUS`` of it form its group if there are at least ``CLUSTER_MIN_ROWS``, and
+    leave the candidates either way. At most ``CLUSTER_ATTEMPTS`` leaders are tried, so the work
+    is bounded by attempts times candidates even when the rows are crowded without being close.
+    The seed is fixed: the same rows always group the same way.
+    """
+    words = np.ascontiguousarray(codes).view(np.uint64)
+    random = np.random.default_rng(0)
+    remaining = candidates
+    groups = []
+    for _ in range(CLUSTER_ATTEMPTS):
+        if len(remaining) < CLUSTER_MIN_ROWS:
+            break
+        leader = int(remaining[random.integers(len(remaining))])
+        distances = _distances(words, remaining, words[leader])
+        inside = distances <= CLUSTER_RADIUS
+        if int(inside.sum()) >= CLUSTER_MIN_ROWS:
+            groups.append((leader, remaining[inside], int(distances[inside].max())))
+        remaining = remaining[~inside]
+    return groups
+
+
+@dataclass(eq=False)
+class _Clusters(_RowStore):
+    """Groups of near-duplicate rows, each within ``radius[g]`` bits of its first row (the
+    leader), searched by scanning only the groups whose leader is near enough to the query.
+
+    The multi-index would verify every member of a dense cluster once per chunk it shares
+    with the query (16 times for PDQ), and another organisation's cluster would cost a caller
+    that work even though the filter drops every row. Here a group costs one leader distance,
+    is skipped whole when no member could be within the radius (triangle inequality) or when
+    none of its holder classes is allowed to the caller, and otherwise is one contiguous scan.
+    """
+
+    codes: NDArray[np.uint8]  # [n, code bytes], the rows of group g at starts[g]:starts[g + 1].
+    ids: NDArray[np.signedinteger[Any]]
+    classes: NDArray[np.int32]
+    id_rows: NDArray[np.int64]
+    live: NDArray[np.uint8]
+    starts: NDArray[np.int64]  # [groups + 1]
+    radius: NDArray[np.int32]  # [groups] the farthest member's distance from the leader.
+    group_classes: NDArray[np.int32]  # [groups, 2]: (group, class) pairs, each once.
+    dead: int
+
+    def __post_init__(self) -> None:
+        self._words = np.asarray(self.codes).view(np.uint64)
+        self._ids = np.asarray(self.ids)
+        self._classes = np.asarray(self.classes)
+        self._starts = np.asarray(self.starts)
+        self._leaders = np.ascontiguousarray(self._words[self._starts[:-1]])
+        self._radius = np.asarray(self.radius).astype(np.int64)
+        self._group_of_class = np.asarray(self.group_classes)[:, 0].astype(np.int64)
+        self._class_of_group = np.asarray(self.group_classes)[:, 1].astype(np.int64)
+        # The class of each group that holds a single one, else -1.
+        per_group = np.bincount(self._group_of_class, minlength=self.groups)
+        self._single_class = np.full(self.groups, -1, dtype=np.int64)
+        single = per_group[self._group_of_class] == 1
+        self._single_class[self._group_of_class[single]] = self._class_of_group[single]
+
+    @property
+    def groups(self) -> int:
+        return len(self.radius)
+
+    @property
+    def live_count(self) -> int:
+        return self.rows - self.dead
+
+    @property
+    def nbytes(self) -> int:
+        return sum(array.nbytes for array in self.arrays().values())
+
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        return {name: getattr(self, name) for name in _CLUSTER_ARRAYS}
+
+    @classmethod
+    def build(
+        cls,
+        codes: NDArray[np.uint8],
+        ids: NDArray[np.int64],
+        classes: NDArray[np.int32],
+        groups: list[tuple[int, NDArray[np.int64], int]],
+    ) -> _Clusters:
+        orders = []
+        for leader, members, _ in groups:
+            # The leader first: a group's first row is its leader.
+            orders.append(np.concatenate([[leader], members[members != leader]]))
+        order = np.concatenate(orders).astype(np.intp)
+        sizes = np.array([len(part) for part in orders], dtype=np.int64)
+        starts = np.zeros(len(groups) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=starts[1:])
+        grouped_ids = ids[order].astype(_id_dtype(ids))
+        grouped_classes = classes[order].astype(np.int32)
+        owner = np.repeat(np.arange(len(groups), dtype=np.int64), sizes)
+        pairs = np.unique(owner << 32 | grouped_classes.astype(np.int64))
+        group_classes = np.stack([pairs >> 32, pairs & 0xFFFFFFFF], axis=1).astype(np.int32)
+        return cls(
+            codes=np.ascontiguousarray(codes[order]),
+            ids=grouped_ids,
+            classes=grouped_classes,
+            id_rows=np.argsort(grouped_ids, kind="stable").astype(np.int64),
+            live=_bitset_full(len(order)),
+            starts=starts,
+            radius=np.array([radius for *_, radius in groups], dtype=np.int32),
+            group_classes=group_classes,
+            dead=0,
+        )
+
+    def search(
+        self,
+        query: NDArray[np.uint64],
+        radius: int,
+        weights: NDArray[np.int64] | None,
+        limit: int | None,
+    ) -> tuple[_Rows3, int, int]:
+        """The nearest ``limit`` live rows within ``radius`` of positive weight (ids, distances,
+        classes), and how many more such rows there were with their total weight.
+
+        Only groups whose leader is near enough and that hold a class of positive weight are
+        scanned; each scanned group keeps at most ``limit`` rows, so a cluster of any size
+        returns twenty rows, not fifty thousand, and is counted where it is scanned.
+        """
+        leader_distances = _distances(self._leaders, np.arange(self.groups), query)
+        near = leader_distances <= radius + self._radius
+        if weights is not None:
+            allowed = np.zeros(self.groups, dtype=bool)
+            allowed[self._group_of_class[_weigh(weights, self._class_of_group) > 0]] = True
+            near &= allowed
+        parts = []
+        more_rows = more_total = 0
+        for group in np.flatnonzero(near).tolist():
+            start, end = int(self._starts[group]), int(self._starts[group + 1])
+            distances = _slice_distances(self._words, start, end, query)
+            rows = np.flatnonzero(distances <= radius)
+            if self.dead:
+                rows = rows[_bitset_test(self.live, rows + start)]
+            rows += start
+            if weights is None:
+                weight = None
+            elif self._single_class[group] >= 0:
+                # One class in the whole group (the usual case: one list's cluster), allowed.
+                one = int(_weigh(weights, self._single_class[group : group + 1])[0])
+                weight = np.full(len(rows), one, dtype=np.int64)
+            else:
+                weight = _weigh(weights, self._classes[rows])
+                positive = weight > 0
+                rows, weight = rows[positive], weight[positive]
+            if limit is not None and len(rows) > limit:
+                kept = _nearest(self._ids[rows], distances[rows - start], limit)
+                more_rows += len(rows) - len(kept)
+                if weight is None:
+                    more_total += len(rows) - len(kept)
+                else:
+                    more_total += int(weight.sum()) - int(weight[kept].sum())
+                rows = rows[kept]
+            parts.append((rows, distances[rows - start]))
+        if not parts:
+            empty = np.empty(0, dtype=np.int64)
+            return (self._ids[empty], empty, self._classes[empty]), 0, 0
+        rows = np.concatenate([part[0] for part in parts])
+        found = np.concatenate([part[1] for part in parts])
+        return (self._ids[rows], found, self._classes[rows]), more_rows, more_total
+
+
+def _split_clusters(
+    codes: NDArray[np.uint8],
+    ids: NDArray[np.int64],
+    classes: NDArray[np.int32],
+    *,
+    every_row: bool = False,
+) -> tuple[NDArray[np.int64], _Clusters | None]:
+    """The rows left for the multi-index, and the cluster block of the others (if any).
+
+    ``every_row`` tries to group every row, not only the crowded ones (regrouping blocks).
+    """
+    candidates = np.arange(len(codes), dtype=np.int64) if every_row else _dense_rows(codes)
+    groups = _group(codes, candidates) if len(candidates) >= CLUSTER_MIN_ROWS else []
+    if not groups:
+        return np.arange(len(codes), dtype=np.int64), None
+    grouped = np.zeros(len(codes), dtype=bool)
+    for _, members, _ in groups:
+        grouped[members] = True
+    return np.flatnonzero(~grouped), _Clusters.build(codes, ids, classes, groups)
 
 
 class HammingIndex:
@@ -422,6 +759,12 @@ class HammingIndex:
     ``bits`` must be a multiple of 16 and of 64 (PDQ: 256, pHash: 64). ``max_radius`` is the
     largest radius a search may ask for (PDQ: 31, pHash: 10). Ids are int64 and need not be
     unique: the index is a multiset, and ``remove`` drops every row carrying a given id.
+
+    Each row may carry a *class* (a small non-negative int32, 0 by default). A bounded search
+    takes a weight per class: rows whose class weighs 0 are left out before anything is counted
+    or kept, and the total it reports is the sum of the kept rows' weights. The match engine
+    uses the class for "which lists hold this hash" and the weight for "how many of those the
+    caller may match", so the cap on matches is applied after the caller's filter.
     """
 
     def __init__(self, *, bits: int, max_radius: int) -> None:
@@ -436,29 +779,41 @@ class HammingIndex:
         self._masks = [_masks_within(flips) for flips in range(max_radius // self.chunk_count + 1)]
         self._probe_cache: dict[int, _Probes] = {}
         self._segments: list[_Segment] = []
+        self._clusters: list[_Clusters] = []
         self._clear_tail()
 
     def _clear_tail(self) -> None:
         # The tail starts with no capacity, so that a built or loaded index holds no spare rows.
         self._tail_codes = np.zeros((0, self.code_bytes), dtype=np.uint8)
         self._tail_ids = np.zeros(0, dtype=np.int64)
+        self._tail_classes = np.zeros(0, dtype=np.int32)
         self._tail_alive = np.zeros(0, dtype=bool)
         self._tail_rows = 0
         self._tail_dead = 0
 
     @classmethod
-    def build(cls, ids: ArrayLike, codes: ArrayLike, *, bits: int, max_radius: int) -> HammingIndex:
-        """An index holding the given rows in one exact-size segment (the fast path for a load)."""
+    def build(
+        cls,
+        ids: ArrayLike,
+        codes: ArrayLike,
+        *,
+        bits: int,
+        max_radius: int,
+        classes: ArrayLike | None = None,
+    ) -> HammingIndex:
+        """An index holding the given rows in one exact-size segment (the fast path for a load),
+        with its clusters of near-duplicates in a cluster block."""
         index = cls(bits=bits, max_radius=max_radius)
-        id_array, code_array = index._check_rows(ids, codes)
+        id_array, code_array, class_array = index._check_rows(ids, codes, classes)
         if len(id_array):
-            index._segments.append(_Segment.build(code_array, id_array))
+            index._segments.extend(index._built(code_array, id_array, class_array))
         return index
 
     def __len__(self) -> int:
         """The number of live rows."""
         tail = self._tail_rows - self._tail_dead
-        return tail + sum(segment.live_count for segment in self._segments)
+        stored = sum(segment.live_count for segment in self._segments)
+        return tail + stored + sum(block.live_count for block in self._clusters)
 
     @property
     def segment_count(self) -> int:
@@ -468,16 +823,25 @@ class HammingIndex:
     def memory_bytes(self) -> int:
         """Bytes held by the index's arrays: every segment's codes, ids, tables and live bits
         (memory-mapped ones included), and the tail with its spare capacity."""
-        tail = self._tail_codes.nbytes + self._tail_ids.nbytes + self._tail_alive.nbytes
-        return tail + sum(segment.nbytes for segment in self._segments)
+        tail = sum(
+            array.nbytes
+            for array in (self._tail_codes, self._tail_ids, self._tail_classes, self._tail_alive)
+        )
+        stored = sum(segment.nbytes for segment in self._segments)
+        return tail + stored + sum(block.nbytes for block in self._clusters)
+
+    @property
+    def cluster_count(self) -> int:
+        """How many groups of near-duplicates the index keeps apart from its multi-index."""
+        return sum(block.groups for block in self._clusters)
 
     def bytes_per_hash(self) -> float:
         """``memory_bytes`` divided by the live rows (spare capacity included, so it is honest)."""
         return self.memory_bytes() / max(len(self), 1)
 
-    def add(self, ids: ArrayLike, codes: ArrayLike) -> None:
+    def add(self, ids: ArrayLike, codes: ArrayLike, classes: ArrayLike | None = None) -> None:
         """Append rows; they are searchable as soon as this returns."""
-        id_array, code_array = self._check_rows(ids, codes)
+        id_array, code_array, class_array = self._check_rows(ids, codes, classes)
         count = len(id_array)
         if count == 0:
             return
@@ -485,6 +849,7 @@ class HammingIndex:
         end = self._tail_rows + count
         self._tail_codes[self._tail_rows : end] = code_array
         self._tail_ids[self._tail_rows : end] = id_array
+        self._tail_classes[self._tail_rows : end] = class_array
         self._tail_alive[self._tail_rows : end] = True
         self._tail_rows = end
         if self._tail_rows >= PENDING_LIMIT:
@@ -501,7 +866,8 @@ class HammingIndex:
             return 0
         if wanted.size > 1:
             wanted = np.unique(wanted)
-        removed = sum(segment.kill(segment.rows_with_ids(wanted)) for segment in self._segments)
+        stores: list[_Segment | _Clusters] = [*self._segments, *self._clusters]
+        removed = sum(store.kill(store.rows_with_ids(wanted)) for store in stores)
         if self._tail_rows - self._tail_dead:
             tail_ids = self._tail_ids[: self._tail_rows]
             if wanted.size <= 16:
@@ -521,29 +887,73 @@ class HammingIndex:
 
     def search(self, query_codes: ArrayLike, radius: int) -> list[list[Match]]:
         """For each query, every live (id, distance) within ``radius``, nearest first then by id."""
+        return [found.hits for found in self.search_bounded(query_codes, radius)]
+
+    def search_bounded(
+        self,
+        query_codes: ArrayLike,
+        radius: int,
+        *,
+        weights: ArrayLike | None = None,
+        limit: int | None = None,
+    ) -> list[Found]:
+        """For each query, the nearest ``limit`` live rows within ``radius`` whose class has a
+        positive weight (nearest first, then by id), with how many such rows there are and
+        their total weight. ``weights`` is indexed by class (every class weighs 1 when None);
+        ``limit`` None keeps every row."""
         if not 0 <= radius <= self.max_radius:
             raise ValueError(f"radius must be between 0 and {self.max_radius}, not {radius}.")
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be 0 or more, not {limit}.")
+        weight_array = None if weights is None else np.asarray(weights, dtype=np.int64)
         queries = self._check_codes(query_codes)
         probes = self._probes(radius)
-        return [self._search_one(query, radius, probes) for query in queries]
+        return [self._search_one(query, radius, probes, weight_array, limit) for query in queries]
 
-    def _search_one(self, query: NDArray[np.uint8], radius: int, probes: _Probes) -> list[Match]:
+    def _search_one(
+        self,
+        query: NDArray[np.uint8],
+        radius: int,
+        probes: _Probes,
+        weights: NDArray[np.int64] | None,
+        limit: int | None,
+    ) -> Found:
         query_words = query.view(np.uint64)
         query_chunks = _chunks(query[None, :])[0]
-        found = [
+        found: list[_Rows3] = [
             segment.search(probes, query_chunks, query_words, radius) for segment in self._segments
         ]
+        more_rows = more_total = 0
+        for block in self._clusters:
+            part, rows_beyond, weight_beyond = block.search(query_words, radius, weights, limit)
+            found.append(part)
+            more_rows += rows_beyond
+            more_total += weight_beyond
         if self._tail_rows:
             tail_words = self._tail_codes[: self._tail_rows].view(np.uint64)
             distances = _distances(tail_words, np.arange(self._tail_rows), query_words)
             close = np.flatnonzero((distances <= radius) & self._tail_alive[: self._tail_rows])
-            found.append((self._tail_ids[close], distances[close]))
+            found.append((self._tail_ids[close], distances[close], self._tail_classes[close]))
         if not found:
-            return []
+            return Found([], 0, 0)
         ids = np.concatenate([part[0] for part in found]).astype(np.int64)
         distances = np.concatenate([part[1] for part in found]).astype(np.int64)
-        by_distance = np.lexsort((ids, distances))
-        return list(zip(ids[by_distance].tolist(), distances[by_distance].tolist(), strict=True))
+        if weights is None:
+            total = len(ids)
+        else:
+            weight = _weigh(weights, np.concatenate([part[2] for part in found]))
+            kept = weight > 0
+            ids, distances = ids[kept], distances[kept]
+            total = int(weight[kept].sum())
+        rows = len(ids) + more_rows
+        total += more_total
+        if limit is not None and len(ids) > limit:
+            # The limit nearest in linear time: a cluster's rows are never sorted to keep 20.
+            nearest = _nearest(ids, distances, limit)
+            ids, distances = ids[nearest], distances[nearest]
+        order = np.lexsort((ids, distances))
+        hits = list(zip(ids[order].tolist(), distances[order].tolist(), strict=True))
+        return Found(hits, rows, total)
 
     def _probes(self, radius: int) -> _Probes:
         """The (chunk, mask) probes that cover ``radius`` by the pigeonhole rule, cached."""
@@ -566,13 +976,20 @@ class HammingIndex:
         return probes
 
     def _check_rows(
-        self, ids: ArrayLike, codes: ArrayLike
-    ) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+        self, ids: ArrayLike, codes: ArrayLike, classes: ArrayLike | None = None
+    ) -> tuple[NDArray[np.int64], NDArray[np.uint8], NDArray[np.int32]]:
         id_array = np.asarray(ids, dtype=np.int64).reshape(-1)
         code_array = self._check_codes(codes)
         if len(id_array) != len(code_array):
             raise ValueError(f"{len(id_array)} ids but {len(code_array)} codes.")
-        return id_array, code_array
+        if classes is None:
+            return id_array, code_array, np.zeros(len(id_array), dtype=np.int32)
+        wide = np.asarray(classes, dtype=np.int64).reshape(-1)
+        if len(wide) != len(id_array):
+            raise ValueError(f"{len(id_array)} ids but {len(wide)} classes.")
+        if len(wide) and (wide.min() < 0 or wide.max() > _INT32.max):
+            raise ValueError("classes must be between 0 and 2**31 - 1.")
+        return id_array, code_array, wide.astype(np.int32)
 
     def _check_codes(self, codes: ArrayLike) -> NDArray[np.uint8]:
         array = np.asarray(codes)
@@ -595,20 +1012,24 @@ class HammingIndex:
         codes[: self._tail_rows] = self._tail_codes[: self._tail_rows]
         ids = np.zeros(capacity, dtype=np.int64)
         ids[: self._tail_rows] = self._tail_ids[: self._tail_rows]
+        classes = np.zeros(capacity, dtype=np.int32)
+        classes[: self._tail_rows] = self._tail_classes[: self._tail_rows]
         alive = np.zeros(capacity, dtype=bool)
         alive[: self._tail_rows] = self._tail_alive[: self._tail_rows]
         self._tail_codes, self._tail_ids, self._tail_alive = codes, ids, alive
+        self._tail_classes = classes
 
     def _seal(self) -> None:
         """Index the pending tail's live rows as a segment, then merge segments of similar size."""
         alive = self._tail_alive[: self._tail_rows]
-        ids, codes = (
+        ids, codes, classes = (
             self._tail_ids[: self._tail_rows][alive],
             self._tail_codes[: self._tail_rows][alive],
+            self._tail_classes[: self._tail_rows][alive],
         )
         self._clear_tail()
         if len(ids):
-            self._segments.append(_Segment.build(codes, ids))
+            self._segments.extend(self._built(codes, ids, classes))
         self._merge_similar()
 
     def _merge_similar(self) -> None:
@@ -618,23 +1039,60 @@ class HammingIndex:
             self._segments.extend(self._rebuilt([older, younger]))
 
     def _compact(self) -> None:
-        """Rebuild the segments that are a quarter dead (or more) from their live rows."""
+        """Rebuild the segments and cluster blocks that are a quarter dead (or more)."""
         changed = False
         for number, segment in enumerate(self._segments):
             if segment.dead > max(PENDING_LIMIT // 4, segment.rows // 4) or not segment.live_count:
                 self._segments[number : number + 1] = self._rebuilt([segment])
                 changed = True
+        if any(block.dead > block.rows // 4 for block in self._clusters):
+            self._regroup()
+            changed = True
         if changed:
             self._merge_similar()
 
-    @staticmethod
-    def _rebuilt(segments: list[_Segment]) -> list[_Segment]:
-        """At most one segment holding the live rows of the given ones."""
+    def _built(
+        self, codes: NDArray[np.uint8], ids: NDArray[np.int64], classes: NDArray[np.int32]
+    ) -> list[_Segment]:
+        """A segment of the rows, its clusters of near-duplicates set apart in a cluster block
+        (added to the index's blocks, regrouped once there are too many)."""
+        plain, block = _split_clusters(codes, ids, classes)
+        if block is not None:
+            self._clusters.append(block)
+            if len(self._clusters) > CLUSTER_BLOCKS_MAX:
+                self._regroup()
+        if not len(plain):
+            return []
+        if len(plain) == len(ids):
+            return [_Segment.build(codes, ids, classes)]
+        return [_Segment.build(codes[plain], ids[plain], classes[plain])]
+
+    def _regroup(self) -> None:
+        """Group the live rows of every cluster block again into one block; the rows that no
+        longer form a cluster (their neighbours were removed) go to a plain segment."""
+        parts = [block.live_rows() for block in self._clusters]
+        self._clusters = []
+        if not parts:
+            return
+        ids = np.concatenate([part[0] for part in parts])
+        codes = np.concatenate([part[1] for part in parts])
+        classes = np.concatenate([part[2] for part in parts])
+        if not len(ids):
+            return
+        plain, block = _split_clusters(codes, ids, classes, every_row=True)
+        if block is not None:
+            self._clusters.append(block)
+        if len(plain):
+            self._segments.append(_Segment.build(codes[plain], ids[plain], classes[plain]))
+
+    def _rebuilt(self, segments: list[_Segment]) -> list[_Segment]:
+        """The segment holding the live rows of the given ones (none if there are none left)."""
         parts = [segment.live_rows() for segment in segments]
         ids = np.concatenate([part[0] for part in parts])
         if not len(ids):
             return []
-        return [_Segment.build(np.concatenate([part[1] for part in parts]), ids)]
+        codes = np.concatenate([part[1] for part in parts])
+        return self._built(codes, ids, np.concatenate([part[2] for part in parts]))
 
     # Snapshots -------------------------------------------------------------------------------
 
@@ -672,6 +1130,7 @@ class HammingIndex:
         alive = self._tail_alive[: self._tail_rows]
         tail_ids = self._tail_ids[: self._tail_rows][alive]
         tail_codes = self._tail_codes[: self._tail_rows][alive]
+        tail_classes = self._tail_classes[: self._tail_rows][alive]
         manifest: dict[str, Any] = {
             "format": SNAPSHOT_FORMAT,
             "version": SNAPSHOT_VERSION,
@@ -679,12 +1138,19 @@ class HammingIndex:
             "max_radius": self.max_radius,
             "chunk_bits": CHUNK_BITS,
             "segments": [],
-            "tail": _write_arrays(directory, "tail", {"ids": tail_ids, "codes": tail_codes}),
+            "clusters": [],
+            "tail": _write_arrays(
+                directory, "tail", {"ids": tail_ids, "codes": tail_codes, "classes": tail_classes}
+            ),
         }
         for number, segment in enumerate(segments):
             entry = _write_arrays(directory, f"segment-{number}", segment.arrays())
             entry.update(rows=segment.rows, shift=segment.shift, dead=segment.dead)
             manifest["segments"].append(entry)
+        for number, block in enumerate(list(self._clusters)):
+            entry = _write_arrays(directory, f"clusters-{number}", block.arrays())
+            entry.update(rows=block.rows, groups=block.groups, dead=block.dead)
+            manifest["clusters"].append(entry)
         # The manifest goes last: a directory without one is never a snapshot.
         with open(directory / MANIFEST_NAME, "w") as file:
             json.dump(manifest, file, indent=1)
@@ -755,6 +1221,7 @@ class HammingIndex:
             shapes = {
                 "codes": (rows, index.code_bytes),
                 "ids": (rows,),
+                "classes": (rows,),
                 "id_rows": (rows,),
                 "order_lo": (m - 1, rows),
                 "offsets": (m, (1 << (CHUNK_BITS - shift)) + 1),
@@ -779,6 +1246,7 @@ class HammingIndex:
                 _Segment(
                     codes=arrays["codes"],
                     ids=arrays["ids"],
+                    classes=arrays["classes"],
                     id_rows=arrays["id_rows"],
                     order_lo=arrays["order_lo"],
                     order_hi=arrays.get("order_hi"),
@@ -788,11 +1256,55 @@ class HammingIndex:
                     dead=dead,
                 )
             )
+        for entry in manifest["clusters"]:
+            index._clusters.append(cls._clusters_from(root, entry, index.code_bytes, mmap=mmap))
         tail = _read_arrays(root, manifest["tail"], mmap=False)
-        if set(tail) != {"ids", "codes"}:
+        if set(tail) != {"ids", "codes", "classes"}:
             raise SnapshotError("the tail is incomplete")
-        index.add(tail["ids"], tail["codes"])
+        index.add(tail["ids"], tail["codes"], tail["classes"])
         return index
+
+    @staticmethod
+    def _clusters_from(
+        root: Path, entry: Mapping[str, Any], code_bytes: int, *, mmap: bool
+    ) -> _Clusters:
+        arrays = _read_arrays(root, entry, mmap=mmap)
+        rows, groups = int(entry["rows"]), int(entry["groups"])
+        shapes = {
+            "codes": (rows, code_bytes),
+            "ids": (rows,),
+            "classes": (rows,),
+            "id_rows": (rows,),
+            "live": ((rows + 7) // 8,),
+            "starts": (groups + 1,),
+            "radius": (groups,),
+        }
+        if set(arrays) != {*shapes, "group_classes"}:
+            raise SnapshotError(f"{entry['name']} holds arrays {sorted(arrays)}")
+        for name, shape in shapes.items():
+            if arrays[name].shape != shape:
+                raise SnapshotError(f"{entry['name']}.{name} has shape {arrays[name].shape}")
+        starts = np.asarray(arrays["starts"])
+        if groups < 1 or starts[0] != 0 or starts[-1] != rows or (np.diff(starts) < 1).any():
+            raise SnapshotError(f"{entry['name']} has inconsistent group starts")
+        pairs = np.asarray(arrays["group_classes"])
+        if pairs.ndim != 2 or pairs.shape[1] != 2 or (pairs[:, 0] >= groups).any():
+            raise SnapshotError(f"{entry['name']} has inconsistent group classes")
+        live = np.array(arrays["live"], dtype=np.uint8)
+        dead = rows - _bitset_count(live)
+        if dead != entry["dead"]:
+            raise SnapshotError(f"{entry['name']} has {dead} dead rows, not {entry['dead']}")
+        return _Clusters(
+            codes=arrays["codes"],
+            ids=arrays["ids"],
+            classes=arrays["classes"],
+            id_rows=arrays["id_rows"],
+            live=live,
+            starts=arrays["starts"],
+            radius=arrays["radius"],
+            group_classes=arrays["group_classes"],
+            dead=dead,
+        )
 
 
 class SnapshotError(Exception):
@@ -802,7 +1314,11 @@ class SnapshotError(Exception):
 _DTYPES = {
     "codes": {"uint8"},
     "ids": {"int32", "int64"},
+    "classes": {"int32"},
     "id_rows": {"int64"},
+    "starts": {"int64"},
+    "radius": {"int32"},
+    "group_classes": {"int32"},
     "order_lo": {"uint16"},
     "order_hi": {"uint8", "uint16"},
     "offsets": {"int32", "int64"},

@@ -41,7 +41,9 @@ class Detection(models.Model):
     content_ref = models.CharField(max_length=500, blank=True)
     submitted = models.JSONField(default=list)
     matches = models.JSONField(default=list)
-    match_count = models.IntegerField(default=0)
+    match_count = models.IntegerField(default=0)  # the matches stored (returned) with it
+    # Every match the request had before the per-hash cap (DESIGN.md, invariant 9).
+    match_total = models.IntegerField(default=0)
     # The distinct tiers and categories among the matches, for the review queue's filters.
     tiers = ArrayField(models.CharField(max_length=16), default=list, blank=True)
     categories = ArrayField(models.CharField(max_length=8), default=list, blank=True)

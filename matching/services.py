@@ -1,9 +1,11 @@
 """The match service: one function per way of asking, each following DESIGN.md's match path.
 
-``match_hashes`` parses, asks ``sharing`` what the caller may match, searches the index, filters
-to those lists in the database, applies the caller's allow list, and records a detection (with an
-audit line and webhooks) when anything matched. ``match_image`` hashes an upload in memory and
-then does the same. Views and API views stay thin and call these.
+``match_hashes`` parses, asks ``sharing`` what the caller may match, searches the index for the
+nearest hashes held in those lists (the index filters before it caps: DESIGN.md invariant 9),
+reads their entries in the database, keeps at most ``max_matches`` matches a submitted hash
+(closest first) with the total count, applies the caller's allow list, and records a detection
+(with an audit line and webhooks) when anything matched. ``match_image`` hashes an upload in
+memory and then does the same. Views and API views stay thin and call these.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.models import Organization
 from lists import changes
+from lists.changes import holder_key
 from lists.hashtypes import (
     PDQ_MIN_QUALITY,
     HashParseError,
@@ -31,7 +34,7 @@ from lists.hashtypes import (
     get_signal_type,
 )
 from matching import webhooks
-from matching.engine import get_engine
+from matching.engine import Found, get_engine
 from matching.models import AllowedHash, Detection
 from sharing.selectors import (
     TIER_COMMUNITY,
@@ -65,6 +68,7 @@ class HashQuery:
     value: bytes | None = None
     error: dict[str, Any] | None = None
     matches: list[dict[str, Any]] = field(default_factory=list)
+    match_count: int = 0  # every match the caller may see, before the cap
     allow_listed: bool = False
 
     def as_result(self) -> dict[str, Any]:
@@ -73,6 +77,8 @@ class HashQuery:
             "value": self.text,
             "error": self.error,
             "matches": self.matches,
+            "match_count": self.match_count,
+            "truncated": self.match_count > len(self.matches),
         }
         if self.allow_listed:
             body["allow_listed"] = True
@@ -117,6 +123,27 @@ def radii_for(requested: object) -> dict[str, int]:
             )
         radii[signal_type.name] = value
     return radii
+
+
+def max_matches_for(requested: object) -> int:
+    """The cap on matches a submitted hash: the hub's, lowered (never raised) by the request."""
+    most = settings.HASHHUB_MAX_MATCHES_PER_HASH
+    if requested is None:
+        return most
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ServiceError(
+            "invalid_max_matches",
+            f"max_matches must be a whole number from 1 to {most}.",
+            {"max": most},
+        )
+    if requested > most:
+        raise ServiceError(
+            "max_matches_too_large",
+            f"max_matches may be at most {most} on this hub; {requested} was asked. Read "
+            "match_count for how many there are.",
+            {"max": most, "asked": requested},
+        )
+    return requested
 
 
 def parse_queries(items: Sequence[object]) -> list[HashQuery]:
@@ -180,20 +207,28 @@ def _live_holders(
 
 
 def _search(
-    queries: list[HashQuery], radii: Mapping[str, int], change_number: int | None
-) -> dict[int, list[tuple[int, int]]]:
-    """Query index → [(hash id, distance)] for the perceptual queries, from the match index."""
+    queries: list[HashQuery],
+    radii: Mapping[str, int],
+    change_number: int | None,
+    *,
+    keys: Sequence[int],
+    limit: int,
+) -> dict[int, Found]:
+    """Query index → what the match index found for each perceptual query: the nearest
+    ``limit`` hashes held under ``keys`` (the lists the caller may match), and how many."""
     by_type: dict[str, list[HashQuery]] = defaultdict(list)
     for query in queries:
         if query.value is not None and get_signal_type(query.signal_type).kind == "perceptual":
             by_type[query.signal_type].append(query)
-    found: dict[int, list[tuple[int, int]]] = {}
+    found: dict[int, Found] = {}
     engine = get_engine()
     for name, group in by_type.items():
         codes = [q.value for q in group if q.value is not None]
-        hits = engine.search(name, codes, radii[name], last=change_number)
-        for query, query_hits in zip(group, hits, strict=True):
-            found[query.index] = query_hits
+        results = engine.search_bounded(
+            name, codes, radii[name], keys=keys, limit=limit, last=change_number
+        )
+        for query, result in zip(group, results, strict=True):
+            found[query.index] = result
     return found
 
 
@@ -218,38 +253,81 @@ class _Hit:
     distance: int
 
 
+DISPUTED_WIDENING = 8
+"""How much further a search looks, once, when disputed matches the caller ignores left fewer
+than ``max_matches`` of a truncated answer."""
+
+
 def _attach_matches(
     queries: list[HashQuery],
     radii: Mapping[str, int],
     *,
     org: Organization,
     change_number: int | None,
+    limit: int,
 ) -> dict[int, MatchableList]:
-    """Set each query's matches; returns the lists ``org`` may match (empty if none was needed)."""
-    perceptual_hits = _search(queries, radii, change_number)
+    """Set each query's matches (at most ``limit``, closest first) and match counts; returns
+    the lists ``org`` may match (empty if no query was valid)."""
+    if not any(q.value is not None for q in queries):
+        return {}
+    # What the caller may match is read first, for every request with a valid hash, and the
+    # index leaves out everything held elsewhere before it counts or caps: a submission near a
+    # hash held only where the caller may not match then costs what a miss costs, and another
+    # organisation's cluster of near-duplicates can neither crowd out the caller's matches nor
+    # show in its counts (DESIGN.md, invariants 7 and 9).
+    lists = lists_matchable_by(org=org)
+    keys = sorted(holder_key(pk, published=seen.published_view) for pk, seen in lists.items())
+    wanted = list(queries)
+    search_limit = limit
+    for attempt in range(2):
+        perceptual = _search(wanted, radii, change_number, keys=keys, limit=search_limit)
+        dropped = _fill_matches(wanted, perceptual, lists=lists, org=org, limit=limit)
+        # Disputed matches the caller ignores come out after the index's cap; where that left
+        # fewer than the cap of a truncated answer, look once more, further.
+        wanted = [
+            q
+            for q in wanted
+            if dropped.get(q.index)
+            and len(q.matches) < limit
+            and q.index in perceptual
+            and perceptual[q.index].truncated
+        ]
+        if not wanted or attempt:
+            break
+        search_limit = limit * DISPUTED_WIDENING
+    return lists
+
+
+def _fill_matches(
+    queries: list[HashQuery],
+    perceptual: Mapping[int, Found],
+    *,
+    lists: Mapping[int, MatchableList],
+    org: Organization,
+    limit: int,
+) -> dict[int, int]:
+    """Set the queries' matches from the index's hits (perceptual) or the database (exact);
+    returns, per query, how many disputed matches the caller's preference dropped."""
     exact = {
         (q.signal_type, q.value)
         for q in queries
-        if q.value is not None and q.index not in perceptual_hits
+        if q.value is not None and q.index not in perceptual
     }
-    hash_ids = {hash_id for hits in perceptual_hits.values() for hash_id, _ in hits}
-    if not any(q.value is not None for q in queries):
-        return {}
-    # The index's candidates are filtered to the lists the caller may match before anything
-    # else looks at them, and these two statements run for every request with a valid hash,
-    # whether the index found candidates or not: a submission near a hash held only where the
-    # caller may not match then costs the same statements as a miss (DESIGN.md, invariant 7).
-    lists = lists_matchable_by(org=org)
-    holders = _live_holders(hash_ids=hash_ids, exact=exact, lists=lists)
+    hash_ids = {hash_id for found in perceptual.values() for hash_id, _ in found.hits}
+    # Only hashes the caller may match reach this statement, so it runs for a hit and for an
+    # exact lookup, never because of what others hold.
+    holders = (
+        _live_holders(hash_ids=hash_ids, exact=exact, lists=lists) if hash_ids or exact else {}
+    )
     by_value = {(t, v): hash_id for hash_id, (t, v, _) in holders.items()}
     hits_by_query: dict[int, list[_Hit]] = {}
     for query in queries:
         if query.value is None:
             continue
-        if query.index in perceptual_hits:
+        if query.index in perceptual:
             pairs = [
                 (hash_id, distance)
-                for hash_id, distance in perceptual_hits[query.index]
+                for hash_id, distance in perceptual[query.index].hits
                 if hash_id in holders
             ]
         else:
@@ -270,11 +348,16 @@ def _attach_matches(
     )
     # Read the caller's preference only when it can matter (misses cost no extra query).
     ignore_disputed = bool(disputed) and ignores_disputed(org=org)
+    dropped: dict[int, int] = {}
     for query in queries:
+        hits = hits_by_query.get(query.index)
+        if hits is None:
+            continue
         matches = []
-        for hit in hits_by_query.get(query.index, []):
+        for hit in hits:
             is_disputed = (hit.holder.pk, hit.hash_id) in disputed
             if is_disputed and ignore_disputed:
+                dropped[query.index] = dropped.get(query.index, 0) + 1
                 continue
             matches.append(
                 {
@@ -285,8 +368,16 @@ def _attach_matches(
                     "disputed": is_disputed,
                 }
             )
-        query.matches = sorted(matches, key=_sort_key)
-    return lists
+        matches.sort(key=_sort_key)
+        # The index counted (list, hash) pairs the caller may match, disputed ones included;
+        # those it dropped here are taken off, so the count says what the caller could see.
+        found = perceptual.get(query.index)
+        total = len(matches)
+        if found is not None:
+            total = max(found.total - dropped.get(query.index, 0), total)
+        query.matches = matches[:limit]
+        query.match_count = total
+    return dropped
 
 
 def _apply_allow_list(org: Organization, queries: list[HashQuery]) -> None:
@@ -342,6 +433,7 @@ def _record_detection(
             ],
             matches=[q.as_result() for q in matched],
             match_count=len(found),
+            match_total=sum(q.match_count for q in matched),
             tiers=sorted({m["list"]["tier"] for m in found}),
             categories=sorted({m["list"]["category"] for m in found}),
         )
@@ -353,6 +445,7 @@ def _record_detection(
             target_id=detection.public_id,
             metadata={
                 "match_count": detection.match_count,
+                "match_total": detection.match_total,
                 "tiers": detection.tiers,
                 "categories": detection.categories,
                 "content_ref": content_ref,
@@ -385,16 +478,20 @@ def match_hashes(
     items: Sequence[object],
     actor: Actor,
     max_distance: object = None,
+    max_matches: object = None,
     content_ref: object = None,
     change_number: int | None = None,
 ) -> MatchOutcome:
     """Match submitted hashes against everything ``org`` may match (DESIGN.md, "The match path").
 
-    Side effects when anything matched: a Detection, an audit event ``detection.created`` and
-    webhook deliveries queued after commit; allow-listed submissions bump their counters.
-    ``change_number``: the last committed change, if the caller read it already in this request.
+    Each result keeps at most ``max_matches`` matches (the hub's cap when None), closest first,
+    and says how many there are in all. Side effects when anything matched: a Detection, an
+    audit event ``detection.created`` and webhook deliveries queued after commit; allow-listed
+    submissions bump their counters. ``change_number``: the last committed change, if the
+    caller read it already in this request.
     """
     radii = radii_for(max_distance)
+    limit = max_matches_for(max_matches)
     reference = _clean_content_ref(content_ref)
     queries = parse_queries(items)
     return _match(
@@ -402,6 +499,7 @@ def match_hashes(
         actor=actor,
         queries=queries,
         radii=radii,
+        limit=limit,
         content_ref=reference,
         change_number=change_number,
     )
@@ -413,10 +511,11 @@ def _match(
     actor: Actor,
     queries: list[HashQuery],
     radii: Mapping[str, int],
+    limit: int,
     content_ref: str,
     change_number: int | None,
 ) -> MatchOutcome:
-    lists = _attach_matches(queries, radii, org=org, change_number=change_number)
+    lists = _attach_matches(queries, radii, org=org, change_number=change_number, limit=limit)
     _apply_allow_list(org, queries)
     detection = _record_detection(
         org=org, actor=actor, queries=queries, content_ref=content_ref, lists=lists
@@ -439,6 +538,7 @@ def match_image(
     data: bytes,
     actor: Actor,
     max_distance: object = None,
+    max_matches: object = None,
     content_ref: object = None,
     change_number: int | None = None,
 ) -> ImageMatchOutcome:
@@ -448,6 +548,7 @@ def match_image(
     50 is reported with an error ``low_quality`` and not matched: flat images all hash alike.
     """
     radii = radii_for(max_distance)
+    limit = max_matches_for(max_matches)
     reference = _clean_content_ref(content_ref)
     computed = compute_all(
         decode_image(
@@ -477,6 +578,7 @@ def match_image(
         actor=actor,
         queries=queries,
         radii=radii,
+        limit=limit,
         content_ref=reference,
         change_number=change_number,
     )

@@ -218,6 +218,8 @@ WHITENOISE_USE_FINDERS = EMBEDDED or DEBUG
 
 # Invariant 1: no uploaded byte ever reaches disk. Uploads are held in memory and capped.
 FILE_UPLOAD_HANDLERS = ["hub.uploads.MemoryOnlyUploadHandler"]
+# The most matches one submitted hash returns (closest first); a request may ask for fewer.
+HASHHUB_MAX_MATCHES_PER_HASH = env_int("HASHHUB_MAX_MATCHES_PER_HASH", 20, minimum=1)
 HASHHUB_MAX_UPLOAD_BYTES = env_int("HASHHUB_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 HASHHUB_MAX_IMAGE_PIXELS = env_int("HASHHUB_MAX_IMAGE_PIXELS", 50_000_000, minimum=1024)
 # Hash files (text, never images) may be larger: a million PDQ lines is about 70 MB.

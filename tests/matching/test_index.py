@@ -198,12 +198,13 @@ def test_memory_per_hash_counts_the_codes() -> None:
     codes = np.random.default_rng(13).integers(0, 256, (5000, 32), dtype=np.uint8)
     index = HammingIndex.build(np.arange(5000), codes, **PDQ)
 
-    # 32 bytes of code, 4 of id, 8 of id order and 2 per chunk table but the first at the least.
-    assert index.bytes_per_hash() >= 32 + 4 + 8 + 15 * 2
+    # 32 bytes of code, 4 of id, 4 of holder class, 8 of id order and 2 per chunk table but the
+    # first at the least.
+    assert index.bytes_per_hash() >= 32 + 4 + 4 + 8 + 15 * 2
     assert index.memory_bytes() == pytest.approx(index.bytes_per_hash() * 5000)
 
 
-def test_a_built_index_holds_about_ninety_bytes_a_pdq_hash_besides_its_bucket_tables() -> None:
+def test_a_built_index_holds_about_ninety_four_bytes_a_pdq_hash_besides_its_bucket_tables() -> None:
     # Above 65536 rows a table entry takes 3 bytes; the bucket offsets are a fixed 4 MiB, which
     # is 0.4 bytes a hash at 10M but dominates here, so they are left out of the figure.
     n = 70_000
@@ -212,7 +213,7 @@ def test_a_built_index_holds_about_ninety_bytes_a_pdq_hash_besides_its_bucket_ta
     (segment,) = index._segments
 
     per_row = (index.memory_bytes() - segment.offsets.nbytes) / n
-    assert per_row == pytest.approx(32 + 4 + 8 + 15 * 3 + 1 / 8, abs=0.01)
+    assert per_row == pytest.approx(32 + 4 + 4 + 8 + 15 * 3 + 1 / 8, abs=0.01)
 
 
 def test_ids_beyond_32_bits_are_kept_whole() -> None:
