@@ -43,14 +43,18 @@ LIMIT = 20
 BYTES = 32
 
 
-def flip(codes: NDArray[np.uint8], counts: NDArray[np.int64], rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def flip(
+    codes: NDArray[np.uint8], counts: NDArray[np.int64], rng: np.random.Generator
+) -> NDArray[np.uint8]:
     bits = np.unpackbits(codes, axis=1)
     for row, count in enumerate(counts):
         bits[row, rng.choice(256, size=int(count), replace=False)] ^= 1
     return np.packbits(bits, axis=1)
 
 
-def flip_fast(centre: NDArray[np.uint8], count: int, most: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def flip_fast(
+    centre: NDArray[np.uint8], count: int, most: int, rng: np.random.Generator
+) -> NDArray[np.uint8]:
     """``count`` copies of ``centre`` with 1..most random bits flipped (vectorised)."""
     bits = np.tile(np.unpackbits(centre), (count, 1))
     flips = rng.integers(1, most + 1, count)

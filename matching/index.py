@@ -59,11 +59,13 @@ rows, to keep twenty. Building a segment therefore looks for crowded chunk value
 than ``DENSE_BUCKET_ROWS`` and 16 times the average), and groups their rows around leaders:
 the rows within ``CLUSTER_RADIUS`` of a leader become one group if there are at least
 ``CLUSTER_MIN_ROWS``. Groups live in a *cluster block* beside the segments, each group's rows
-contiguous. A search computes one distance per leader, skips a group when the leader is farther
+contiguous and sorted by their distance to the group's centre (the bitwise majority of its
+members). A search computes one distance per centre, skips a group when the centre is farther
 than the radius plus the group's own radius (no member can be in range: the triangle
 inequality) or when none of the group's classes weighs anything to the caller (another
-tenant's cluster costs it nothing), and otherwise scans the group's rows in one contiguous
-pass. Recall stays exact. Grouping tries at most ``CLUSTER_ATTEMPTS`` leaders, so rows that are
+tenant's cluster costs it nothing), and otherwise scans, in one contiguous pass, the members
+whose distance to the centre is within the radius of the query's; a query beside a cluster
+skips most of it. Recall stays exact. Grouping tries at most ``CLUSTER_ATTEMPTS`` leaders, so rows that are
 crowded on a chunk without being close cost a bounded build and stay in the multi-index.
 
 Updates
@@ -140,7 +142,7 @@ _INT32 = np.iinfo(np.int32)
 _SEGMENT_ARRAYS = ("codes", "ids", "classes", "id_rows", "order_lo", "order_hi", "offsets", "live")
 _CLUSTER_ARRAYS = (
     *("codes", "ids", "classes", "id_rows", "live"),
-    *("starts", "radius", "group_classes"),
+    *("starts", "centres", "to_centre", "radius", "group_classes"),
 )
 _KEPT_VERSIONS = 2
 """Published snapshot versions kept: the newest, and the one a slow reader may still be opening."""
@@ -593,14 +595,16 @@ def _group(
 
 @dataclass(eq=False)
 class _Clusters(_RowStore):
-    """Groups of near-duplicate rows, each within ``radius[g]`` bits of its first row (the
-    leader), searched by scanning only the groups whose leader is near enough to the query.
+    """Groups of near-duplicate rows, each within ``radius[g]`` bits of its centre (the bitwise
+    majority of its members), searched by scanning only what the triangle inequality allows.
 
     The multi-index would verify every member of a dense cluster once per chunk it shares
     with the query (16 times for PDQ), and another organisation's cluster would cost a caller
-    that work even though the filter drops every row. Here a group costs one leader distance,
-    is skipped whole when no member could be within the radius (triangle inequality) or when
-    none of its holder classes is allowed to the caller, and otherwise is one contiguous scan.
+    that work even though the filter drops every row. Here a group costs one distance to its
+    centre, is skipped whole when no member could be within the radius or when none of its
+    holder classes is allowed to the caller, and otherwise is one contiguous scan of the members
+    whose own distance to the centre is within the radius of the query's (they are sorted by
+    it): |d(q, c) - d(x, c)| <= d(q, x), so the others cannot match.
     """
 
     codes: NDArray[np.uint8]  # [n, code bytes], the rows of group g at starts[g]:starts[g + 1].
@@ -609,7 +613,9 @@ class _Clusters(_RowStore):
     id_rows: NDArray[np.int64]
     live: NDArray[np.uint8]
     starts: NDArray[np.int64]  # [groups + 1]
-    radius: NDArray[np.int32]  # [groups] the farthest member's distance from the leader.
+    centres: NDArray[np.uint8]  # [groups, code bytes]
+    to_centre: NDArray[np.uint8]  # [n] each row's distance to its centre, ascending in a group.
+    radius: NDArray[np.int32]  # [groups] the farthest member's distance from the centre.
     group_classes: NDArray[np.int32]  # [groups, 2]: (group, class) pairs, each once.
     dead: int
 
@@ -618,7 +624,8 @@ class _Clusters(_RowStore):
         self._ids = np.asarray(self.ids)
         self._classes = np.asarray(self.classes)
         self._starts = np.asarray(self.starts)
-        self._leaders = np.ascontiguousarray(self._words[self._starts[:-1]])
+        self._centres = np.ascontiguousarray(np.asarray(self.centres)).view(np.uint64)
+        self._to_centre = np.asarray(self.to_centre)
         self._radius = np.asarray(self.radius).astype(np.int64)
         self._group_of_class = np.asarray(self.group_classes)[:, 0].astype(np.int64)
         self._class_of_group = np.asarray(self.group_classes)[:, 1].astype(np.int64)
@@ -651,10 +658,19 @@ class _Clusters(_RowStore):
         classes: NDArray[np.int32],
         groups: list[tuple[int, NDArray[np.int64], int]],
     ) -> _Clusters:
-        orders = []
-        for leader, members, _ in groups:
-            # The leader first: a group's first row is its leader.
-            orders.append(np.concatenate([[leader], members[members != leader]]))
+        orders, centres, to_centre = [], [], []
+        for _, members, _ in groups:
+            bits = np.unpackbits(codes[members], axis=1)
+            centre = np.packbits(bits.sum(axis=0, dtype=np.int64) * 2 > len(members))
+            distances = _distances(
+                np.ascontiguousarray(codes[members]).view(np.uint64),
+                np.arange(len(members)),
+                centre.view(np.uint64),
+            ).astype(np.int64)
+            by_distance = np.argsort(distances, kind="stable")
+            orders.append(members[by_distance])
+            centres.append(centre)
+            to_centre.append(distances[by_distance])
         order = np.concatenate(orders).astype(np.intp)
         sizes = np.array([len(part) for part in orders], dtype=np.int64)
         starts = np.zeros(len(groups) + 1, dtype=np.int64)
@@ -671,7 +687,9 @@ class _Clusters(_RowStore):
             id_rows=np.argsort(grouped_ids, kind="stable").astype(np.int64),
             live=_bitset_full(len(order)),
             starts=starts,
-            radius=np.array([radius for *_, radius in groups], dtype=np.int32),
+            centres=np.stack(centres).astype(np.uint8),
+            to_centre=np.concatenate(to_centre).astype(np.uint8),
+            radius=np.array([int(part[-1]) for part in to_centre], dtype=np.int32),
             group_classes=group_classes,
             dead=0,
         )
@@ -686,12 +704,12 @@ class _Clusters(_RowStore):
         """The nearest ``limit`` live rows within ``radius`` of positive weight (ids, distances,
         classes), and how many more such rows there were with their total weight.
 
-        Only groups whose leader is near enough and that hold a class of positive weight are
+        Only groups whose centre is near enough and that hold a class of positive weight are
         scanned; each scanned group keeps at most ``limit`` rows, so a cluster of any size
         returns twenty rows, not fifty thousand, and is counted where it is scanned.
         """
-        leader_distances = _distances(self._leaders, np.arange(self.groups), query)
-        near = leader_distances <= radius + self._radius
+        centre_distances = _distances(self._centres, np.arange(self.groups), query)
+        near = centre_distances <= radius + self._radius
         if weights is not None:
             allowed = np.zeros(self.groups, dtype=bool)
             allowed[self._group_of_class[_weigh(weights, self._class_of_group) > 0]] = True
@@ -700,6 +718,15 @@ class _Clusters(_RowStore):
         more_rows = more_total = 0
         for group in np.flatnonzero(near).tolist():
             start, end = int(self._starts[group]), int(self._starts[group + 1])
+            # Only the members whose distance to the centre is within the radius of the query's.
+            to_centre = self._to_centre[start:end]
+            away = int(centre_distances[group])
+            start, end = (
+                start + int(to_centre.searchsorted(max(away - radius, 0), side="left")),
+                start + int(to_centre.searchsorted(min(away + radius, 255), side="right")),
+            )
+            if start >= end:
+                continue
             distances = _slice_distances(self._words, start, end, query)
             rows = np.flatnonzero(distances <= radius)
             if self.dead:
@@ -1277,6 +1304,8 @@ class HammingIndex:
             "id_rows": (rows,),
             "live": ((rows + 7) // 8,),
             "starts": (groups + 1,),
+            "centres": (groups, code_bytes),
+            "to_centre": (rows,),
             "radius": (groups,),
         }
         if set(arrays) != {*shapes, "group_classes"}:
@@ -1301,6 +1330,8 @@ class HammingIndex:
             id_rows=arrays["id_rows"],
             live=live,
             starts=arrays["starts"],
+            centres=arrays["centres"],
+            to_centre=arrays["to_centre"],
             radius=arrays["radius"],
             group_classes=arrays["group_classes"],
             dead=dead,
@@ -1317,6 +1348,8 @@ _DTYPES = {
     "classes": {"int32"},
     "id_rows": {"int64"},
     "starts": {"int64"},
+    "centres": {"uint8"},
+    "to_centre": {"uint8"},
     "radius": {"int32"},
     "group_classes": {"int32"},
     "order_lo": {"uint16"},
