@@ -18,6 +18,9 @@ from hub.models import AuditEvent, Organization
 from lists import services as list_services
 from lists.models import HashList
 from matching.models import Detection
+from sharing import disputes
+from sharing import services as sharing_services
+from tests.factories import OrganizationFactory
 from tests.matching.test_match_api import add, flip, match, own_list, random_pdq
 
 pytestmark = pytest.mark.django_db
@@ -219,3 +222,45 @@ def test_a_deeply_nested_max_distance_in_the_image_form_is_a_400(api_a: Client) 
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_max_distance"
+
+
+def test_disputed_matches_the_caller_ignores_give_their_places_to_the_next_nearest(
+    api_a: Client, org_a: Organization, org_b: Organization, settings: object
+) -> None:
+    # A's policy ignores disputed community entries. The 25 nearest of B's 30 shared
+    # near-duplicates are disputed: the index's first 5 are all dropped, and the answer must
+    # still be the 5 nearest A takes, counted without the disputed ones.
+    settings.HASHHUB_DISPUTE_THRESHOLD = 1  # type: ignore[attr-defined]
+    base = random_pdq()
+    values = near_duplicates(base, 30, most_flips=8, seed=5)
+    shared = own_list(org_b)
+    fill(shared, values)
+    with scope(organization=org_b.pk):
+        sharing_services.list_visibility_set(hash_list=shared, visibility="open", actor=SYSTEM)
+    with scope(organization=org_a.pk):
+        sharing_services.subscription_list_set(
+            org=org_a, public_id=shared.public_id, subscribed=True, actor=SYSTEM
+        )
+        sharing_services.preferences_set(org=org_a, ignore_disputed=True, actor=SYSTEM)
+    disputer = OrganizationFactory.create()
+    nearest = sorted(values, key=lambda value: distance(base, value))
+    for value in nearest[:25]:
+        with scope(organization=disputer.pk):
+            disputes.dispute_create(
+                org=disputer,
+                list_public_id=shared.public_id,
+                signal_type="pdq",
+                value=value,
+                reason="not_csam",
+                actor=SYSTEM,
+            )
+    cut = distance(base, nearest[24])
+    undisputed = {value for value in values if value not in set(nearest[:25])}
+
+    [result] = match(api_a, [{"type": "pdq", "value": base}], max_matches=5).json()["results"]
+
+    assert {hit["matched_value"] for hit in result["matches"]} == undisputed
+    assert all(hit["distance"] >= cut for hit in result["matches"])
+    assert not any(hit["disputed"] for hit in result["matches"])
+    assert result["match_count"] == 5
+    assert result["truncated"] is False
