@@ -65,8 +65,9 @@ than the radius plus the group's own radius (no member can be in range: the tria
 inequality) or when none of the group's classes weighs anything to the caller (another
 tenant's cluster costs it nothing), and otherwise scans, in one contiguous pass, the members
 whose distance to the centre is within the radius of the query's; a query beside a cluster
-skips most of it. Recall stays exact. Grouping tries at most ``CLUSTER_ATTEMPTS`` leaders, so rows that are
-crowded on a chunk without being close cost a bounded build and stay in the multi-index.
+skips most of it. Recall stays exact. Grouping tries at most ``CLUSTER_ATTEMPTS`` leaders, so
+rows that are crowded on a chunk without being close cost a bounded build and stay in the
+multi-index.
 
 Updates
 -------
