@@ -4,6 +4,7 @@ near-duplicates set apart so that one list's cluster cannot cost every query its
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,7 +153,9 @@ def test_a_cluster_held_only_by_classes_the_caller_may_not_see_is_not_scanned(
     scanned: list[int] = []
     original = index_module._slice_distances
 
-    def counting(words: NDArray[np.uint64], start: int, end: int, query: NDArray[np.uint64]):  # type: ignore[no-untyped-def]
+    def counting(
+        words: NDArray[np.uint64], start: int, end: int, query: NDArray[np.uint64]
+    ) -> NDArray[np.integer[Any]]:
         scanned.append(end - start)
         return original(words, start, end, query)
 
