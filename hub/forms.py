@@ -46,7 +46,7 @@ class ApiKeyForm(forms.Form):
         initial=[ApiKey.Scope.MATCH],
         help_text="match: match hashes and images · lists:read: read the entries of lists · "
         "lists:write: add/remove hashes · lists:admin: visibility and subscriptions · "
-        "export: the delta feed.",
+        "export: the delta feed · review: read and review detections.",
     )
     expires_days = forms.IntegerField(
         required=False,

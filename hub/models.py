@@ -149,6 +149,7 @@ class ApiKey(models.Model):
         LISTS_WRITE = "lists:write", "lists:write"
         LISTS_ADMIN = "lists:admin", "lists:admin"
         EXPORT = "export", "export"
+        REVIEW = "review", "review"
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="api_keys"

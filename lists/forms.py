@@ -243,7 +243,12 @@ class ImageHashesForm(forms.Form):
 
     def entries(self) -> list[EntryInput]:
         data = self.cleaned_data
-        return [EntryInput(h.type, h.value, data["labels"], data["note"]) for h in data["hash"]]
+        # The quality computed for each hash, so that entry_add refuses a low-quality PDQ.
+        quality = {h.pair: h.quality for h in data.get("computed") or ()}
+        return [
+            EntryInput(h.type, h.value, data["labels"], data["note"], quality.get(h.pair))
+            for h in data["hash"]
+        ]
 
     def shown(self) -> list[PickedHash]:
         """The hashes to show again when the form comes back with an error."""

@@ -59,12 +59,17 @@ DEFAULT_LISTS = (
 
 @dataclass(frozen=True)
 class EntryInput:
-    """One submitted hash as text, with optional labels and note."""
+    """One submitted hash as text, with optional labels and note.
+
+    ``quality`` is set only for a hash the hub computed from an image itself (add by image):
+    a PDQ below PDQ_MIN_QUALITY is then refused as ``degenerate_hash``.
+    """
 
     type: str
     value: str
     labels: Sequence[str] = ()
     note: str = ""
+    quality: int | None = None
 
 
 @dataclass(frozen=True)
@@ -130,13 +135,17 @@ def normalise_labels(labels: Iterable[str]) -> list[str]:
     return result
 
 
-def parse_entry(index: int, item: EntryInput) -> ParsedEntry:
+def parse_entry(index: int, item: EntryInput, *, adding: bool = True) -> ParsedEntry:
     """Parse and canonicalise one submitted hash.
 
-    Raises ServiceError with a per-item code (a HashParseError for the type or the value).
+    Raises ServiceError with a per-item code (a HashParseError for the type or the value, a
+    DegenerateHashError ``degenerate_hash`` for a value that must not be added: every add path
+    comes through here; a removal passes ``adding=False`` so such a value can still be removed).
     """
     signal_type = get_signal_type(item.type)
     value = signal_type.parse(item.value)
+    if adding:
+        signal_type.check_addable(value, quality=item.quality)
     if len(item.note) > MAX_NOTE:
         raise ServiceError("note_too_long", f"A note takes at most {MAX_NOTE} characters.")
     return ParsedEntry(
@@ -144,12 +153,14 @@ def parse_entry(index: int, item: EntryInput) -> ParsedEntry:
     )
 
 
-def parse_entries(items: Sequence[EntryInput]) -> tuple[list[ParsedEntry], list[ItemError]]:
+def parse_entries(
+    items: Sequence[EntryInput], *, adding: bool = True
+) -> tuple[list[ParsedEntry], list[ItemError]]:
     parsed: list[ParsedEntry] = []
     errors: list[ItemError] = []
     for index, item in enumerate(items):
         try:
-            parsed.append(parse_entry(index, item))
+            parsed.append(parse_entry(index, item, adding=adding))
         except ServiceError as error:
             errors.append(ItemError(index, error.code, error.message))
     return parsed, errors
@@ -244,7 +255,7 @@ def entry_remove(
     reason = reason.strip()
     if len(reason) > MAX_REASON:
         raise ServiceError("reason_too_long", f"A reason takes at most {MAX_REASON} characters.")
-    parsed, errors = parse_entries(items)
+    parsed, errors = parse_entries(items, adding=False)
     distinct, removed = entries_remove(hash_list, parsed, Provenance.of(actor), reason)
     result = RemoveResult(removed=removed, not_present=distinct - removed, errors=errors)
     if removed or errors:

@@ -257,6 +257,12 @@ class MatchImageApi(OrgAPIView):
                         "description": f"1 to {MAX_MATCHES}: at most this many matches per "
                         "hash, closest first.",
                     },
+                    "dihedral": {
+                        "type": "string",
+                        "enum": ["true", "false"],
+                        "description": "true: also match the PDQ of the image's 7 rotations and "
+                        'mirrors; each match then says which ("transform": "rotate90").',
+                    },
                 },
                 "required": ["image"],
             }
@@ -267,7 +273,12 @@ class MatchImageApi(OrgAPIView):
             **error_responses(
                 {
                     **_MATCH_ERRORS,
-                    400: [*_MATCH_ERRORS[400], "image_missing", "image_unreadable"],
+                    400: [
+                        *_MATCH_ERRORS[400],
+                        "image_missing",
+                        "image_unreadable",
+                        "invalid_dihedral",
+                    ],
                     413: ["image_too_large", "image_too_complex"],
                     429: ["rate_limited"],
                     503: ["image_decoder_unavailable"],
@@ -309,6 +320,7 @@ class MatchImageApi(OrgAPIView):
             max_matches=_form_max_matches(request.data.get("max_matches")),
             content_ref=request.data.get("content_ref"),
             change_number=_change_number(request),
+            dihedral=request.data.get("dihedral"),
         )
         return Response(outcome.as_dict())
 

@@ -7,10 +7,13 @@ Selectors read through the caller's organisation (another organisation's detecti
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -26,6 +29,7 @@ from hub.models import Organization
 from lists.hashtypes import HashParseError, get_signal_type
 from lists.models import HashList
 from lists.services import EntryInput, entry_add
+from matching import webhooks
 from matching.models import AllowedHash, Detection
 
 # The tiers of a match, in the order the chart stacks them (bottom first) and the queue lists them.
@@ -64,6 +68,66 @@ def get_detection_for_org(*, org: Organization, public_id: str) -> Detection:
     if detection is None:
         raise Http404("No such detection.")
     return detection
+
+
+# The API's pages of detections (GET /api/v1/detections).
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(r"([0-9]{1,17})\.([A-Za-z0-9_-]{1,32})")
+
+
+@dataclass(frozen=True)
+class DetectionPage:
+    detections: list[Detection]
+    next_cursor: str | None
+
+
+def _encode_cursor(detection: Detection) -> str:
+    # The detection's own time and public id: no row number leaves the hub (DESIGN.md, invariant 7).
+    micros = (detection.created - _EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(f"{micros}.{detection.public_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        text = ""
+    found = _CURSOR.fullmatch(text)
+    try:
+        if found is None:
+            raise ValueError
+        created = _EPOCH + timedelta(microseconds=int(found.group(1)))
+    except (ValueError, OverflowError):
+        raise ServiceError("bad_cursor", "The cursor is not one this hub gave out.") from None
+    return created, found.group(2)
+
+
+def detections_page(
+    *,
+    org: Organization,
+    status: str = "",
+    tier: str = "",
+    category: str = "",
+    cursor: str = "",
+    limit: int = PAGE_SIZE,
+) -> DetectionPage:
+    """A page of the organisation's detections, newest first, filtered as the review queue is.
+
+    Keyset paging on (created, public id), so a page stays right while detections arrive.
+    Raises ServiceError ``bad_cursor`` for a cursor this hub did not give out.
+    """
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    found = detections_of(org=org, status=status, tier=tier, category=category).order_by(
+        "-created", "-public_id"
+    )
+    if cursor:
+        created, public_id = _decode_cursor(cursor)
+        found = found.filter(Q(created__lt=created) | Q(created=created, public_id__lt=public_id))
+    rows = list(found[: limit + 1])
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return DetectionPage(rows[:limit], next_cursor)
 
 
 def allow_list_of(*, org: Organization) -> QuerySet[AllowedHash]:
@@ -265,6 +329,7 @@ def detection_confirm(
         already_present=result.already_present,
         allow_list_removed=allow_list_removed,
     )
+    webhooks.detection_reviewed_notify(detection=detection, category=chosen)
     return ConfirmResult(hash_list, result.added, result.already_present, allow_list_removed)
 
 
@@ -280,7 +345,8 @@ def detection_mark_false_positive(*, detection: Detection, note: str = "", actor
     """Judge a detection a false positive: put its submitted hashes on the allow list.
 
     A hash already on the allow list is left as it is (never a second row). Sets the status to
-    false_positive; writes an audit event. Returns how many hashes joined the allow list.
+    false_positive; writes an audit event; queues a ``detection.reviewed`` webhook event after
+    commit. Returns how many hashes joined the allow list.
     """
     note = _clean_note(note)
     detection = _locked(detection)
@@ -311,17 +377,20 @@ def detection_mark_false_positive(*, detection: Detection, note: str = "", actor
         allowed=len(fresh),
         already_allowed=len(hashes) - len(fresh),
     )
+    webhooks.detection_reviewed_notify(detection=detection)
     return len(fresh)
 
 
 @transaction.atomic
 def detection_dismiss(*, detection: Detection, note: str = "", actor: Actor) -> None:
-    """Dismiss a detection (reviewed, no action on lists). Writes an audit event."""
+    """Dismiss a detection (reviewed, no action on lists). Writes an audit event and queues a
+    ``detection.reviewed`` webhook event after commit."""
     note = _clean_note(note)
     detection = _locked(detection)
     previous = detection.status
     _mark_reviewed(detection, Detection.Status.DISMISSED, note, actor)
     _audit_review(detection, "detection.dismissed", actor, previous)
+    webhooks.detection_reviewed_notify(detection=detection)
 
 
 @transaction.atomic

@@ -27,6 +27,8 @@ from lists import changes
 from lists.changes import holder_key
 from lists.hashtypes import (
     PDQ_MIN_QUALITY,
+    ComputedHash,
+    DecodedImage,
     HashParseError,
     all_signal_types,
     compute_all,
@@ -514,13 +516,110 @@ def _match(
     limit: int,
     content_ref: str,
     change_number: int | None,
+    variants: Sequence[Variant] = (),
 ) -> MatchOutcome:
-    lists = _attach_matches(queries, radii, org=org, change_number=change_number, limit=limit)
-    _apply_allow_list(org, queries)
+    """Match ``queries`` (and ``variants``, merged into the query each belongs to)."""
+    # A submission with variants is matched through them (its own value is one of them).
+    merged = {variant.into for variant in variants}
+    asked = [
+        *(query for query in queries if query.index not in merged),
+        *(variant.query for variant in variants),
+    ]
+    lists = _attach_matches(asked, radii, org=org, change_number=change_number, limit=limit)
+    _apply_allow_list(org, asked)
+    if variants:
+        _merge_variants(queries, variants, limit=limit)
     detection = _record_detection(
         org=org, actor=actor, queries=queries, content_ref=content_ref, lists=lists
     )
     return MatchOutcome(queries, detection)
+
+
+@dataclass
+class Variant:
+    """Another hash of one submission (the upload rotated, mirrored or as stored), matched as a
+    query of its own and merged into the submission's result: ``into`` is that result's index,
+    ``labels`` what each of its matches says about it (``{"transform": "rotate90"}``)."""
+
+    into: int
+    query: HashQuery
+    labels: dict[str, str]
+
+
+def _merge_variants(queries: list[HashQuery], variants: Sequence[Variant], *, limit: int) -> None:
+    """Merge each variant's matches into its submission's: one match per list and stored hash,
+    the nearest (the submission's own on a tie), capped at ``limit`` closest first.
+
+    ``match_count`` is the most any one variant counted, or the merged matches if more: the
+    index counted each variant alone, so the same stored hash near two variants counts once.
+    """
+    by_index = {query.index: query for query in queries}
+    members: dict[int, list[tuple[HashQuery, dict[str, str]]]] = defaultdict(list)
+    for variant in variants:
+        members[variant.into].append((variant.query, variant.labels))
+    for index, group in members.items():
+        submission = by_index[index]
+        best: dict[tuple[str, str], dict[str, Any]] = {}
+        for query, labels in group:
+            for match in query.matches:
+                key = (match["list"]["id"], match["matched_value"])
+                held = best.get(key)
+                if held is None or match["distance"] < held["distance"]:
+                    best[key] = {**match, **labels}
+        merged = sorted(best.values(), key=_sort_key)
+        submission.matches = merged[:limit]
+        submission.match_count = max([len(merged), *(query.match_count for query, _ in group)])
+        if any(query.allow_listed for query, _ in group):
+            submission.matches = []
+            submission.allow_listed = True
+
+
+def _clean_dihedral(dihedral: object) -> bool:
+    if dihedral is None or dihedral == "":
+        return False
+    if isinstance(dihedral, bool):
+        return dihedral
+    if isinstance(dihedral, str) and dihedral.strip().lower() in {"true", "false"}:
+        return dihedral.strip().lower() == "true"
+    raise ServiceError(
+        "invalid_dihedral",
+        "dihedral must be true or false: true also matches the upload's 7 rotations and mirrors.",
+    )
+
+
+def _low_quality_error(name: str, quality: int | None) -> dict[str, Any]:
+    return {
+        "code": "low_quality",
+        "message": f"The {name} hash has quality {quality}, below {PDQ_MIN_QUALITY}: the image "
+        "is too plain to match reliably, so it was not matched.",
+    }
+
+
+def _image_variants(
+    pictures: Sequence[tuple[DecodedImage, dict[str, str]]],
+    computed: Mapping[str, ComputedHash],
+    *,
+    dihedral: bool,
+) -> list[tuple[str, ComputedHash, dict[str, str]]]:
+    """Each perceptual hash of the upload to match, labelled: of each picture (as displayed,
+    and as stored when it carries an EXIF orientation; ``computed`` holds the first's hashes)
+    and, with ``dihedral``, of every rotation and mirror of it, for the types that have them."""
+    found = []
+    for position, (picture, labels) in enumerate(pictures):
+        plain = computed if position == 0 else compute_all(picture)
+        for name, result in plain.items():
+            signal_type = get_signal_type(name)
+            if signal_type.kind != "perceptual":
+                continue
+            variants = signal_type.compute_variants(picture) if dihedral else None
+            if variants is None:
+                found.append((name, result, labels))
+                continue
+            found.extend(
+                (name, variant, {"transform": transform, **labels})
+                for transform, variant in variants.items()
+            )
+    return found
 
 
 @dataclass
@@ -541,22 +640,33 @@ def match_image(
     max_matches: object = None,
     content_ref: object = None,
     change_number: int | None = None,
+    dihedral: object = False,
 ) -> ImageMatchOutcome:
     """Hash an upload in memory (decoded once), then match every hash computed from it.
 
     The image bytes are never written anywhere; only the hashes go on. A PDQ hash below quality
     50 is reported with an error ``low_quality`` and not matched: flat images all hash alike.
+    An image with an EXIF orientation is hashed as displayed (the ``hashes`` reported) and as
+    stored, each match saying which (``"orientation"``); with ``dihedral`` true the types that
+    have rotations and mirrors (PDQ) match those too, each match saying which (``"transform"``).
+    Every result keeps one match per list and stored hash, the nearest.
     """
     radii = radii_for(max_distance)
     limit = max_matches_for(max_matches)
     reference = _clean_content_ref(content_ref)
-    computed = compute_all(
-        decode_image(
-            data,
-            max_bytes=settings.HASHHUB_MAX_UPLOAD_BYTES,
-            max_pixels=settings.HASHHUB_MAX_IMAGE_PIXELS,
-        )
+    with_dihedral = _clean_dihedral(dihedral)
+    decoded = decode_image(
+        data,
+        max_bytes=settings.HASHHUB_MAX_UPLOAD_BYTES,
+        max_pixels=settings.HASHHUB_MAX_IMAGE_PIXELS,
     )
+    displayed = decoded.as_displayed()
+    pictures: list[tuple[DecodedImage, dict[str, str]]] = (
+        [(decoded, {})]
+        if displayed is None
+        else [(displayed, {"orientation": "displayed"}), (decoded, {"orientation": "stored"})]
+    )
+    computed = compute_all(pictures[0][0])
     hashes: dict[str, dict[str, Any]] = {}
     queries: list[HashQuery] = []
     for position, (name, result) in enumerate(computed.items()):
@@ -566,13 +676,17 @@ def match_image(
             hashes[name]["quality"] = result.quality
         if result.low_quality:
             query.value = None
-            query.error = {
-                "code": "low_quality",
-                "message": f"The {name} hash has quality {result.quality}, below "
-                f"{PDQ_MIN_QUALITY}: the image is too plain to match reliably, so it was not "
-                "matched.",
-            }
+            query.error = _low_quality_error(name, result.quality)
         queries.append(query)
+    variants: list[Variant] = []
+    if with_dihedral or displayed is not None:
+        by_type = {query.signal_type: query for query in queries}
+        for name, result, labels in _image_variants(pictures, computed, dihedral=with_dihedral):
+            index = len(queries) + len(variants)
+            query = HashQuery(index, name, result.text, value=result.value)
+            if result.low_quality:
+                query.value = None
+            variants.append(Variant(by_type[name].index, query, labels))
     outcome = _match(
         org=org,
         actor=actor,
@@ -581,5 +695,6 @@ def match_image(
         limit=limit,
         content_ref=reference,
         change_number=change_number,
+        variants=variants,
     )
     return ImageMatchOutcome(hashes, outcome)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 
 from hub.celery import ScopedTask, app
@@ -17,6 +19,7 @@ def deliver_webhook(
     event: str,
     event_id: str,
     attempt: int = 1,
+    review: dict[str, Any] | None = None,
 ) -> None:
     """One delivery attempt; a failed attempt enqueues the next one after a growing delay.
 
@@ -29,6 +32,7 @@ def deliver_webhook(
         event=event,
         event_id=event_id,
         attempt=attempt,
+        review=review,
     )
     if not done and attempt < settings.HASHHUB_WEBHOOK_MAX_ATTEMPTS:
         deliver_webhook.apply_async(
@@ -39,6 +43,7 @@ def deliver_webhook(
                 "event": event,
                 "event_id": event_id,
                 "attempt": attempt + 1,
+                "review": review,
             },
             countdown=webhooks.retry_delay_seconds(attempt),
         )

@@ -1,7 +1,8 @@
 """Webhooks: the endpoints an organisation registers, and signed deliveries of its detections.
 
 An endpoint is a URL plus a secret that HashHub generates. Each event (``detection.created`` when a
-match request found something, ``ping`` when an admin presses "Send test") is POSTed as JSON by a
+match request found something, ``detection.reviewed`` when a detection is confirmed, marked a false
+positive or dismissed, ``ping`` when an admin presses "Send test") is POSTed as JSON by a
 Celery task (``matching.tasks.deliver_webhook``), one attempt at a time; a failed attempt is retried
 with backoff, and every attempt is kept as a ``WebhookDelivery`` row the organisation can read.
 An attempt is over by ``HASHHUB_WEBHOOK_DEADLINE_SECONDS`` whatever the receiver does (connect,
@@ -75,6 +76,7 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (a marker, not a secret)
 SIGNATURE_VERSION = "v1"
 USER_AGENT = "HashHub-Webhooks/1.0 (+https://hashhub.invalid/docs/webhooks)"
 EVENT_DETECTION = "detection.created"
+EVENT_REVIEWED = "detection.reviewed"
 EVENT_PING = "ping"
 DEFAULT_TOLERANCE_SECONDS = 300
 
@@ -227,11 +229,14 @@ def webhook_payload(
     organization: Organization,
     detection: Detection | None,
     created: datetime,
+    review: dict[str, Any] | None = None,
 ) -> bytes:
     """The JSON body of one event; a ``ping`` carries no detection.
 
     ``detection.matches`` is stored in the API's match shape (an anonymous list's contributor is
-    already null there), so it is sent as it is.
+    already null there), so it is sent as it is. A ``detection.reviewed`` event also carries
+    ``review`` as it was when the review happened: ``outcome``, ``category`` (the list's category
+    a confirmation added to, else null) and ``reviewed_at``; never who reviewed.
     """
     payload: dict[str, Any] = {
         "id": event_id,
@@ -249,6 +254,8 @@ def webhook_payload(
             "matches": detection.matches,
             "match_count": detection.match_count,
         }
+    if review is not None:
+        payload["review"] = review
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -312,21 +319,26 @@ def last_deliveries(*, endpoints: list[WebhookEndpoint]) -> dict[int, WebhookDel
 # --- services -----------------------------------------------------------------------------------
 
 
-def _enqueue(*, endpoint: WebhookEndpoint, detection_id: int | None, event: str) -> str:
+def _enqueue(
+    *,
+    endpoint: WebhookEndpoint,
+    detection_id: int | None,
+    event: str,
+    review: dict[str, Any] | None = None,
+) -> str:
     """Queue the first attempt of one event once the current transaction commits."""
     event_id = new_public_id()
-    send = functools.partial(
-        app.send_task,
-        DELIVER_TASK,
-        kwargs={
-            "organization_id": endpoint.organization_id,
-            "endpoint_id": endpoint.pk,
-            "detection_id": detection_id,
-            "event": event,
-            "event_id": event_id,
-            "attempt": 1,
-        },
-    )
+    kwargs: dict[str, Any] = {
+        "organization_id": endpoint.organization_id,
+        "endpoint_id": endpoint.pk,
+        "detection_id": detection_id,
+        "event": event,
+        "event_id": event_id,
+        "attempt": 1,
+    }
+    if review is not None:
+        kwargs["review"] = review
+    send = functools.partial(app.send_task, DELIVER_TASK, kwargs=kwargs)
     # robust: a broker outage after the commit is logged, not raised into the caller's response.
     transaction.on_commit(send, robust=True)
     return event_id
@@ -478,16 +490,36 @@ def detection_notify(*, detection: Detection) -> None:
     Called by the match service in the transaction that created ``detection``; the tasks are
     sent after it commits, so a worker never looks for a detection that is not there yet.
     """
+    for endpoint in _live_endpoints(detection):
+        _enqueue(endpoint=endpoint, detection_id=detection.pk, event=EVENT_DETECTION)
+
+
+def _live_endpoints(detection: Detection) -> list[WebhookEndpoint]:
     with scope(organization=detection.organization_id):
-        endpoints = list(
+        return list(
             WebhookEndpoint.objects.filter(
                 organization_id=detection.organization_id,
                 enabled=True,
                 deleted_at__isnull=True,
             )
         )
-        for endpoint in endpoints:
-            _enqueue(endpoint=endpoint, detection_id=detection.pk, event=EVENT_DETECTION)
+
+
+def detection_reviewed_notify(*, detection: Detection, category: str | None = None) -> None:
+    """Queue a ``detection.reviewed`` delivery to each live endpoint of the detection's org.
+
+    Called by the review services (matching.review) in the transaction that reviewed
+    ``detection``; the review's outcome, category and time travel with the task, so each event
+    says what that review did even if the detection is reviewed again before it is delivered.
+    """
+    reviewed_at = detection.reviewed_at or timezone.now()
+    review = {
+        "outcome": detection.status,
+        "category": category or None,
+        "reviewed_at": reviewed_at.isoformat(),
+    }
+    for endpoint in _live_endpoints(detection):
+        _enqueue(endpoint=endpoint, detection_id=detection.pk, event=EVENT_REVIEWED, review=review)
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -731,7 +763,13 @@ def _record(
 
 
 def webhook_attempt(
-    *, endpoint_id: int, detection_id: int | None, event: str, event_id: str, attempt: int
+    *,
+    endpoint_id: int,
+    detection_id: int | None,
+    event: str,
+    event_id: str,
+    attempt: int,
+    review: dict[str, Any] | None = None,
 ) -> bool:
     """Make one delivery attempt and log it; True when finished, False when it should be retried.
 
@@ -780,7 +818,8 @@ def webhook_attempt(
         event_id=event_id,
         organization=endpoint.organization,
         detection=detection,
-        created=detection.created if detection is not None else timezone.now(),
+        created=_event_time(detection, review),
+        review=review,
     )
     headers = webhook_headers(secret=endpoint.secret, event=event, event_id=event_id, body=body)
     outcome = _post(target, headers, body, deadline)
@@ -790,6 +829,12 @@ def webhook_attempt(
     log(status=failed, response_status=outcome.response_status, error=outcome.error)
     logger.info("webhook %s attempt %d failed: %s", endpoint.public_id, attempt, outcome.error)
     return False
+
+
+def _event_time(detection: Detection | None, review: dict[str, Any] | None) -> datetime:
+    if review is not None:
+        return datetime.fromisoformat(review["reviewed_at"])
+    return detection.created if detection is not None else timezone.now()
 
 
 def retry_delay_seconds(attempt: int) -> int:

@@ -57,6 +57,7 @@ from lists import services as list_services
 from lists.models import HashList
 from lists.sources import services as source_services
 from matching.engine import get_engine
+from matching.models import Detection
 from sharing import disputes
 from sharing import services as sharing_services
 from tests.conftest import make_key
@@ -65,7 +66,7 @@ from tests.factories import OrganizationFactory
 pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor(system="test")
-SCOPES = ["match", "lists:read", "lists:write", "lists:admin", "export"]
+SCOPES = ["match", "lists:read", "lists:write", "lists:admin", "export", "review"]
 
 # Requests per operation and mode; the stateful run's scenarios and their steps.
 # $HASHHUB_SCHEMATHESIS_SCALE multiplies them for a deeper run (e.g. 5: about two minutes).
@@ -104,6 +105,7 @@ class World:
     list_ids: tuple[str, ...]  # A's own CSAM list, B's open and anonymous lists, a source's
     open_list: str
     hashes: tuple[tuple[str, str], ...]  # held by A, B and the source
+    detection_ids: tuple[str, ...] = ()  # A's detections (one of one category, one of two)
 
 
 def _png() -> bytes:
@@ -165,8 +167,23 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
             reason="other",
             actor=SYSTEM,
         )
+    with scope(organization=org_a.pk):
+        detections = [
+            Detection.objects.create(
+                organization=org_a,
+                source_label="test",
+                submitted=[{"type": "md5", "value": shared_md5}],
+                matches=[{"type": "md5", "value": shared_md5, "matches": []}],
+                match_count=1,
+                match_total=1,
+                tiers=["own"],
+                categories=categories,
+            ).public_id
+            for categories in (["csam"], ["csam", "se"])
+        ]
     return World(
         key=make_key(org_a, SCOPES)[1],
+        detection_ids=tuple(detections),
         list_ids=(
             _default_list(org_a, "csam").public_id,
             b_open.public_id,
@@ -248,6 +265,19 @@ def _known_data(operation: APIOperation, world: World) -> list[SearchStrategy[An
         strategies += [
             operation.as_strategy(path_parameters={"list_id": list_id})
             for list_id in world.list_ids
+        ]
+    if "{detection_id}" in operation.path:
+        strategies += [
+            operation.as_strategy(path_parameters={"detection_id": detection_id})
+            for detection_id in world.detection_ids
+        ]
+    if operation.label == "POST /api/v1/detections/{detection_id}/review":
+        strategies += [
+            operation.as_strategy(
+                path_parameters={"detection_id": world.detection_ids[0]},
+                body={"action": action},
+            )
+            for action in ("confirm", "false_positive", "dismiss")
         ]
     hashes = [{"type": t, "value": v} for t, v in world.hashes]
     if operation.label == "POST /api/v1/match":

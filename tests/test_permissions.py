@@ -312,6 +312,12 @@ TABLE: dict[str, Page | Api] = {
     # A JSON body carries no image: refused alike for every key that may match.
     "api_match_image": Api(post=Keys(400, 400, scope="match")),
     "api_export": Api(get=Keys(200, 200, scope="export")),
+    # Reviewing detections by API (issue 19): each key sees its own organisation's detections.
+    "api_detections": Api(get=Keys(200, 200, scope="review")),
+    "api_detection": Api(get=Keys(200, 404, scope="review")),
+    "api_detection_review": Api(
+        post=Keys(200, 404, scope="review"), data={"action": "dismiss", "note": "by API"}
+    ),
     # matching: detections and the allow list
     "detections": Page(get=org_page(200, 200)),
     "detections_chart": Page(get=org_page(200, 200)),

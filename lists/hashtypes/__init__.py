@@ -10,6 +10,7 @@ from __future__ import annotations
 from lists.hashtypes.base import (
     ComputedHash,
     DecodedImage,
+    DegenerateHashError,
     ExactSignalType,
     HashParseError,
     HexSignalType,
@@ -34,6 +35,7 @@ __all__ = [
     "PDQ_MIN_QUALITY",
     "ComputedHash",
     "DecodedImage",
+    "DegenerateHashError",
     "ExactSignalType",
     "HashParseError",
     "HexSignalType",

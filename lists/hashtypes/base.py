@@ -54,6 +54,14 @@ class UnknownSignalTypeError(HashParseError):
         )
 
 
+class DegenerateHashError(ServiceError):
+    """A well-formed value the hub refuses to add to a list (code ``degenerate_hash``), such as
+    the hash of a blank image, which would match unrelated content for every subscriber."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("degenerate_hash", message, status=400)
+
+
 class ImageDecodeError(ServiceError):
     """An upload that cannot be hashed as an image.
 
@@ -74,6 +82,18 @@ class ImageDecodeError(ServiceError):
         super().__init__(code, message, details, status=self.STATUSES.get(code, 400))
 
 
+# The transpose that displays stored pixels, per EXIF orientation (PIL.ImageOps.exif_transpose's).
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class DecodedImage:
     """One upload, decoded once in memory and shared by every signal type.
@@ -81,13 +101,15 @@ class DecodedImage:
     ``data`` is the upload exactly as received (cryptographic hashes are taken over it), ``image``
     its first frame converted to RGB and, when larger than the perceptual hashes need, reduced
     (perceptual hashes are taken over that; see decoding.WORK_PIXELS) and ``format`` what Pillow
-    recognised it as. Nothing here ever touches the disk. The repr names only the size so
+    recognised it as; ``orientation`` the EXIF orientation (1, "as stored", when there is none).
+    Nothing here ever touches the disk. The repr names only the size so
     that the bytes cannot leak into a log line or an error report's local variables.
     """
 
     data: bytes
     image: Image.Image
     format: str | None = None
+    orientation: int = 1
 
     def __repr__(self) -> str:
         return (
@@ -102,6 +124,14 @@ class DecodedImage:
     @property
     def height(self) -> int:
         return self.image.height
+
+    def as_displayed(self) -> DecodedImage | None:
+        """The upload as a viewer shows it (its EXIF orientation applied to the pixels, as
+        ``PIL.ImageOps.exif_transpose`` does), or None when it carries no orientation."""
+        method = _EXIF_TRANSPOSE.get(self.orientation)
+        if method is None:
+            return None
+        return DecodedImage(data=self.data, image=self.image.transpose(method), format=self.format)
 
     @cached_property
     def rgb_array(self) -> npt.NDArray[np.uint8]:
@@ -170,6 +200,11 @@ class SignalType(ABC):
     def compute(self, image: DecodedImage) -> ComputedHash | None:
         """Hash a decoded upload, or return None when this hub cannot compute the type."""
 
+    def compute_variants(self, image: DecodedImage) -> dict[str, ComputedHash] | None:
+        """The hash of the image as it would be before each rotation and mirror, keyed by
+        transform name ("original" first), or None when the type has no such variants."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """The type as ``GET /api/v1/hashtypes`` lists it."""
         return {
@@ -179,6 +214,18 @@ class SignalType(ABC):
             "default_max_distance": self.default_max_distance,
             "max_distance": self.max_distance,
         }
+
+    def degenerate_reason(self, value: bytes, *, quality: int | None = None) -> str | None:
+        """Why this value must not be added to a list (it would match unrelated content: the
+        hash of a blank image, say), or None. ``quality`` is passed only for a hash the hub
+        computed itself. Only adding is refused; matching still looks such values up."""
+        return None
+
+    def check_addable(self, value: bytes, *, quality: int | None = None) -> None:
+        """Raise :class:`DegenerateHashError` (code ``degenerate_hash``) for a degenerate value."""
+        reason = self.degenerate_reason(value, quality=quality)
+        if reason is not None:
+            raise DegenerateHashError(reason)
 
     def _computed(self, value: bytes, **extra: Any) -> ComputedHash:
         return ComputedHash(self.name, value, self.to_text(value), **extra)

@@ -104,11 +104,16 @@ class _Limits:
     max_full_decode_pixels: int
 
 
+@dataclass(frozen=True)
 class _Deferred:
-    """What an in-process decode answers for an image it leaves to a child process."""
+    """What an in-process decode answers for an image it leaves to a child process: only the
+    EXIF orientation, read from the header here (the child sends back pixels alone)."""
+
+    orientation: int = 1
 
 
-_DEFER = _Deferred()
+# The EXIF tag saying how stored pixels are turned for display (1 = as stored; 2-8 as in the spec).
+_EXIF_ORIENTATION = 0x0112
 
 
 def decode_image(
@@ -147,12 +152,14 @@ def decode_image(
     limits = _Limits(max_pixels, max_full_decode_pixels)
     outcome = _decode(data, limits, in_process_only=cpu_seconds is None)
     if isinstance(outcome, _Deferred):  # never when cpu_seconds is None
-        outcome = _decode_in_child(data, limits, cpu_seconds or DECODE_CPU_SECONDS)
+        orientation = outcome.orientation
+        child = _decode_in_child(data, limits, cpu_seconds or DECODE_CPU_SECONDS)
+        outcome = child if isinstance(child, ImageDecodeError) else (*child, orientation)
     if isinstance(outcome, ImageDecodeError):
         # Raised here, outside any except block, so Pillow's exception is not chained to it.
         raise outcome
-    image, image_format = outcome
-    return DecodedImage(data=data, image=image, format=image_format)
+    image, image_format, orientation = outcome
+    return DecodedImage(data=data, image=image, format=image_format, orientation=orientation)
 
 
 def reduction_factor(width: int, height: int) -> int:
@@ -179,8 +186,8 @@ def _decoding_warnings() -> Iterator[None]:
 
 def _decode(
     data: bytes, limits: _Limits, *, in_process_only: bool
-) -> tuple[Image.Image, str | None] | ImageDecodeError | _Deferred:
-    """Open, check the limits, then decode here, or answer _DEFER for a child to decode."""
+) -> tuple[Image.Image, str | None, int] | ImageDecodeError | _Deferred:
+    """Open, check the limits, then decode here, or answer _Deferred for a child to decode."""
     Image.init()
     formats = [name for name in ACCEPTED_FORMATS if name in Image.OPEN]
     with _decoding_warnings():
@@ -189,9 +196,10 @@ def _decode(
                 refusal = _refusal(opened, limits)
                 if refusal is not None:
                     return refusal
+                orientation = _orientation(opened)
                 if not in_process_only and not _is_small_and_simple(opened, data):
-                    return _DEFER
-                return _pixels(opened), opened.format
+                    return _Deferred(orientation)
+                return _pixels(opened), opened.format, orientation
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             return _bomb(limits)
         except Exception:
@@ -212,6 +220,28 @@ def _refusal(opened: Image.Image, limits: _Limits) -> ImageDecodeError | None:
             f" for {opened.format or 'this format'} (only JPEG can be decoded at a reduced scale)",
         )
     return None
+
+
+def _orientation(opened: Image.Image) -> int:
+    """The EXIF orientation (1-8) from what Pillow read with the header, else 1.
+
+    Never ``opened.getexif()`` for formats other than TIFF: for a PNG whose EXIF chunk follows
+    the pixels it decodes the whole image, here, outside the child's CPU limit.
+    """
+    try:
+        if opened.format == "TIFF":
+            value = opened.getexif().get(_EXIF_ORIENTATION, 1)
+        else:
+            raw = opened.info.get("exif")
+            if not isinstance(raw, bytes | bytearray) or not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(bytes(raw))
+            value = exif.get(_EXIF_ORIENTATION, 1)
+    except Exception:
+        # A malformed EXIF block is hashed as stored, as before; never a failed upload.
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _is_small_and_simple(opened: Image.Image, data: bytes) -> bool:
@@ -328,7 +358,7 @@ def _child_main(
             answer = _TOO_LARGE if outcome.code == "image_too_large" else _UNREADABLE
             _write_all(fd, answer)
         elif isinstance(outcome, tuple):
-            image, image_format = outcome
+            image, image_format, _ = outcome
             name = (image_format or "").encode("ascii")
             _write_all(fd, _OK + _SIZE.pack(*image.size) + bytes([len(name)]) + name)
             _write_all(fd, image.tobytes())

@@ -21,6 +21,61 @@ from lists.hashtypes.base import ComputedHash, DecodedImage, PerceptualSignalTyp
 # flat or near-flat images all hash alike.
 PDQ_MIN_QUALITY = 50
 
+# --- degenerate values: refused when added to a list (matching still looks them up) ----------
+#
+# PDQ sets a bit for each DCT coefficient above their median, so the hash of any picture with
+# detail has exactly 128 of its 256 bits set. Measured here with pdqhash 0.2: 300 random-noise
+# images and 300 noisy or clean gradients with shapes all gave 128 (pure gradients as low as 108);
+# flat single-colour images gave 0 (black) to 128, because their coefficients are rounding noise.
+# A random 256-bit value is 128 +/- 8, so the band below is 8 standard deviations wide each side:
+# no real hash and no test's secrets.token_hex(32) falls outside it, while all-zero, all-one and
+# near-blank values do.
+PDQ_MIN_BITS_SET = 64
+PDQ_MAX_BITS_SET = 192
+
+# The PDQ of flat images of a few colours (64x64; the hash of a flat image is rounding noise and
+# differs by colour, so only the common ones are listed). The band above already refuses black and
+# white; grey and the primaries have 68-88 bits set and need this list.
+# tests/lists/test_degenerate_hashes.py recomputes every value from a Pillow image.
+DEGENERATE_PDQ: dict[str, bytes] = {
+    "black": bytes(32),
+    "white": bytes.fromhex("00001134000011342c4b00002c4b1134000000002c4b2c4b00002c4b8200554b"),
+    "grey": bytes.fromhex("000000002c4b11342c4b2c4b0000554b00002c4b113411342c4b585e2c4b017e"),
+    "red": bytes.fromhex("2c4b017e82002c4b000000000000554b11342c4b0000a7a1cc53113482008200"),
+    "green": bytes.fromhex("2c4bcc5300002c4b00002c4b0000000000001134554b585e113411348200bc64"),
+    "blue": bytes.fromhex("000011342c4b554b2c4b000011342c4b2c4b1134cc532c4b000007d02c4bbd0b"),
+}
+# A value this near a listed one would match the same blank pictures (PDQ's match radius).
+# Hashes of real pictures measured above were at least 91 bits from every flat-image hash.
+DEGENERATE_PDQ_RADIUS = 31
+
+
+def pdq_degenerate_reason(value: bytes, *, quality: int | None = None) -> str | None:
+    """Why a PDQ value must not be added to a list (a sentence for the person adding it), or None.
+
+    ``quality`` is given only where the hub computed the hash from an image itself.
+    """
+    if quality is not None and quality < PDQ_MIN_QUALITY:
+        return (
+            f"This PDQ hash has quality {quality}, below {PDQ_MIN_QUALITY}: the image is too "
+            "plain for PDQ to tell it from other plain images, so it would match unrelated content."
+        )
+    bits_set = int.from_bytes(value, "big").bit_count()
+    if not PDQ_MIN_BITS_SET <= bits_set <= PDQ_MAX_BITS_SET:
+        return (
+            f"This PDQ hash has {bits_set} of 256 bits set; real pictures give about 128: it is "
+            "the hash of a near-blank image and would match unrelated content."
+        )
+    number = int.from_bytes(value, "big")
+    for colour, known in DEGENERATE_PDQ.items():
+        distance = (number ^ int.from_bytes(known, "big")).bit_count()
+        if distance <= DEGENERATE_PDQ_RADIUS:
+            return (
+                f"This PDQ hash is {distance} bits from the hash of a flat {colour} image: it "
+                "would match blank pictures and unrelated content."
+            )
+    return None
+
 
 def pdq_vector_to_bytes(vector: Sequence[int] | np.ndarray) -> bytes:
     """Pack pdqhash's 256 bits into 32 bytes, most significant bit first, as threatexchange does."""
@@ -28,6 +83,51 @@ def pdq_vector_to_bytes(vector: Sequence[int] | np.ndarray) -> bytes:
     if bits.shape != (256,) or not np.isin(bits, (0, 1)).all():
         raise ValueError("pdqhash returned something other than 256 bits.")
     return np.packbits(bits.astype(np.uint8), bitorder="big").tobytes()
+
+
+DIHEDRAL_TRANSFORMS = (
+    "original",
+    "rotate90",
+    "rotate180",
+    "rotate270",
+    "flip_horizontal",
+    "flip_vertical",
+    "transpose",
+    "transverse",
+)
+"""The 8 ways a picture can be turned or mirrored, named as Pillow's ``Image.Transpose`` (rotations
+are counter-clockwise: ``rotate90`` is ``ROTATE_90``; ``transpose`` mirrors across the top-left
+to bottom-right diagonal, ``transverse`` across the other one)."""
+
+# pdqhash.compute_dihedral's outputs in order, each named by the transform that, applied to the
+# listed picture, gives the upload: its output k is the PDQ of the upload turned by Pillow's
+# (Original, ROTATE_90, ROTATE_180, ROTATE_270, FLIP_TOP_BOTTOM, FLIP_LEFT_RIGHT, TRANSPOSE,
+# TRANSVERSE)[k], so a rotation maps to its inverse (tests/matching/test_dihedral.py checks it).
+_DIHEDRAL_OUTPUT_ORDER = (
+    "original",
+    "rotate270",
+    "rotate180",
+    "rotate90",
+    "flip_vertical",
+    "flip_horizontal",
+    "transpose",
+    "transverse",
+)
+
+
+def pdq_dihedral(image: DecodedImage) -> tuple[dict[str, bytes], int]:
+    """The PDQ of the upload as it would be before each of the 8 transforms, from one pass
+    over its pixels, keyed by :data:`DIHEDRAL_TRANSFORMS` name, and the (shared) quality.
+
+    A listed hash equal or near to ``hashes["rotate90"]`` was made from a picture that, rotated
+    90 degrees counter-clockwise, is the upload.
+    """
+    vectors, quality = pdqhash.compute_dihedral(image.rgb_array)
+    hashes = {
+        name: pdq_vector_to_bytes(vector)
+        for name, vector in zip(_DIHEDRAL_OUTPUT_ORDER, vectors, strict=True)
+    }
+    return {name: hashes[name] for name in DIHEDRAL_TRANSFORMS}, int(quality)
 
 
 class PDQ(PerceptualSignalType):
@@ -39,6 +139,9 @@ class PDQ(PerceptualSignalType):
     default_max_distance = 31
     max_distance = 31
 
+    def degenerate_reason(self, value: bytes, *, quality: int | None = None) -> str | None:
+        return pdq_degenerate_reason(value, quality=quality)
+
     def compute(self, image: DecodedImage) -> ComputedHash:
         """Hash the RGB pixels and report PDQ's quality, flagging it when below PDQ_MIN_QUALITY."""
         vector, quality = pdqhash.compute(image.rgb_array)
@@ -46,3 +149,11 @@ class PDQ(PerceptualSignalType):
         return self._computed(
             pdq_vector_to_bytes(vector), quality=quality, low_quality=quality < PDQ_MIN_QUALITY
         )
+
+    def compute_variants(self, image: DecodedImage) -> dict[str, ComputedHash]:
+        """The 8 dihedral PDQ hashes (see :func:`pdq_dihedral`), from one pass over the pixels."""
+        hashes, quality = pdq_dihedral(image)
+        return {
+            name: self._computed(value, quality=quality, low_quality=quality < PDQ_MIN_QUALITY)
+            for name, value in hashes.items()
+        }

@@ -83,7 +83,10 @@ def _parse(source: Source, record: Record, result: PageResult) -> list[_Wanted]:
     for signal_name, text in record.hashes:
         try:
             signal_type = _signal_type(signal_name)
-            hashes.append((signal_type.name, signal_type.parse(text)))
+            value = signal_type.parse(text)
+            if record.op == ADD:  # a removal may still name a value no longer allowed in
+                signal_type.check_addable(value)
+            hashes.append((signal_type.name, value))
         except HashParseError as error:
             result.errors.append((record.position, error.code, f"{signal_name}: {error.message}"))
         except ServiceError as error:
