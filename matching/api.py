@@ -26,6 +26,7 @@ from hub.uploads import UploadTooLargeError, cap_uploads
 from lists.api import SignalTypeField
 from lists.changes import SEQUENCE_LAST_SQL
 from lists.hashtypes import all_signal_types
+from lists.hashtypes.pdq import DIHEDRAL_TRANSFORMS
 from matching import selectors, services
 from sharing.api import ListRefSerializer
 
@@ -103,6 +104,18 @@ class MatchSerializer(serializers.Serializer):
         "own, hold the hash.",
     )
     disputed = serializers.BooleanField()
+    transform = serializers.ChoiceField(
+        choices=[*DIHEDRAL_TRANSFORMS],  # not list(): the class has a field named list
+        required=False,
+        help_text="match/image with dihedral=true: how the upload is turned from the listed "
+        "picture.",
+    )
+    orientation = serializers.ChoiceField(
+        choices=["displayed", "stored"],
+        required=False,
+        help_text="match/image of a picture with an EXIF orientation: which of its two hashes "
+        "matched.",
+    )
 
 
 @extend_schema_serializer(component_name="HashError")
