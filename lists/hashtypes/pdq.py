@@ -99,35 +99,45 @@ DIHEDRAL_TRANSFORMS = (
 are counter-clockwise: ``rotate90`` is ``ROTATE_90``; ``transpose`` mirrors across the top-left
 to bottom-right diagonal, ``transverse`` across the other one)."""
 
-# pdqhash.compute_dihedral's outputs in order, each named by the transform that, applied to the
-# listed picture, gives the upload: its output k is the PDQ of the upload turned by Pillow's
-# (Original, ROTATE_90, ROTATE_180, ROTATE_270, FLIP_TOP_BOTTOM, FLIP_LEFT_RIGHT, TRANSPOSE,
-# TRANSVERSE)[k], so a rotation maps to its inverse (tests/matching/test_dihedral.py checks it).
-_DIHEDRAL_OUTPUT_ORDER = (
-    "original",
-    "rotate270",
-    "rotate180",
-    "rotate90",
-    "flip_vertical",
-    "flip_horizontal",
-    "transpose",
-    "transverse",
-)
+
+def _turned_back(pixels: np.ndarray, name: str) -> np.ndarray:
+    """The picture that the transform ``name`` turns into ``pixels`` (H x W x 3), i.e. the
+    inverse transform applied to them, as a contiguous array."""
+    inverse = {
+        "original": lambda a: a,
+        "rotate90": lambda a: np.rot90(a, -1),  # undo a counter-clockwise quarter turn
+        "rotate180": lambda a: np.rot90(a, 2),
+        "rotate270": lambda a: np.rot90(a, 1),
+        "flip_horizontal": lambda a: a[:, ::-1],
+        "flip_vertical": lambda a: a[::-1],
+        "transpose": lambda a: a.transpose(1, 0, 2),
+        "transverse": lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    }[name]
+    return np.ascontiguousarray(inverse(pixels))
 
 
 def pdq_dihedral(image: DecodedImage) -> tuple[dict[str, bytes], int]:
-    """The PDQ of the upload as it would be before each of the 8 transforms, from one pass
-    over its pixels, keyed by :data:`DIHEDRAL_TRANSFORMS` name, and the (shared) quality.
+    """The PDQ of the upload as it would be before each of the 8 transforms, keyed by
+    :data:`DIHEDRAL_TRANSFORMS` name, and the upload's quality.
 
     A listed hash equal or near to ``hashes["rotate90"]`` was made from a picture that, rotated
     90 degrees counter-clockwise, is the upload.
+
+    Each variant is the PDQ of the turned picture itself (8 passes), not pdqhash's
+    ``compute_dihedral`` (one pass, turning the DCT): where a side is an even multiple of 64
+    (256, 512 px, common sizes), PDQ's downscaling samples a pixel off centre, and those
+    variants were 24-40 bits from the hashes of the turned pictures, beyond the match radius.
+    Hashing the turned pictures gives exactly what a platform hashing the turned copy gives.
     """
-    vectors, quality = pdqhash.compute_dihedral(image.rgb_array)
-    hashes = {
-        name: pdq_vector_to_bytes(vector)
-        for name, vector in zip(_DIHEDRAL_OUTPUT_ORDER, vectors, strict=True)
-    }
-    return {name: hashes[name] for name in DIHEDRAL_TRANSFORMS}, int(quality)
+    pixels = image.rgb_array
+    hashes = {}
+    quality = 0
+    for name in DIHEDRAL_TRANSFORMS:
+        vector, found = pdqhash.compute(_turned_back(pixels, name))
+        hashes[name] = pdq_vector_to_bytes(vector)
+        if name == "original":
+            quality = int(found)
+    return hashes, quality
 
 
 class PDQ(PerceptualSignalType):
@@ -151,7 +161,7 @@ class PDQ(PerceptualSignalType):
         )
 
     def compute_variants(self, image: DecodedImage) -> dict[str, ComputedHash]:
-        """The 8 dihedral PDQ hashes (see :func:`pdq_dihedral`), from one pass over the pixels."""
+        """The 8 dihedral PDQ hashes, each from the turned picture (see :func:`pdq_dihedral`)."""
         hashes, quality = pdq_dihedral(image)
         return {
             name: self._computed(value, quality=quality, low_quality=quality < PDQ_MIN_QUALITY)
