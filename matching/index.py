@@ -635,6 +635,9 @@ class _Clusters(_RowStore):
         self._single_class = np.full(self.groups, -1, dtype=np.int64)
         single = per_group[self._group_of_class] == 1
         self._single_class[self._group_of_class[single]] = self._class_of_group[single]
+        # Where each group's (group, class) pairs begin (they are sorted by group).
+        bounds = np.searchsorted(self._group_of_class, np.arange(self.groups + 1))
+        self._pair_starts: list[int] = bounds.tolist()
 
     @property
     def groups(self) -> int:
@@ -711,13 +714,15 @@ class _Clusters(_RowStore):
         """
         centre_distances = _distances(self._centres, np.arange(self.groups), query)
         near = centre_distances <= radius + self._radius
-        if weights is not None:
-            allowed = np.zeros(self.groups, dtype=bool)
-            allowed[self._group_of_class[_weigh(weights, self._class_of_group) > 0]] = True
-            near &= allowed
         parts = []
         more_rows = more_total = 0
         for group in np.flatnonzero(near).tolist():
+            if weights is not None:
+                # Only the near groups' classes are weighed: a group of many classes far from
+                # the query costs nothing.
+                first, last = self._pair_starts[group], self._pair_starts[group + 1]
+                if not (_weigh(weights, self._class_of_group[first:last]) > 0).any():
+                    continue
             start, end = int(self._starts[group]), int(self._starts[group + 1])
             # Only the members whose distance to the centre is within the radius of the query's.
             to_centre = self._to_centre[start:end]
