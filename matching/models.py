@@ -54,6 +54,18 @@ class Detection(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_note = models.TextField(blank=True)
     created = models.DateTimeField(default=timezone.now)
+    # Recorded under the organisation's shadow mode: counted, never returned, sent or queued.
+    shadow = models.BooleanField(default=False)
+    # Found later, when a kept submission's hash entered a list (matching.retroactive); the
+    # original request's time is ``requested_at``.
+    retroactive = models.BooleanField(default=False)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    # Every entry it matched through was retracted or removed since (matching.retractions).
+    retracted_at = models.DateTimeField(null=True, blank=True)
+    # The strongest recommended action among its matches ("block", "review", "none", or "").
+    action = models.CharField(max_length=8, blank=True)
+    # One of its matches was a hash held for a jump in its match rate (matching.holds).
+    held = models.BooleanField(default=False)
 
     objects: ClassVar[models.Manager[Detection]] = ScopedManager(organization="organization")
 

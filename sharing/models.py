@@ -206,3 +206,128 @@ class SourceEntitlement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization_id} may match {self.source_id}"
+
+
+class MatchPolicy(models.Model):
+    """How an organisation matches (its match policy: ``GET|PUT /api/v1/policy``).
+
+    What it matches at all is :class:`PolicyExclusion` and :class:`EntryDisable` (they change the
+    export too); the fields here change only how matches are answered: thresholds per signal
+    type and per list, shadow mode, recommended-action rules. ``dihedral_default``,
+    ``link_template`` and ``retroactive_days`` are the organisation's defaults for image
+    matching, the review queue and retroactive matching. ``sharing.policy`` validates them.
+    """
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="match_policy"
+    )
+    # {"pdq": 24}: the default radius per signal type, at most the server's maximum.
+    thresholds = models.JSONField(default=dict, blank=True)
+    # {list public id: {"pdq": 16}}: a list's own radius, at most the type's threshold.
+    list_thresholds = models.JSONField(default=dict, blank=True)
+    # List public ids and source public ids whose matches are recorded as shadow detections.
+    shadow_lists = models.JSONField(default=list, blank=True)
+    shadow_sources = models.JSONField(default=list, blank=True)
+    # [{"action": "block", "tier": "verified", "category": "csam", "label": "A1",
+    #   "max_distance": 10}], first match wins; no rule: "review".
+    action_rules = models.JSONField(default=list, blank=True)
+    default_action = models.CharField(max_length=8, default="review")
+    dihedral_default = models.BooleanField(default=False)
+    # e.g. "https://moderation.example/item/{content_ref}"; "" for none.
+    link_template = models.CharField(max_length=500, blank=True)
+    # Keep submitted hashes for retroactive matching this many days; 0 turns it off.
+    retroactive_days = models.PositiveSmallIntegerField(default=0)
+    updated = models.DateTimeField(default=timezone.now)
+
+    objects: ClassVar[models.Manager[MatchPolicy]] = ScopedManager(organization="organization")
+
+    def __str__(self) -> str:
+        return f"match policy of {self.organization_id}"
+
+
+class PolicyExclusion(models.Model):
+    """A verified source, a shared list or a category of shared lists the organisation turned off.
+
+    Exactly one of ``source``, ``hash_list`` and ``category`` is set. The access rules
+    (``sharing.selectors``) leave what it names out, so the export carries its removals.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="policy_exclusions"
+    )
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.CASCADE)
+    hash_list = models.ForeignKey(HashList, null=True, blank=True, on_delete=models.CASCADE)
+    category = models.CharField(max_length=8, blank=True, choices=HashList.Category.choices)
+    created = models.DateTimeField(default=timezone.now)
+    created_by_label = models.CharField(max_length=200, blank=True)
+
+    objects: ClassVar[models.Manager[PolicyExclusion]] = ScopedManager(organization="organization")
+
+    class Meta:
+        constraints = (
+            models.CheckConstraint(
+                condition=(Q(source__isnull=False) & Q(hash_list__isnull=True) & Q(category=""))
+                | (Q(source__isnull=True) & Q(hash_list__isnull=False) & Q(category=""))
+                | (Q(source__isnull=True) & Q(hash_list__isnull=True) & ~Q(category="")),
+                name="exclusion_names_one_thing",
+            ),
+            models.UniqueConstraint(
+                fields=("organization", "source"),
+                condition=Q(source__isnull=False),
+                name="one_exclusion_per_source",
+            ),
+            models.UniqueConstraint(
+                fields=("organization", "hash_list"),
+                condition=Q(hash_list__isnull=False),
+                name="one_exclusion_per_list",
+            ),
+            models.UniqueConstraint(
+                fields=("organization", "category"),
+                condition=~Q(category=""),
+                name="one_exclusion_per_category",
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} turned off {self.source_id or self.hash_list_id or self.category}"
+
+
+class EntryDisable(models.Model):
+    """One hash of one list the organisation does not match until ``until`` ("not for us").
+
+    ``seq`` and ``ended_seq`` come from the change sequence: the export removes the hash at
+    ``seq`` and adds it again at ``ended_seq`` (set when the beat job or the organisation ends
+    the disable), in order with every other change.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    hash_list = models.ForeignKey(HashList, on_delete=models.CASCADE, related_name="+")
+    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="+")
+    until = models.DateTimeField()
+    note = models.TextField(blank=True)
+    seq = models.BigIntegerField(unique=True)
+    ended_seq = models.BigIntegerField(null=True, blank=True, unique=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    created_by_label = models.CharField(max_length=200)
+
+    objects: ClassVar[models.Manager[EntryDisable]] = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ("-created", "-id")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("organization", "hash_list", "hash"),
+                condition=Q(ended_seq__isnull=True),
+                name="one_active_disable_per_entry",
+            ),
+        )
+        indexes = (
+            models.Index(
+                fields=("until",), condition=Q(ended_seq__isnull=True), name="disable_due"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} disabled {self.hash_list_id}/{self.hash_id}"
