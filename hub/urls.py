@@ -42,6 +42,7 @@ urlpatterns = [
     path("o/<slug:org_slug>/lists/", include("lists.urls")),
     path("o/<slug:org_slug>/", include("matching.urls")),
     path("o/<slug:org_slug>/community/", include("sharing.urls")),
+    path("o/<slug:org_slug>/policy/", include("sharing.policy_urls")),
     path("o/<slug:org_slug>/disputes/", include("sharing.dispute_urls")),
     path("staff/organizations/", views.staff_organizations, name="staff_organizations"),
     path(

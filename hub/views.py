@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from hub import quotas, selectors, services
+from hub import activity, quotas, selectors, services
 from hub.audit import Actor
 from hub.decorators import (
     member_may,
@@ -144,7 +144,9 @@ def dashboard(request: OrgRequest, org_slug: str) -> HttpResponse:
     org = request.organization
     context = {
         "counts": selectors.dashboard_counts(org=org),
-        "recent_events": selectors.audit_events_of(org=org)[:8]
+        "recent_events": activity.recent_activity(
+            org=org, events=selectors.audit_events_of(org=org).select_related("actor_user")[:8]
+        )
         if member_may(request, "audit.read")
         else [],
     }

@@ -11,11 +11,12 @@ it; nothing else hand-writes a statement against the entry tables.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from django.db import connection, transaction
@@ -200,6 +201,8 @@ def entries_add(
     added = sum(by_type.values())
     sequence_advance(added)
     counts_change(hash_list, by_type, sign=1)
+    if added:
+        entries_entered.send(sender=None)
     return len(rows), added
 
 
@@ -529,6 +532,25 @@ def live_sizes_at(*, version: int, types: list[str]) -> dict[str, int]:
     return {name: counted.get(name, 0) for name in types}
 
 
+# The upstream record holding an entry of a source's list, for the entry's provenance: its key,
+# which is the record's id upstream (the least, should several records hold the hash); NULL for
+# other lists and once no record holds the hash. The keys the runner makes up for unkeyed
+# records (lists.sources.pages: "category:type:hex") are no upstream id and are passed over.
+# One probe of the records' GIN index, for the rows of source lists only. Formatted with the
+# names of the list row (``l``) and of the columns of the entry's hash.
+RECORD_KEY_SQL = """
+CASE WHEN l.source_id IS NULL THEN NULL ELSE (
+    SELECT min(r.key) FROM lists_sourcerecord r
+     WHERE r.hash_ids @> ARRAY[{hash_id}]::bigint[] AND r.hash_list_id = l.id
+       AND r.key <> l.category || ':' || {signal_type} || ':' || encode({value}, 'hex'))
+END"""
+
+# What the entry's list says of its entries' provenance (with ``l``, the list's row): whether
+# its owner shares their labels, and how its source (if any) verifies them.
+LIST_PROVENANCE_SQL = """
+l.share_classification,
+COALESCE((SELECT src.verification FROM lists_source src WHERE src.id = l.source_id), '')"""
+
 # Everything the feed says after a position (seq, sub), in that order:
 # - entry changes (adds, removes) inside an access interval (lo, hi) of a list: the caller's own
 #   lists have (0, forever), a community list one interval per grant;
@@ -545,16 +567,18 @@ WITH iv(list_id, lo, hi, pub) AS (
     SELECT * FROM unnest(%(ev_list)s::bigint[], %(ev_seq)s::bigint[], %(ev_granted)s::boolean[],
                          %(ev_pub)s::boolean[])
 )
-SELECT seq, sub, op, hash_list_id, signal_type, value FROM (
+SELECT * FROM (
     (SELECT e.added_seq AS seq, 0::bigint AS sub, 'add' AS op, e.hash_list_id, h.signal_type,
-            h.value
+            h.value,
+            e.hash_id, e.labels, e.added_at
        FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id AND NOT iv.pub
                 AND e.added_seq > iv.lo AND e.added_seq < iv.hi
        JOIN lists_hash h ON h.id = e.hash_id
       WHERE e.added_seq > %(after)s
       ORDER BY e.added_seq LIMIT %(limit)s)
     UNION ALL
-    (SELECT e.removed_seq, 0::bigint, 'remove', e.hash_list_id, h.signal_type, h.value
+    (SELECT e.removed_seq, 0::bigint, 'remove', e.hash_list_id, h.signal_type, h.value,
+            e.hash_id, e.labels, e.added_at
        FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id AND NOT iv.pub
                 AND e.removed_seq > iv.lo AND e.removed_seq < iv.hi
        JOIN lists_hash h ON h.id = e.hash_id
@@ -562,21 +586,24 @@ SELECT seq, sub, op, hash_list_id, signal_type, value FROM (
       ORDER BY e.removed_seq LIMIT %(limit)s)
     UNION ALL
     (SELECT ev.seq, e.added_seq, CASE WHEN ev.granted THEN 'add' ELSE 'remove' END,
-            e.hash_list_id, h.signal_type, h.value
+            e.hash_list_id, h.signal_type, h.value,
+            e.hash_id, e.labels, e.added_at
        FROM ev JOIN lists_entry e ON e.hash_list_id = ev.list_id AND NOT ev.pub
                 AND e.added_seq < ev.seq AND (e.removed_seq IS NULL OR e.removed_seq > ev.seq)
        JOIN lists_hash h ON h.id = e.hash_id
       WHERE (ev.seq, e.added_seq) > (%(after)s, %(after_sub)s)
       ORDER BY ev.seq, e.added_seq LIMIT %(limit)s)
     UNION ALL
-    (SELECT e.published_seq, 0::bigint, 'add', e.hash_list_id, h.signal_type, h.value
+    (SELECT e.published_seq, 0::bigint, 'add', e.hash_list_id, h.signal_type, h.value,
+            e.hash_id, e.labels, e.added_at
        FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id AND iv.pub
                 AND e.published_seq > iv.lo AND e.published_seq < iv.hi
        JOIN lists_hash h ON h.id = e.hash_id
       WHERE e.published_seq > %(after)s
       ORDER BY e.published_seq LIMIT %(limit)s)
     UNION ALL
-    (SELECT e.unpublished_seq, 0::bigint, 'remove', e.hash_list_id, h.signal_type, h.value
+    (SELECT e.unpublished_seq, 0::bigint, 'remove', e.hash_list_id, h.signal_type, h.value,
+            e.hash_id, e.labels, e.added_at
        FROM iv JOIN lists_entry e ON e.hash_list_id = iv.list_id AND iv.pub
                 AND e.unpublished_seq > iv.lo AND e.unpublished_seq < iv.hi
        JOIN lists_hash h ON h.id = e.hash_id
@@ -584,7 +611,8 @@ SELECT seq, sub, op, hash_list_id, signal_type, value FROM (
       ORDER BY e.unpublished_seq LIMIT %(limit)s)
     UNION ALL
     (SELECT ev.seq, e.published_seq, CASE WHEN ev.granted THEN 'add' ELSE 'remove' END,
-            e.hash_list_id, h.signal_type, h.value
+            e.hash_list_id, h.signal_type, h.value,
+            e.hash_id, e.labels, e.added_at
        FROM ev JOIN lists_entry e ON e.hash_list_id = ev.list_id AND ev.pub
                 AND e.published_seq < ev.seq
                 AND (e.unpublished_seq IS NULL OR e.unpublished_seq > ev.seq)
@@ -594,6 +622,22 @@ SELECT seq, sub, op, hash_list_id, signal_type, value FROM (
 ) AS changes
 ORDER BY seq, sub LIMIT %(limit)s
 """
+# The page with each entry's provenance (its labels, when it was added, its upstream record),
+# looked up for the page's rows only, after the limit.
+_FEED_PAGE_SQL = (
+    """
+SELECT c.seq, c.sub, c.op, c.hash_list_id, c.signal_type, c.value, c.labels, c.added_at, """
+    + RECORD_KEY_SQL.format(hash_id="c.hash_id", signal_type="c.signal_type", value="c.value")
+    + ","
+    + LIST_PROVENANCE_SQL
+    + """
+  FROM ("""
+    + _FEED_SQL
+    + """) AS c
+  JOIN lists_hashlist l ON l.id = c.hash_list_id
+ ORDER BY c.seq, c.sub
+"""
+)
 
 
 def feed_rows(
@@ -611,15 +655,18 @@ def feed_rows(
     The lists in ``published`` (anonymous lists of other owners) are read in their published
     view: their changes at their publication numbers.
 
-    Rows are ``(seq, sub, "add"/"remove", list id, type, value)`` in feed order (the export:
-    ``matching.selectors.export_page``, which gets intervals and events from ``sharing``).
+    Rows are ``(seq, sub, "add"/"remove", list id, type, value, labels, added at, upstream
+    record id, share classification, verification)`` in feed order (the export:
+    ``matching.selectors.export_page``, which gets intervals and events from ``sharing``); the
+    last five are the entry's provenance and what its list says of it (as in
+    :class:`LiveEntry`), for the caller to show as far as the reader may see it.
     """
     intervals, events = list(intervals), list(events)
     if not intervals:
         return []
     with connection.cursor() as cursor:
         cursor.execute(
-            _FEED_SQL,
+            _FEED_PAGE_SQL,
             {
                 "iv_list": [i[0] for i in intervals],
                 "iv_lo": [i[1] for i in intervals],
@@ -637,30 +684,62 @@ def feed_rows(
         return cursor.fetchall()
 
 
-# The live entries, in the given lists, of the given hashes (by id, or by exact value).
-_ENTRIES_SQL = """
+# The live entries, in the given lists, of the given hashes (by id, or by exact value), with
+# what a match shows of their provenance (labels, time added, upstream record).
+_HELD_SQL = """
 WITH wanted AS (
     SELECT id FROM lists_hash WHERE id = ANY(%(ids)s)
     UNION
     SELECT h.id FROM lists_hash h
       JOIN unnest(%(types)s::varchar[], %(values)s::bytea[]) AS q(signal_type, value)
         ON h.signal_type = q.signal_type AND h.value = q.value
+), held AS (
+    SELECT e.hash_list_id, h.id AS hash_id, h.signal_type, h.value, e.labels, e.added_at
+      FROM wanted w
+      JOIN lists_hash h ON h.id = w.id
+      JOIN lists_entry e ON e.hash_id = h.id
+     WHERE e.removed_seq IS NULL
+       AND (e.hash_list_id = ANY(%(lists)s)
+            OR (e.hash_list_id = ANY(%(published)s) AND e.published_seq IS NOT NULL))
+    UNION ALL
+    SELECT e.hash_list_id, h.id, h.signal_type, h.value, e.labels, e.added_at
+      FROM wanted w
+      JOIN lists_hash h ON h.id = w.id
+      JOIN lists_entry e ON e.hash_id = h.id
+     WHERE e.published_seq IS NOT NULL AND e.removed_seq IS NOT NULL
+       AND e.unpublished_seq IS NULL
+       AND e.hash_list_id = ANY(%(published)s)
 )
-SELECT e.hash_list_id, h.id, h.signal_type, h.value
-  FROM wanted w
-  JOIN lists_hash h ON h.id = w.id
-  JOIN lists_entry e ON e.hash_id = h.id
- WHERE e.removed_seq IS NULL
-   AND (e.hash_list_id = ANY(%(lists)s)
-        OR (e.hash_list_id = ANY(%(published)s) AND e.published_seq IS NOT NULL))
-UNION ALL
-SELECT e.hash_list_id, h.id, h.signal_type, h.value
-  FROM wanted w
-  JOIN lists_hash h ON h.id = w.id
-  JOIN lists_entry e ON e.hash_id = h.id
- WHERE e.published_seq IS NOT NULL AND e.removed_seq IS NOT NULL AND e.unpublished_seq IS NULL
-   AND e.hash_list_id = ANY(%(published)s)
 """
+_ENTRIES_SQL = (
+    _HELD_SQL
+    + """
+SELECT held.hash_list_id, held.hash_id, held.signal_type, held.value, held.labels,
+       held.added_at, """
+    + RECORD_KEY_SQL.format(
+        hash_id="held.hash_id", signal_type="held.signal_type", value="held.value"
+    )
+    + ","
+    + LIST_PROVENANCE_SQL
+    + """
+  FROM held JOIN lists_hashlist l ON l.id = held.hash_list_id
+"""
+)
+
+
+class LiveEntry(NamedTuple):
+    """A live entry as the match service reads it: where, which hash, and its provenance."""
+
+    list_pk: int
+    hash_id: int
+    signal_type: str
+    value: bytes
+    labels: list[str]
+    added_at: dt.datetime
+    record_id: str | None  # the upstream record's id, for an entry of a source's list
+    # Of the entry's list: whether its owner shares the labels; how its source verifies.
+    share_classification: bool
+    verification: str
 
 
 def live_entries_of(
@@ -669,10 +748,12 @@ def live_entries_of(
     exact: Iterable[tuple[str, bytes]],
     lists: Iterable[int],
     published: Iterable[int] = (),
-) -> list[tuple[int, int, str, bytes]]:
-    """``(list id, hash id, type, value)`` of every live entry in ``lists`` of the given hashes,
-    named by id (``hash_ids``, from the match index) or by exact value (``exact``), and of
-    every entry live in the published view of the anonymous lists ``published``."""
+) -> list[LiveEntry]:
+    """Every live entry in ``lists`` of the given hashes, named by id (``hash_ids``, from the
+    match index) or by exact value (``exact``), and every entry live in the published view of
+    the anonymous lists ``published``; one statement, whatever their number. Each comes with
+    its labels, the time it was added and, in a source's list, its upstream record's id: the
+    caller decides what of them the reader may see (sharing.selectors.MatchableList)."""
     exact_pairs = sorted(set(exact))
     with connection.cursor() as cursor:
         cursor.execute(
@@ -685,7 +766,10 @@ def live_entries_of(
                 "published": list(published),
             },
         )
-        return [(row[0], row[1], row[2], bytes(row[3])) for row in cursor.fetchall()]
+        return [
+            LiveEntry(row[0], row[1], row[2], bytes(row[3]), list(row[4] or ()), *row[5:9])
+            for row in cursor.fetchall()
+        ]
 
 
 # --- the published view of anonymous lists ------------------------------------------------------
@@ -744,6 +828,8 @@ def publish_pending() -> int:
         rows = cursor.fetchall()
     count = sum(int(n) for *_, n in rows)
     sequence_advance(count)
+    if any(added for _, _, added, _ in rows):
+        entries_entered.send(sender=None)
     deltas: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for list_pk, signal_type, added, n in rows:
         deltas[list_pk][signal_type] += int(n) if added else -int(n)
@@ -894,6 +980,8 @@ def entries_add_planned(
         by_list[list_pk][signal_type] = int(count)
     added = sum(sum(by_type.values()) for by_type in by_list.values())
     sequence_advance(added)
+    if added:
+        entries_entered.send(sender=None)
     for list_pk, by_type in sorted(by_list.items()):
         counts_change(by_pk[list_pk], by_type, sign=1)
     return added
@@ -931,3 +1019,207 @@ HASH_ID_TARGETS = """
                      WHERE l.hash_list_id = %(list)s AND l.hash_id = q.id
                        AND l.removed_seq IS NULL OFFSET 0) AS e ON true
 """
+
+
+# --- entries that left lists (matching.retractions) ---------------------------------------------
+
+# One snapshot: the entries whose removal (the owner's view, ``removed_seq``) or whose removal's
+# publication (others' view of an anonymous list, ``unpublished_seq``) has a change number after
+# %(after)s, up to the last committed one, in change order, at most %(limit)s; and that last
+# number (the row of NULLs but the number when nothing left). Each arm reads its unique or
+# partial index in order.
+_LEFT_SQL = """
+WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
+gone AS (
+    (SELECT e.removed_seq AS seq, e.hash_list_id, e.hash_id, false AS published
+       FROM lists_entry e
+      WHERE e.removed_seq > %(after)s AND e.removed_seq <= (SELECT last FROM bound)
+      ORDER BY e.removed_seq LIMIT %(limit)s)
+    UNION ALL
+    (SELECT e.unpublished_seq, e.hash_list_id, e.hash_id, true
+       FROM lists_entry e
+      WHERE e.unpublished_seq > %(after)s AND e.unpublished_seq <= (SELECT last FROM bound)
+      ORDER BY e.unpublished_seq LIMIT %(limit)s)
+    ORDER BY seq LIMIT %(limit)s
+)
+SELECT b.last, g.seq, g.hash_list_id, g.hash_id, g.published
+  FROM bound b LEFT JOIN gone g ON TRUE
+ ORDER BY g.seq
+"""
+
+
+@dataclass(frozen=True)
+class LeftEntry:
+    """An entry that left a list's view at change ``seq``: its owner's view (``published``
+    False: the entry was removed) or others' view of an anonymous list (True: the removal
+    was published)."""
+
+    seq: int
+    list_pk: int
+    hash_id: int
+    published: bool
+
+
+def entries_left_since(*, after: int, limit: int) -> tuple[list[LeftEntry], int]:
+    """The first ``limit`` entries that left a list after change ``after``, in change order,
+    and the change number the answer is complete up to: the last row's when ``limit`` cut it
+    short, else the last committed change (read in the same snapshot, so a removal that
+    commits later always has a higher number: see lists.models)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LEFT_SQL, {"after": after, "limit": limit})
+        rows = cursor.fetchall()
+    last = int(rows[0][0]) if rows and rows[0][0] is not None else after
+    left = [
+        LeftEntry(int(seq), int(list_pk), int(hash_id), bool(published))
+        for _, seq, list_pk, hash_id, published in rows
+        if seq is not None
+    ]
+    if len(left) >= limit:
+        last = left[-1].seq
+    return left, max(last, after)
+
+
+# Whether each (list, hash, view) is still held: a live entry in the owner's view, or an entry
+# whose publication stands in others' view.
+_STILL_HELD_SQL = """
+SELECT q.list_id, q.hash_id, q.published
+  FROM unnest(%(lists)s::bigint[], %(hashes)s::bigint[], %(published)s::boolean[])
+       AS q(list_id, hash_id, published)
+ WHERE EXISTS (SELECT 1 FROM lists_entry e
+                WHERE e.hash_list_id = q.list_id AND e.hash_id = q.hash_id
+                  AND CASE WHEN q.published
+                           THEN e.published_seq IS NOT NULL AND e.unpublished_seq IS NULL
+                           ELSE e.removed_seq IS NULL END)
+"""
+
+
+def entries_still_held(
+    pairs: Iterable[tuple[int, int, bool]],
+) -> set[tuple[int, int, bool]]:
+    """Which of ``(list id, hash id, published view)`` still hold the hash in that view."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _STILL_HELD_SQL,
+            {
+                "lists": [p[0] for p in wanted],
+                "hashes": [p[1] for p in wanted],
+                "published": [p[2] for p in wanted],
+            },
+        )
+        return {(int(a), int(b), bool(c)) for a, b, c in cursor.fetchall()}
+
+
+# --- entries that entered lists (the one "a hash entered a list" hook: matching.retroactive) ------
+
+# Sent inside the transaction that made entries enter a list's view: live adds by any path (by
+# hand, by file, a source's import) and publications of anonymous lists' adds. Receivers queue
+# their work for after the commit and then read :func:`entries_entered_since`; lists never
+# imports them (DESIGN.md: a lower part announces through a signal).
+entries_entered = Signal()
+
+# One snapshot: the entries whose add (the owner's, a source's or an open list's view,
+# ``added_seq``) or whose add's publication (others' view of an anonymous list,
+# ``published_seq``) has a change number after %(after)s, up to the last committed one, still in
+# that view, in change order, at most %(limit)s; and that last number. Each arm reads its
+# unique or partial index in order.
+_ENTERED_SQL = """
+WITH bound AS (SELECT last FROM lists_changecounter WHERE id = 1),
+came AS (
+    (SELECT e.added_seq AS seq, e.hash_list_id, e.hash_id, false AS published
+       FROM lists_entry e
+      WHERE e.added_seq > %(after)s AND e.added_seq <= (SELECT last FROM bound)
+        AND e.removed_seq IS NULL
+      ORDER BY e.added_seq LIMIT %(limit)s)
+    UNION ALL
+    (SELECT e.published_seq, e.hash_list_id, e.hash_id, true
+       FROM lists_entry e
+      WHERE e.published_seq > %(after)s AND e.published_seq <= (SELECT last FROM bound)
+        AND e.unpublished_seq IS NULL
+      ORDER BY e.published_seq LIMIT %(limit)s)
+    ORDER BY seq LIMIT %(limit)s
+)
+SELECT b.last, c.seq, c.hash_list_id, c.hash_id, h.signal_type, h.value, c.published
+  FROM bound b LEFT JOIN came c ON TRUE LEFT JOIN lists_hash h ON h.id = c.hash_id
+ ORDER BY c.seq
+"""
+
+
+@dataclass(frozen=True)
+class EnteredEntry:
+    """An entry that entered a list's view at change ``seq``: its owner's view, which is also
+    every reader's view of a source's or an open list (``published`` False: the entry was
+    added), or others' view of an anonymous list (True: the add was published)."""
+
+    seq: int
+    list_pk: int
+    hash_id: int
+    signal_type: str
+    value: bytes
+    published: bool
+
+
+def entries_entered_since(*, after: int, limit: int) -> tuple[list[EnteredEntry], int]:
+    """The first ``limit`` entries that entered a list's view after change ``after`` and are
+    still in it, in change order, and the change number the answer is complete up to: the last
+    row's when ``limit`` cut it short, else the last committed change (read in the same
+    snapshot, so an add that commits later always has a higher number: see lists.models)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ENTERED_SQL, {"after": after, "limit": limit})
+        rows = cursor.fetchall()
+    last = int(rows[0][0]) if rows and rows[0][0] is not None else after
+    entered = [
+        EnteredEntry(int(seq), int(list_pk), int(hash_id), str(kind), bytes(value), bool(pub))
+        for _, seq, list_pk, hash_id, kind, value, pub in rows
+        if seq is not None
+    ]
+    # Rows were cut at ``limit`` over both arms together: an arm's later rows wait for the next
+    # call, which starts after the last row returned (numbers are unique across both arms).
+    if len(entered) >= limit:
+        last = entered[-1].seq
+    return entered, max(last, after)
+
+
+# --- entries live at a moment (for a reader's per-entry exceptions: sharing.policy) --------------
+
+# Of the (list, hash, change number, published view) moments, those at which the entry was live
+# in that view: by its change numbers, or for the published view of an anonymous list, by its
+# publication numbers.
+_ENTRIES_LIVE_AT_SQL = """
+SELECT q.l, q.h, q.s
+  FROM unnest(%(lists)s::bigint[], %(hashes)s::bigint[], %(seqs)s::bigint[], %(pub)s::bool[])
+       AS q(l, h, s, p)
+ WHERE EXISTS (
+       SELECT 1 FROM lists_entry e
+        WHERE e.hash_list_id = q.l AND e.hash_id = q.h
+          AND CASE WHEN q.p
+                   THEN e.published_seq < q.s
+                        AND (e.unpublished_seq IS NULL OR e.unpublished_seq > q.s)
+                   ELSE e.added_seq < q.s AND (e.removed_seq IS NULL OR e.removed_seq > q.s)
+              END)
+"""
+
+
+def entries_live_at(
+    moments: Iterable[tuple[int, int, int, bool]],
+) -> set[tuple[int, int, int]]:
+    """Of the ``(list pk, hash id, change number, published view)`` moments, the
+    ``(list pk, hash id, change number)`` at which that entry was live in that view (a change
+    number the sequence has not reached yet asks about now). One statement."""
+    wanted = sorted(set(moments))
+    if not wanted:
+        return set()
+    return {
+        (row[0], row[1], row[2])
+        for row in sql_rows(
+            _ENTRIES_LIVE_AT_SQL,
+            {
+                "lists": [m[0] for m in wanted],
+                "hashes": [m[1] for m in wanted],
+                "seqs": [m[2] for m in wanted],
+                "pub": [m[3] for m in wanted],
+            },
+        )
+    }

@@ -84,6 +84,10 @@ class HashList(models.Model):
     # Adds up to this change number have been considered for publication, so a batch reads only
     # the newer ones; -1 while no publication has taken the anonymous list in (lists.changes).
     published_through = models.BigIntegerField(default=0)
+    # Whether subscribers see the labels of this list's entries in their matches and export (all
+    # of them for an open list, only the A1-B2 classification for an anonymous one: a free tag
+    # could name the owner). The owner turns it on; off for lists made before it existed.
+    share_classification = models.BooleanField(default=False)
     created = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
@@ -348,6 +352,9 @@ class Source(models.Model):
     name = models.CharField(max_length=120, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     description = models.TextField(blank=True)
+    # How the source verifies its entries (e.g. "each hash reviewed by two analysts"), shown to
+    # members with the source's list and with each of its matches and export items.
+    verification = models.TextField(blank=True)
     default_category = models.CharField(
         max_length=8, choices=HashList.Category.choices, default=HashList.Category.CSAM
     )

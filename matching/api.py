@@ -93,8 +93,46 @@ class MatchInputSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "nullable": True,
+        "description": "When the entry was added: the moment (ISO 8601 date-time) in the "
+        "caller's own lists, the day (YYYY-MM-DD, UTC) in an open community list or a verified "
+        "source's, null in another owner's anonymous list (the day could pair it with the "
+        "owner's other lists).",
+    }
+)
+class EntryAddedField(serializers.CharField):
+    pass
+
+
+class ProvenanceSerializer(serializers.Serializer):
+    """An entry's provenance, as far as the caller may see it (the same four fields on every
+    match and export item; empty or null where the caller may not see)."""
+
+    labels = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="All labels in the caller's own lists and verified sources (their A1-B2 "
+        "classification); in another organisation's list only when its owner shares its "
+        "classification, and then for an anonymous list the A1, A2, B1, B2 labels only, never "
+        "free tags. Empty otherwise.",
+    )
+    added = EntryAddedField(allow_null=True)
+    record_id = serializers.CharField(
+        allow_null=True,
+        help_text="Verified sources only: the upstream record's id (null while no keyed record "
+        "holds the hash, and for other tiers).",
+    )
+    verification = serializers.CharField(
+        allow_null=True,
+        help_text="Verified sources only: how the source verifies its entries (null otherwise, "
+        "or when the source does not say).",
+    )
+
+
 @extend_schema_serializer(component_name="Match")
-class MatchSerializer(serializers.Serializer):
+class MatchSerializer(ProvenanceSerializer):
     list = ListRefSerializer()
     distance = serializers.IntegerField(min_value=0)
     matched_value = serializers.CharField()
@@ -104,6 +142,17 @@ class MatchSerializer(serializers.Serializer):
         "own, hold the hash.",
     )
     disputed = serializers.BooleanField()
+    held = serializers.BooleanField(
+        help_text="True for a community match of a hash held for a sudden jump in its match "
+        "rate across the hub: review it rather than act on it until hub staff release or "
+        "retract it. Always false for the caller's own lists and verified sources."
+    )
+    action = serializers.ChoiceField(
+        choices=["block", "review", "none"],
+        help_text="What the organisation's match policy recommends for this match: the action "
+        "of its first rule the match fits, else its default (review); never block for a held "
+        "hash.",
+    )
     transform = serializers.ChoiceField(
         choices=[*DIHEDRAL_TRANSFORMS],  # not list(): the class has a field named list
         required=False,
@@ -172,7 +221,9 @@ class ImageMatchOutputSerializer(MatchOutputSerializer):
 
 
 @extend_schema_serializer(component_name="ExportItem")
-class ExportItemSerializer(serializers.Serializer):
+class ExportItemSerializer(ProvenanceSerializer):
+    """A change of the feed, with its entry's provenance (adds and removes alike)."""
+
     seq = serializers.IntegerField(min_value=1)
     op = serializers.ChoiceField(choices=["add", "remove"])
     type = SignalTypeField()

@@ -35,7 +35,7 @@ from hub.errors import ServiceError
 from hub.models import Organization
 from lists.api import CategoryField
 from lists.models import HashList
-from matching import review
+from matching import review, review_links
 from matching.models import Detection
 from sharing.api import TierField
 
@@ -43,6 +43,7 @@ ACTIONS = ("confirm", "false_positive", "dismiss")
 CATEGORIES = tuple(HashList.Category.values)
 STATUSES = tuple(Detection.Status.values)
 FILTERS = {"status": STATUSES, "tier": review.TIERS, "category": CATEGORIES}
+FLAGS = ("shadow", "retracted", "retroactive")
 
 
 @extend_schema_field({"type": "string", "enum": list(ACTIONS)}, component_name="ReviewAction")
@@ -80,6 +81,39 @@ class DetectionSerializer(serializers.Serializer):
     submitted = SubmittedHashSerializer(many=True, help_text="The hashes the request sent.")
     reviewed_at = IsoDateTimeField(allow_null=True)
     review_note = serializers.CharField(allow_blank=True)
+    retracted_at = IsoDateTimeField(
+        allow_null=True,
+        help_text="When every entry it matched through had left the lists (retracted); null if "
+        "not retracted.",
+    )
+    content_link = serializers.SerializerMethodField(
+        help_text="content_ref as a link to the organisation's moderation tool (its link "
+        "template), or null."
+    )
+    action = serializers.ChoiceField(
+        choices=["block", "review", "none", ""],
+        help_text="The strongest action the match policy recommended among its matches.",
+    )
+    shadow = serializers.BooleanField(
+        help_text="Recorded under shadow mode (a list or source being tried): never returned, "
+        "sent or queued."
+    )
+    retroactive = serializers.BooleanField(
+        help_text="Found later, when a hash the platform submitted earlier entered a list."
+    )
+    requested_at = IsoDateTimeField(
+        allow_null=True, help_text="For a retroactive detection: when the hash was submitted."
+    )
+    held = serializers.BooleanField(
+        help_text="One of its matches was a hash held for a jump in its match rate."
+    )
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_content_link(self, detection: Detection) -> str | None:
+        template = self.context.get("link_template")
+        if template is None:
+            template = review_links.link_template_of(org=detection.organization)
+        return review_links.content_link(template, detection.content_ref)
 
 
 @extend_schema_serializer(component_name="DetectionsPage")
@@ -136,6 +170,21 @@ def _choice(value: Any, allowed: tuple[str, ...], code: str, what: str) -> str:
     return value
 
 
+def _flag(value: str | None, name: str) -> bool | None:
+    """A true/false query parameter; None when absent."""
+    if value is None or value == "":
+        return None
+    if value.lower() not in ("true", "false"):
+        raise ServiceError(
+            "bad_filter", f"{name} must be true or false.", {"allowed": ["true", "false"]}
+        )
+    return value.lower() == "true"
+
+
+def _link_context(request: Request) -> dict[str, Any]:
+    return {"link_template": review_links.link_template_of(org=_org(request))}
+
+
 def _limit(raw: str | None) -> int:
     if raw is None:
         return review.PAGE_SIZE
@@ -159,6 +208,16 @@ class DetectionsApi(OrgAPIView):
             OpenApiParameter("status", str, enum=STATUSES),
             OpenApiParameter("tier", str, enum=review.TIERS),
             OpenApiParameter("category", str, enum=CATEGORIES),
+            OpenApiParameter(
+                "shadow",
+                bool,
+                description="true: only the detections recorded under shadow mode (left out "
+                "by default)",
+            ),
+            OpenApiParameter("retracted", bool, description="only retracted (true) or not (false)"),
+            OpenApiParameter(
+                "retroactive", bool, description="only retroactive (true) or not (false)"
+            ),
             OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
             OpenApiParameter(
                 "limit",
@@ -191,15 +250,20 @@ class DetectionsApi(OrgAPIView):
             name: _choice(query.get(name), allowed, "bad_filter", name)
             for name, allowed in FILTERS.items()
         }
+        flags = {name: _flag(query.get(name), name) for name in FLAGS}
         page = review.detections_page(
             org=_org(request),
             cursor=query.get("cursor", ""),
             limit=_limit(query.get("limit")),
+            shadow=bool(flags["shadow"]),
+            retracted=flags["retracted"],
+            retroactive=flags["retroactive"],
             **filters,
         )
         return Response(
             DetectionsPageSerializer(
-                {"detections": page.detections, "next_cursor": page.next_cursor}
+                {"detections": page.detections, "next_cursor": page.next_cursor},
+                context=_link_context(request),
             ).data
         )
 
@@ -218,7 +282,7 @@ class DetectionApi(OrgAPIView):
     )
     def get(self, request: Request, detection_id: str) -> Response:
         detection = review.get_detection_for_org(org=_org(request), public_id=detection_id)
-        return Response(DetectionSerializer(detection).data)
+        return Response(DetectionSerializer(detection, context=_link_context(request)).data)
 
 
 def _review_body(request: Request) -> tuple[str, str, str]:
@@ -310,4 +374,4 @@ class DetectionReviewApi(OrgAPIView):
         result["detection"] = review.get_detection_for_org(
             org=_org(request), public_id=detection_id
         )
-        return Response(ReviewOutputSerializer(result).data)
+        return Response(ReviewOutputSerializer(result, context=_link_context(request)).data)

@@ -1,4 +1,5 @@
-"""The staff health page: the reconciler's latest result and every process's match index."""
+"""The staff health page: the reconciler's latest result, every process's match index, and the
+hashes held for a jump in their match rate (matching.holds), which staff release or retract."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from hub.audit import Actor
 from hub.decorators import staff_required
+from hub.errors import ServiceError
+from matching import holds
 from matching.models import Reconciliation
 
 RUNS_SHOWN = 10
@@ -37,7 +41,7 @@ def staff_health(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "matching/staff_health.html",
-        {"latest": latest, "runs": runs, "indexes": indexes},
+        {"latest": latest, "runs": runs, "indexes": indexes, **holds.health_context()},
     )
 
 
@@ -61,4 +65,38 @@ def staff_health_check(request: HttpRequest) -> HttpResponse:
         if dry_run
         else "A repair was queued; reload this page in a minute for its result.",
     )
+    return redirect("staff_health")
+
+
+@staff_required
+@require_POST
+def staff_hold_release(request: HttpRequest, hold_id: str) -> HttpResponse:
+    """End a match-rate hold: the hash's community matches are no longer held (audited)."""
+    hold = holds.hold_get(public_id=hold_id)
+    try:
+        holds.hold_release(
+            hold=hold, note=request.POST.get("note", ""), actor=Actor.from_request(request)
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "The hold was released: its matches are no longer held.")
+    return redirect("staff_health")
+
+
+@staff_required
+@require_POST
+def staff_hold_retract(request: HttpRequest, hold_id: str) -> HttpResponse:
+    """Remove a held hash from the community lists holding it and end the hold (audited)."""
+    hold = holds.hold_get(public_id=hold_id)
+    try:
+        removed = holds.hold_retract(
+            hold=hold, reason=request.POST.get("reason", ""), actor=Actor.from_request(request)
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request, f"The hash was retracted from {removed} community list{'s' * (removed != 1)}."
+        )
     return redirect("staff_health")

@@ -228,3 +228,220 @@ class Reconciliation(models.Model):
     @property
     def drift(self) -> int:
         return self.access_grants + self.access_revokes + self.counter_drift + self.index_drift
+
+
+class KeptSubmission(models.Model):
+    """A hash an organisation submitted to match, kept for retroactive matching (never an image).
+
+    Kept only while the organisation's policy says so (``retroactive_days`` > 0), until
+    ``expires_at``; one row per (type, value, content_ref), the latest request's time winning.
+    ``matching.retroactive`` keeps, matches and purges them.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    signal_type = models.CharField(max_length=16)
+    value = models.BinaryField()
+    content_ref = models.CharField(max_length=500, blank=True)
+    requested_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    # The last change the request could have seen: only entries after it are news to it.
+    seen_seq = models.BigIntegerField(default=0)
+
+    objects: ClassVar[models.Manager[KeptSubmission]] = ScopedManager(organization="organization")
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=("organization", "signal_type", "value", "content_ref"),
+                name="one_kept_submission",
+            ),
+        )
+        indexes = (
+            # Exact types are matched by value; the purge goes by expiry.
+            models.Index(fields=("signal_type", "value"), name="kept_by_value"),
+            models.Index(fields=("expires_at",), name="kept_by_expiry"),
+        )
+
+    def __str__(self) -> str:
+        return f"kept {self.signal_type} of {self.organization_id} until {self.expires_at:%Y-%m-%d}"
+
+
+class KeptCount(models.Model):
+    """How many submissions an organisation keeps now, for its quota (one writer:
+    ``matching.retroactive``; the purge recounts it from the rows)."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="+")
+    kept = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.kept} kept by {self.organization_id}"
+
+
+class RetroactiveCheck(models.Model):
+    """A kept submission was matched again because a hash entered a list: never twice for the
+    same (kept submission, list, hash). ``detection`` is the retroactive detection it raised,
+    if any (none when the policy, allow list or threshold said no)."""
+
+    kept = models.ForeignKey(KeptSubmission, on_delete=models.CASCADE, related_name="+")
+    hash_list = models.ForeignKey("lists.HashList", on_delete=models.CASCADE, related_name="+")
+    hash = models.ForeignKey("lists.Hash", on_delete=models.CASCADE, related_name="+")
+    detection = models.ForeignKey(
+        Detection, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=("kept", "hash_list", "hash"), name="one_retroactive_check"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"kept {self.kept_id} checked for {self.hash_list_id}/{self.hash_id}"
+
+
+class RetroactiveCursor(models.Model):
+    """How far the retroactive matcher has read the "entered a list" feed (one row, id 1)."""
+
+    after = models.BigIntegerField(default=0)
+    updated = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"retroactive matching read up to change {self.after}"
+
+
+class DetectionHit(models.Model):
+    """One (list, stored hash) a detection matched through, as the organisation saw the list.
+
+    Written with the detection (matching.services). When every hit of a detection has left the
+    organisation's view of its list (the entry retracted, removed upstream or by an upheld
+    dispute; for another owner's anonymous list, once the removal is published), the detection
+    is flagged retracted (matching.retractions).
+    """
+
+    detection = models.ForeignKey(Detection, on_delete=models.CASCADE, related_name="hits")
+    hash_list = models.ForeignKey("lists.HashList", on_delete=models.CASCADE, related_name="+")
+    hash = models.ForeignKey("lists.Hash", on_delete=models.CASCADE, related_name="+")
+    # Matched through the published view (another owner's anonymous list): it leaves at the
+    # removal's publication, not at the removal itself.
+    published_view = models.BooleanField(default=False)
+
+    objects: ClassVar[models.Manager[DetectionHit]] = ScopedManager(
+        organization="detection__organization"
+    )
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=("detection", "hash_list", "hash"), name="one_hit_per_detection_entry"
+            ),
+        )
+        indexes = (models.Index(fields=("hash_list", "hash"), name="detection_hit_by_entry"),)
+
+    def __str__(self) -> str:
+        return f"hit of {self.detection_id} in {self.hash_list_id}"
+
+
+class RetractionCursor(models.Model):
+    """How far matching.retractions has read the change sequence's removals (one row, id 1)."""
+
+    last_seq = models.BigIntegerField(default=0)
+    updated = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"retractions read up to {self.last_seq}"
+
+
+# --- holds: a brake on poisoned hashes (matching.holds) ------------------------------------------
+
+
+class HashMatchDay(models.Model):
+    """How often one stored hash was matched across the hub on one (UTC) day: counts only.
+
+    ``matches`` counts detections that matched the hash (one per detection, however many lists
+    or submissions it matched through); ``organizations`` the distinct organisations among them,
+    counted through :class:`HashMatchDigest` and never stored by name. Rows older than the
+    baseline window are purged (``matching.holds.hold_counts_purge``).
+    """
+
+    hash_id = models.BigIntegerField()
+    day = models.DateField()
+    matches = models.IntegerField(default=0)
+    organizations = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(fields=("hash_id", "day"), name="one_match_day_per_hash"),
+        )
+        indexes = (models.Index(fields=("day",), name="match_day_by_day"),)
+
+    def __str__(self) -> str:
+        return f"hash {self.hash_id} on {self.day}: {self.matches} by {self.organizations}"
+
+
+class HashMatchDigest(models.Model):
+    """One organisation that matched one hash on one day, as a keyed digest of its id and the day
+    (``matching.holds``): only so that the day's distinct organisations are counted once each.
+
+    Unreadable without the hub's key and unlinkable across days; purged once its day is over.
+    """
+
+    day = models.DateField()
+    hash_id = models.BigIntegerField()
+    digest = models.BinaryField()
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=("day", "hash_id", "digest"), name="one_match_digest_per_org_day"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"a matcher of hash {self.hash_id} on {self.day}"
+
+
+class HeldHash(models.Model):
+    """A stored hash held for a jump in its hub-wide match rate: its community matches carry
+    ``held: true`` until hub staff release it or retract it from the community lists holding
+    it. ``matches``, ``organizations`` and ``baseline_matches`` (the 7 days before, in all) are
+    the figures that triggered it; they are counts only, never who matched.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    # Served by the (hash, -held_at) index below.
+    hash = models.ForeignKey(
+        "lists.Hash", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    held_at = models.DateTimeField(default=timezone.now)
+    day = models.DateField()
+    matches = models.IntegerField()
+    organizations = models.IntegerField()
+    baseline_matches = models.IntegerField()
+    baseline_days = models.IntegerField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    retracted_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_by_label = models.CharField(max_length=200, blank=True)
+    end_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-held_at", "-id")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("hash",),
+                condition=models.Q(released_at__isnull=True, retracted_at__isnull=True),
+                name="one_open_hold_per_hash",
+            ),
+        )
+        indexes = (models.Index(fields=("hash", "-held_at"), name="hold_by_hash_time"),)
+
+    def __str__(self) -> str:
+        return f"hold {self.public_id} of hash {self.hash_id}"
+
+    @property
+    def open(self) -> bool:
+        return self.released_at is None and self.retracted_at is None

@@ -41,14 +41,29 @@ MAX_NOTE = 2000
 
 
 def detections_of(
-    *, org: Organization, status: str = "", tier: str = "", category: str = ""
+    *,
+    org: Organization,
+    status: str = "",
+    tier: str = "",
+    category: str = "",
+    shadow: bool = False,
+    retracted: bool | None = None,
+    retroactive: bool | None = None,
 ) -> QuerySet[Detection]:
     """The organisation's detections, newest first, optionally narrowed by status, tier, category.
 
     A detection has a tier (category) when any of its matches does, so one detection may show
-    under several tier filters.
+    under several tier filters. Shadow detections (recorded under shadow mode) are left out
+    unless ``shadow`` asks for them, and then they are all it returns; ``retracted`` and
+    ``retroactive`` keep only the detections that are (True) or are not (False) so.
     """
-    detections = Detection.objects.filter(organization=org).select_related("reviewed_by")
+    detections = Detection.objects.filter(organization=org, shadow=shadow).select_related(
+        "reviewed_by"
+    )
+    if retracted is not None:
+        detections = detections.filter(retracted_at__isnull=not retracted)
+    if retroactive is not None:
+        detections = detections.filter(retroactive=retroactive)
     if status:
         detections = detections.filter(status=status)
     if tier:
@@ -68,6 +83,41 @@ def get_detection_for_org(*, org: Organization, public_id: str) -> Detection:
     if detection is None:
         raise Http404("No such detection.")
     return detection
+
+
+def detection_neighbours(*, detection: Detection) -> tuple[Detection | None, Detection | None]:
+    """(newer, older): the detections just before and after ``detection`` in its queue (the
+    organisation's, newest first; the shadow queue for a shadow detection)."""
+    queue = Detection.objects.filter(
+        organization_id=detection.organization_id, shadow=detection.shadow
+    ).only("public_id", "created")
+    newer = (
+        queue.filter(
+            Q(created__gt=detection.created) | Q(created=detection.created, pk__gt=detection.pk)
+        )
+        .order_by("created", "id")
+        .first()
+    )
+    older = (
+        queue.filter(
+            Q(created__lt=detection.created) | Q(created=detection.created, pk__lt=detection.pk)
+        )
+        .order_by("-created", "-id")
+        .first()
+    )
+    return newer, older
+
+
+def detection_counts(*, org: Organization) -> dict[str, int]:
+    """The dashboard's figures: detections waiting for review (``new``, shadow ones left out),
+    retracted ones (``retracted``: every entry they matched through has gone) and those
+    recorded under shadow mode (``shadow``)."""
+    counted = Detection.objects.filter(organization=org).aggregate(
+        new=Count("id", filter=Q(shadow=False, status=Detection.Status.NEW)),
+        retracted=Count("id", filter=Q(shadow=False, retracted_at__isnull=False)),
+        shadow=Count("id", filter=Q(shadow=True)),
+    )
+    return {name: int(value or 0) for name, value in counted.items()}
 
 
 # The API's pages of detections (GET /api/v1/detections).
@@ -112,6 +162,9 @@ def detections_page(
     category: str = "",
     cursor: str = "",
     limit: int = PAGE_SIZE,
+    shadow: bool = False,
+    retracted: bool | None = None,
+    retroactive: bool | None = None,
 ) -> DetectionPage:
     """A page of the organisation's detections, newest first, filtered as the review queue is.
 
@@ -119,9 +172,15 @@ def detections_page(
     Raises ServiceError ``bad_cursor`` for a cursor this hub did not give out.
     """
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    found = detections_of(org=org, status=status, tier=tier, category=category).order_by(
-        "-created", "-public_id"
-    )
+    found = detections_of(
+        org=org,
+        status=status,
+        tier=tier,
+        category=category,
+        shadow=shadow,
+        retracted=retracted,
+        retroactive=retroactive,
+    ).order_by("-created", "-public_id")
     if cursor:
         created, public_id = _decode_cursor(cursor)
         found = found.filter(Q(created__lt=created) | Q(created=created, public_id__lt=public_id))
@@ -391,6 +450,79 @@ def detection_dismiss(*, detection: Detection, note: str = "", actor: Actor) -> 
     _mark_reviewed(detection, Detection.Status.DISMISSED, note, actor)
     _audit_review(detection, "detection.dismissed", actor, previous)
     webhooks.detection_reviewed_notify(detection=detection)
+
+
+REVIEW_ACTIONS = ("confirm", "false_positive", "dismiss")
+MAX_BULK = MAX_PAGE_SIZE
+
+
+def detections_for_org(*, org: Organization, public_ids: Iterable[str]) -> list[Detection]:
+    """The organisation's detections of these ids, in the order given (each once).
+
+    Raises Http404 when any id is missing or another organisation's: the same answer for both,
+    and nothing is returned for the rest.
+    """
+    wanted = list(dict.fromkeys(public_ids))
+    found = {
+        detection.public_id: detection
+        for detection in Detection.objects.filter(
+            organization=org, public_id__in=wanted
+        ).select_related("organization", "reviewed_by")
+    }
+    if len(found) != len(wanted):
+        raise Http404("No such detection.")
+    return [found[public_id] for public_id in wanted]
+
+
+@transaction.atomic
+def detections_review_bulk(
+    *,
+    org: Organization,
+    public_ids: Iterable[str],
+    action: str,
+    category: str = "",
+    note: str = "",
+    actor: Actor,
+) -> list[Detection]:
+    """Review many detections alike: each goes through the very service of a single review
+    (:func:`detection_confirm`, :func:`detection_mark_false_positive`, :func:`detection_dismiss`),
+    so each writes its own audit event and webhook event, and a confirmation adds its hashes to
+    the organisation's own list (``category``, else each detection's own category).
+
+    All or nothing, in one transaction: an id of another organisation is a 404, and a
+    confirmation that cannot choose a list (``category_required``), a bad action or note, or
+    more than ``MAX_BULK`` ids is a ServiceError, before anything changes. Returns the
+    detections reviewed, in the order given.
+    """
+    if action not in REVIEW_ACTIONS:
+        raise ServiceError(
+            "bad_action", f"action must be one of: {', '.join(REVIEW_ACTIONS)}.", status=400
+        )
+    note = _clean_note(note)
+    detections = detections_for_org(org=org, public_ids=public_ids)
+    if not detections:
+        raise ServiceError("nothing_selected", "Select at least one detection.")
+    if len(detections) > MAX_BULK:
+        raise ServiceError("too_many_detections", f"Review at most {MAX_BULK} detections at once.")
+    if action == "confirm":
+        for detection in detections:
+            try:
+                confirm_category(detection, category)
+            except ServiceError as error:
+                raise ServiceError(
+                    error.code,
+                    f"Detection {detection.public_id}: {error.message}",
+                    {"detection": detection.public_id},
+                    status=error.status,
+                ) from None
+    for detection in detections:
+        if action == "confirm":
+            detection_confirm(detection=detection, category=category, note=note, actor=actor)
+        elif action == "false_positive":
+            detection_mark_false_positive(detection=detection, note=note, actor=actor)
+        else:
+            detection_dismiss(detection=detection, note=note, actor=actor)
+    return detections
 
 
 @transaction.atomic

@@ -11,7 +11,8 @@ from hub.models import Organization
 from lists import changes
 from lists.hashtypes import get_signal_type
 from lists.selectors import decode_cursor, encode_cursor
-from sharing.selectors import lists_described, matchable_by
+from sharing.policy import disable_feed_rows, disable_windows
+from sharing.selectors import entry_provenance, lists_described, matchable_by
 
 EXPORT_PAGE_SIZE = 1000
 EXPORT_MAX_PAGE_SIZE = 10_000
@@ -50,12 +51,15 @@ def export_page(
     keeps working. An empty page returns the same cursor: poll it again. Deleted lists stay in
     the feed so that their removals reach the platform. Other owners' anonymous lists are read
     in their published view: their changes come in batches, at their publication numbers.
+    An entry the organisation disabled (its match policy) is removed at the disable and added
+    again when it ends; the list's own changes to it in between are left out.
     """
     after, after_sub = _decode(cursor) if cursor else (0, 0)
     limit = max(1, min(limit, EXPORT_MAX_PAGE_SIZE))
     matchable = matchable_by(org=org, history=True)
     intervals, events = matchable.intervals, matchable.events
-    rows = changes.feed_rows(
+    rows = _feed_with_disables(
+        org=org,
         intervals=intervals,
         events=events,
         after=after,
@@ -64,6 +68,8 @@ def export_page(
         published=matchable.published,
     )
     described = lists_described(org=org, pks={row[3] for row in rows})
+    # Adds and removes alike carry the entry's provenance, as far as the caller may see it
+    # (sharing.selectors.entry_provenance): the same fields as a match of that entry.
     items = [
         {
             "seq": seq,
@@ -71,8 +77,76 @@ def export_page(
             "type": signal_type,
             "value": get_signal_type(signal_type).to_text(bytes(value)),
             "list": described[list_pk].as_dict(),
+            **entry_provenance(
+                described[list_pk],
+                labels=labels or (),
+                added_at=added_at,
+                record_id=record_id,
+                share_classification=share,
+                verification=verification,
+            ),
         }
-        for seq, _, op, list_pk, signal_type, value in rows
+        for (
+            seq,
+            _,
+            op,
+            list_pk,
+            signal_type,
+            value,
+            labels,
+            added_at,
+            record_id,
+            share,
+            verification,
+        ) in rows
     ]
     last = (rows[-1][0], rows[-1][1]) if rows else (after, after_sub)
     return ExportPage(items, _encode(*last), len(items) == limit)
+
+
+def _feed_with_disables(
+    *,
+    org: Organization,
+    intervals: tuple[tuple[int, int, int], ...],
+    events: tuple[tuple[int, int, bool], ...],
+    after: int,
+    after_sub: int,
+    limit: int,
+    published: frozenset[int],
+) -> list[tuple[Any, ...]]:
+    """The feed's rows after the position, with the organisation's entry disables applied (see
+    :func:`export_page`): a page never stops short because rows were left out, except at the
+    end of the feed."""
+    windows = disable_windows(org=org)
+    merged: list[tuple[Any, ...]] = []
+    position = (after, after_sub)
+    while True:
+        rows = changes.feed_rows(
+            intervals=intervals,
+            events=events,
+            after=position[0],
+            after_sub=position[1],
+            limit=limit,
+            published=published,
+        )
+        if not windows.windows:
+            return rows
+        full = len(rows) == limit
+        kept = [row for row in rows if not windows.hides(row[0], row[3], row[4], bytes(row[5]))]
+        upto = rows[-1][0] if full else 2**63 - 1
+        width = len(rows[0]) if rows else 0
+        extra = disable_feed_rows(
+            org=org,
+            after=position[0],
+            upto=upto,
+            intervals=intervals,
+            published=published,
+            limit=limit,
+        )
+        # A disable's own rows have no provenance beyond the list (padded to the feed's shape).
+        padding = (None, None, None, False, "")[: max(0, (width or 11) - 6)]
+        merged += kept + [(*row, *padding) for row in extra if row[0] > position[0]]
+        merged.sort(key=lambda row: (row[0], row[1]))
+        if len(merged) >= limit or not full:
+            return merged[:limit]
+        position = (rows[-1][0], rows[-1][1])

@@ -11,8 +11,8 @@ memory and then does the same. Views and API views stay thin and call these.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -35,16 +35,19 @@ from lists.hashtypes import (
     decode_image,
     get_signal_type,
 )
-from matching import webhooks
+from matching import holds, kept, retractions, webhooks
 from matching.engine import Found, get_engine
 from matching.models import AllowedHash, Detection
+from sharing.policy import disabled_pairs, policy_of
+from sharing.policy_rules import Policy, server_max_distance, strongest
 from sharing.selectors import (
     TIER_COMMUNITY,
     MatchableList,
     corroboration_counts,
     disputed_entries,
+    entry_provenance,
     ignores_disputed,
-    lists_matchable_by,
+    matchable_by,
 )
 from sharing.services import impact_record
 
@@ -72,6 +75,12 @@ class HashQuery:
     matches: list[dict[str, Any]] = field(default_factory=list)
     match_count: int = 0  # every match the caller may see, before the cap
     allow_listed: bool = False
+    # Matches on lists or sources the organisation's policy puts in shadow mode: recorded as a
+    # shadow detection, never returned.
+    shadow_matches: list[dict[str, Any]] = field(default_factory=list)
+    # (list id, matched value) of each match -> (list pk, hash id, published view): what it
+    # matched through, recorded with the detection for matching.retractions.
+    hits: dict[tuple[str, str], tuple[int, int, bool]] = field(default_factory=dict)
 
     def as_result(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -100,8 +109,10 @@ class MatchOutcome:
 
 
 def radii_for(requested: object) -> dict[str, int]:
-    """The radius per signal type: the type's default, lowered (never raised) by the request."""
-    radii = {t.name: t.default_max_distance for t in all_signal_types()}
+    """The most each signal type may reach for this request: the server's maximum, lowered
+    (never raised) by the request's ``max_distance``. The organisation's policy (or the type's
+    default) then decides within it, per list: see :func:`_radii`."""
+    radii = {t.name: server_max_distance(t.name) for t in all_signal_types()}
     if requested is None:
         return radii
     if not isinstance(requested, Mapping):
@@ -116,12 +127,13 @@ def radii_for(requested: object) -> dict[str, int]:
                 f"max_distance for {signal_type.name} must be a whole number of bits, 0 or more.",
                 {"type": signal_type.name},
             )
-        if value > signal_type.max_distance:
+        most = server_max_distance(signal_type.name)
+        if value > most:
             raise ServiceError(
                 "max_distance_too_large",
-                f"max_distance for {signal_type.name} may be at most {signal_type.max_distance} "
+                f"max_distance for {signal_type.name} may be at most {most} "
                 f"bits on this hub; {value} was asked.",
-                {"type": signal_type.name, "max": signal_type.max_distance, "asked": value},
+                {"type": signal_type.name, "max": most, "asked": value},
             )
         radii[signal_type.name] = value
     return radii
@@ -189,8 +201,11 @@ def parse_queries(items: Sequence[object]) -> list[HashQuery]:
 
 def _live_holders(
     *, hash_ids: set[int], exact: set[tuple[str, bytes]], lists: Mapping[int, MatchableList]
-) -> dict[int, tuple[str, bytes, list[MatchableList]]]:
-    """hash id → (type, value, the allowed lists holding it live).
+) -> tuple[
+    dict[int, tuple[str, bytes, list[MatchableList]]], dict[tuple[int, int], changes.LiveEntry]
+]:
+    """hash id → (type, value, the allowed lists holding it live); and (list pk, hash id) →
+    the live entry, for its provenance.
 
     Always one statement, even with nothing to look up: see :func:`_attach_matches`.
     """
@@ -202,10 +217,12 @@ def _live_holders(
         published=[pk for pk, seen in lists.items() if seen.published_view],
     )
     holders: dict[int, tuple[str, bytes, list[MatchableList]]] = {}
-    for list_pk, hash_id, signal_type, value in rows:
-        entry = holders.setdefault(hash_id, (signal_type, bytes(value), []))
-        entry[2].append(lists[list_pk])
-    return holders
+    entries: dict[tuple[int, int], changes.LiveEntry] = {}
+    for row in rows:
+        entry = holders.setdefault(row.hash_id, (row.signal_type, bytes(row.value), []))
+        entry[2].append(lists[row.list_pk])
+        entries[(row.list_pk, row.hash_id)] = row
+    return holders, entries
 
 
 def _search(
@@ -255,6 +272,18 @@ class _Hit:
     distance: int
 
 
+def _provenance(hit: _Hit, entries: Mapping[tuple[int, int], changes.LiveEntry]) -> dict[str, Any]:
+    entry = entries[(hit.holder.pk, hit.hash_id)]
+    return entry_provenance(
+        hit.holder,
+        labels=entry.labels,
+        added_at=entry.added_at,
+        record_id=entry.record_id,
+        share_classification=entry.share_classification,
+        verification=entry.verification,
+    )
+
+
 DISPUTED_WIDENING = 8
 """How much further a search looks, once, when disputed matches the caller ignores left fewer
 than ``max_matches`` of a truncated answer."""
@@ -267,23 +296,30 @@ def _attach_matches(
     org: Organization,
     change_number: int | None,
     limit: int,
-) -> dict[int, MatchableList]:
+) -> tuple[dict[int, MatchableList], Policy]:
     """Set each query's matches (at most ``limit``, closest first) and match counts; returns
-    the lists ``org`` may match (empty if no query was valid)."""
+    the lists ``org`` may match (empty if no query was valid) and its match policy.
+
+    ``radii`` are the request's caps per type; within them the organisation's policy decides
+    the radius per type and per list (the index searches at the widest, and matches beyond a
+    list's own radius are dropped before the cap like disputed ones)."""
     if not any(q.value is not None for q in queries):
-        return {}
+        return {}, Policy()
     # What the caller may match is read first, for every request with a valid hash, and the
     # index leaves out everything held elsewhere before it counts or caps: a submission near a
     # hash held only where the caller may not match then costs what a miss costs, and another
     # organisation's cluster of near-duplicates can neither crowd out the caller's matches nor
     # show in its counts (DESIGN.md, invariants 7 and 9).
-    lists = lists_matchable_by(org=org)
+    matchable = matchable_by(org=org)
+    lists, policy = matchable.lists, matchable.policy
     keys = sorted(holder_key(pk, published=seen.published_view) for pk, seen in lists.items())
+    reach = _Reach(radii, policy)
+    widest = {name: reach.widest(name, lists.values()) for name in radii}
     wanted = list(queries)
     search_limit = limit
     for attempt in range(2):
-        perceptual = _search(wanted, radii, change_number, keys=keys, limit=search_limit)
-        dropped = _fill_matches(wanted, perceptual, lists=lists, org=org, limit=limit)
+        perceptual = _search(wanted, widest, change_number, keys=keys, limit=search_limit)
+        dropped = _fill_matches(wanted, perceptual, lists=lists, org=org, limit=limit, reach=reach)
         # Disputed matches the caller ignores come out after the index's cap; where that left
         # fewer than the cap of a truncated answer, look once more, further.
         wanted = [
@@ -297,7 +333,27 @@ def _attach_matches(
         if not wanted or attempt:
             break
         search_limit = limit * DISPUTED_WIDENING
-    return lists
+    return lists, policy
+
+
+@dataclass(frozen=True)
+class _Reach:
+    """How far a match may be, per type and list: the request's cap and the policy's radius."""
+
+    caps: Mapping[str, int]
+    policy: Policy
+
+    def radius(self, signal_type: str, holder: MatchableList) -> int:
+        return min(self.caps[signal_type], self.policy.radius(signal_type, holder.public_id))
+
+    def widest(self, signal_type: str, holders: Iterable[MatchableList]) -> int:
+        base = min(self.caps[signal_type], self.policy.radius(signal_type))
+        own = [
+            self.radius(signal_type, holder)
+            for holder in holders
+            if holder.public_id in self.policy.list_thresholds
+        ]
+        return max([base, *own])
 
 
 def _fill_matches(
@@ -307,9 +363,11 @@ def _fill_matches(
     lists: Mapping[int, MatchableList],
     org: Organization,
     limit: int,
+    reach: _Reach,
 ) -> dict[int, int]:
     """Set the queries' matches from the index's hits (perceptual) or the database (exact);
-    returns, per query, how many disputed matches the caller's preference dropped."""
+    returns, per query, how many matches the caller's preferences and policy dropped (disputed
+    ones it ignores, ones beyond a list's radius, disabled entries, shadow ones)."""
     exact = {
         (q.signal_type, q.value)
         for q in queries
@@ -318,8 +376,10 @@ def _fill_matches(
     hash_ids = {hash_id for found in perceptual.values() for hash_id, _ in found.hits}
     # Only hashes the caller may match reach this statement, so it runs for a hit and for an
     # exact lookup, never because of what others hold.
-    holders = (
-        _live_holders(hash_ids=hash_ids, exact=exact, lists=lists) if hash_ids or exact else {}
+    holders, entries = (
+        _live_holders(hash_ids=hash_ids, exact=exact, lists=lists)
+        if hash_ids or exact
+        else ({}, {})
     )
     by_value = {(t, v): hash_id for hash_id, (t, v, _) in holders.items()}
     hits_by_query: dict[int, list[_Hit]] = {}
@@ -350,6 +410,13 @@ def _fill_matches(
     )
     # Read the caller's preference only when it can matter (misses cost no extra query).
     ignore_disputed = bool(disputed) and ignores_disputed(org=org)
+    # Entries the organisation disabled ("not for us" until a date): asked only for hits.
+    disabled = disabled_pairs(org=org, pairs=((h.holder.pk, h.hash_id) for h in every_hit))
+    # Community hashes held for a jump in their hub-wide match rate (matching.holds): one
+    # statement for the community hits, none without.
+    held = holds.held_hash_ids(
+        hash_ids={h.hash_id for h in every_hit if h.holder.tier == TIER_COMMUNITY}
+    )
     dropped: dict[int, int] = {}
     for query in queries:
         hits = hits_by_query.get(query.index)
@@ -358,18 +425,35 @@ def _fill_matches(
         matches = []
         for hit in hits:
             is_disputed = (hit.holder.pk, hit.hash_id) in disputed
-            if is_disputed and ignore_disputed:
+            if (
+                (is_disputed and ignore_disputed)
+                or hit.distance > reach.radius(hit.signal_type, hit.holder)
+                or (hit.holder.pk, hit.hash_id) in disabled
+            ):
                 dropped[query.index] = dropped.get(query.index, 0) + 1
                 continue
-            matches.append(
-                {
-                    "list": hit.holder.as_dict(),
-                    "distance": hit.distance,
-                    "matched_value": get_signal_type(hit.signal_type).to_text(hit.value),
-                    "corroboration": corroboration.get(hit.hash_id, 0),
-                    "disputed": is_disputed,
-                }
+            matched_text = get_signal_type(hit.signal_type).to_text(hit.value)
+            query.hits[(hit.holder.public_id, matched_text)] = (
+                hit.holder.pk,
+                hit.hash_id,
+                hit.holder.published_view,
             )
+            match = {
+                "list": hit.holder.as_dict(),
+                "distance": hit.distance,
+                "matched_value": matched_text,
+                "corroboration": corroboration.get(hit.hash_id, 0),
+                "disputed": is_disputed,
+                "held": hit.holder.tier == TIER_COMMUNITY and hit.hash_id in held,
+                # labels, added, record_id, verification: as far as the caller may see them.
+                **_provenance(hit, entries),
+            }
+            if reach.policy.is_shadow(list_id=hit.holder.public_id, source_id=hit.holder.source_id):
+                # Tried, not acted on: recorded apart, and neither returned nor counted.
+                query.shadow_matches.append(match)
+                dropped[query.index] = dropped.get(query.index, 0) + 1
+                continue
+            matches.append(match)
         matches.sort(key=_sort_key)
         # The index counted (list, hash) pairs the caller may match, disputed ones included;
         # those it dropped here are taken off, so the count says what the caller could see.
@@ -419,9 +503,17 @@ def _record_detection(
     queries: list[HashQuery],
     content_ref: str,
     lists: Mapping[int, MatchableList],
+    shadow: bool = False,
+    retroactive_of: kept.RetroactiveOf | None = None,
 ) -> Detection | None:
+    """Record what ``queries`` matched, audited; a ``shadow`` detection (matches of lists the
+    policy tries in shadow mode) goes to no webhook and counts for no list's impact. With
+    ``retroactive_of``, only if a (list, hash) that just entered is among the matches, marked
+    retroactive with the original request's time."""
     matched = [q for q in queries if q.matches]
     if not matched:
+        return None
+    if retroactive_of is not None and not retroactive_of.raised_by(q.matches for q in matched):
         return None
     found = [m for q in matched for m in q.matches]
     with transaction.atomic():
@@ -438,6 +530,11 @@ def _record_detection(
             match_total=sum(q.match_count for q in matched),
             tiers=sorted({m["list"]["tier"] for m in found}),
             categories=sorted({m["list"]["category"] for m in found}),
+            action=strongest(m.get("action", "") for m in found),
+            shadow=shadow,
+            held=any(m.get("held", False) for m in found),
+            retroactive=retroactive_of is not None,
+            requested_at=retroactive_of.requested_at if retroactive_of is not None else None,
         )
         audit(
             actor=actor,
@@ -451,12 +548,37 @@ def _record_detection(
                 "tiers": detection.tiers,
                 "categories": detection.categories,
                 "content_ref": content_ref,
+                **({"shadow": True} if shadow else {}),
+                **({"retroactive": True} if retroactive_of is not None else {}),
             },
         )
-        webhooks.detection_notify(detection=detection)
+        if not shadow:
+            webhooks.detection_notify(detection=detection)
+        retractions.detection_hits_record(
+            detection=detection,
+            hits=[
+                q.hits[(m["list"]["id"], m["matched_value"])]
+                for q in matched
+                for m in q.matches
+                if (m["list"]["id"], m["matched_value"]) in q.hits
+            ],
+        )
+        # Today's hub-wide counts of the community hashes matched, which may hold one. A
+        # retroactive detection is an old upload found again: not today's rate.
+        if retroactive_of is None:
+            holds.hold_count_matches(
+                org=org,
+                hash_ids={
+                    q.hits[(m["list"]["id"], m["matched_value"])][1]
+                    for q in matched
+                    for m in q.matches
+                    if m["list"]["tier"] == TIER_COMMUNITY
+                    and (m["list"]["id"], m["matched_value"]) in q.hits
+                },
+            )
         # The contributors' impact counts: one per community match, never who matched.
         community = {m["list"]["id"] for m in found if m["list"]["tier"] == TIER_COMMUNITY}
-        if community:
+        if community and not shadow:
             pks = {hl.public_id: pk for pk, hl in lists.items()}
             impact_record(
                 list_pks=[pks[m["list"]["id"]] for m in found if m["list"]["id"] in community]
@@ -483,6 +605,7 @@ def match_hashes(
     max_matches: object = None,
     content_ref: object = None,
     change_number: int | None = None,
+    retroactive_of: kept.RetroactiveOf | None = None,
 ) -> MatchOutcome:
     """Match submitted hashes against everything ``org`` may match (DESIGN.md, "The match path").
 
@@ -490,7 +613,9 @@ def match_hashes(
     and says how many there are in all. Side effects when anything matched: a Detection, an
     audit event ``detection.created`` and webhook deliveries queued after commit; allow-listed
     submissions bump their counters. ``change_number``: the last committed change, if the
-    caller read it already in this request.
+    caller read it already in this request. The submitted hashes are kept for retroactive
+    matching when the organisation opted in (matching.retroactive), except in a retroactive
+    re-match (``retroactive_of``), which records only a detection naming what just entered.
     """
     radii = radii_for(max_distance)
     limit = max_matches_for(max_matches)
@@ -504,6 +629,7 @@ def match_hashes(
         limit=limit,
         content_ref=reference,
         change_number=change_number,
+        retroactive_of=retroactive_of,
     )
 
 
@@ -517,6 +643,7 @@ def _match(
     content_ref: str,
     change_number: int | None,
     variants: Sequence[Variant] = (),
+    retroactive_of: kept.RetroactiveOf | None = None,
 ) -> MatchOutcome:
     """Match ``queries`` (and ``variants``, merged into the query each belongs to)."""
     # A submission with variants is matched through them (its own value is one of them).
@@ -525,14 +652,50 @@ def _match(
         *(query for query in queries if query.index not in merged),
         *(variant.query for variant in variants),
     ]
-    lists = _attach_matches(asked, radii, org=org, change_number=change_number, limit=limit)
+    lists, policy = _attach_matches(asked, radii, org=org, change_number=change_number, limit=limit)
     _apply_allow_list(org, asked)
     if variants:
         _merge_variants(queries, variants, limit=limit)
+    _recommend(queries, policy)
+    if retroactive_of is None:
+        kept.submissions_keep(
+            org=org,
+            days=policy.retroactive_days,
+            hashes=[(q.signal_type, q.value) for q in queries if q.value is not None],
+            content_ref=content_ref,
+            seen_seq=change_number,
+        )
     detection = _record_detection(
-        org=org, actor=actor, queries=queries, content_ref=content_ref, lists=lists
+        org=org,
+        actor=actor,
+        queries=queries,
+        content_ref=content_ref,
+        lists=lists,
+        retroactive_of=retroactive_of,
     )
+    shadowed = [
+        replace(q, matches=q.shadow_matches, match_count=len(q.shadow_matches))
+        for q in queries
+        if q.shadow_matches and not q.allow_listed
+    ]
+    if shadowed:
+        _record_detection(
+            org=org,
+            actor=actor,
+            queries=shadowed,
+            content_ref=content_ref,
+            lists=lists,
+            shadow=True,
+            retroactive_of=retroactive_of,
+        )
     return MatchOutcome(queries, detection)
+
+
+def _recommend(queries: Sequence[HashQuery], policy: Policy) -> None:
+    """Give every match (returned or shadow) the action the organisation's rules recommend."""
+    for query in queries:
+        for match in (*query.matches, *query.shadow_matches):
+            match["action"] = policy.action_for(match, signal_type=query.signal_type)
 
 
 @dataclass
@@ -560,6 +723,14 @@ def _merge_variants(queries: list[HashQuery], variants: Sequence[Variant], *, li
     for index, group in members.items():
         submission = by_index[index]
         best: dict[tuple[str, str], dict[str, Any]] = {}
+        shadow: dict[tuple[str, str], dict[str, Any]] = {}
+        for query, labels in group:
+            submission.hits.update(query.hits)
+            for match in query.shadow_matches:
+                key = (match["list"]["id"], match["matched_value"])
+                if key not in shadow or match["distance"] < shadow[key]["distance"]:
+                    shadow[key] = {**match, **labels}
+        submission.shadow_matches = sorted(shadow.values(), key=_sort_key)
         for query, labels in group:
             for match in query.matches:
                 key = (match["list"]["id"], match["matched_value"])
@@ -574,9 +745,10 @@ def _merge_variants(queries: list[HashQuery], variants: Sequence[Variant], *, li
             submission.allow_listed = True
 
 
-def _clean_dihedral(dihedral: object) -> bool:
+def _clean_dihedral(dihedral: object, org: Organization) -> bool:
     if dihedral is None or dihedral == "":
-        return False
+        # Not asked: the organisation's default (its match policy).
+        return policy_of(org=org).dihedral_default
     if isinstance(dihedral, bool):
         return dihedral
     if isinstance(dihedral, str) and dihedral.strip().lower() in {"true", "false"}:
@@ -640,7 +812,7 @@ def match_image(
     max_matches: object = None,
     content_ref: object = None,
     change_number: int | None = None,
-    dihedral: object = False,
+    dihedral: object = None,
 ) -> ImageMatchOutcome:
     """Hash an upload in memory (decoded once), then match every hash computed from it.
 
@@ -654,7 +826,7 @@ def match_image(
     radii = radii_for(max_distance)
     limit = max_matches_for(max_matches)
     reference = _clean_content_ref(content_ref)
-    with_dihedral = _clean_dihedral(dihedral)
+    with_dihedral = _clean_dihedral(dihedral, org)
     decoded = decode_image(
         data,
         max_bytes=settings.HASHHUB_MAX_UPLOAD_BYTES,

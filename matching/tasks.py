@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from hub.celery import ScopedTask, app
-from matching import digest, engine, review, webhooks
+from matching import digest, engine, kept, retractions, retroactive, review, webhooks
 
 
 @app.task(base=ScopedTask, name=webhooks.DELIVER_TASK, acks_late=True)
@@ -51,8 +51,18 @@ def deliver_webhook(
 
 @app.task(base=ScopedTask, name="matching.purge_detections")
 def purge_detections() -> int:
-    """Delete detections older than the retention setting (daily, from beat)."""
-    return review.detections_purge()
+    """Delete detections older than the retention setting, and expired kept submissions of
+    retroactive matching (daily, from beat)."""
+    purged = review.detections_purge()
+    kept.kept_purge()
+    return purged
+
+
+@app.task(base=ScopedTask, name=retroactive.RUN_TASK)
+def retroactive_match() -> int:
+    """Match the hashes that entered lists against kept submissions (every minute from beat,
+    and after each commit that added entries). Returns the retroactive detections made."""
+    return retroactive.retroactive_run()
 
 
 @app.task(base=ScopedTask, name="matching.send_digests")
@@ -76,3 +86,10 @@ def reconcile_state(*, dry_run: bool = False, trigger: str = "daily task") -> in
 
     run = reconcile(dry_run=dry_run, actor=Actor(system="reconciler"), trigger=trigger)
     return run.drift
+
+
+@app.task(base=ScopedTask, name=retractions.RUN_TASK)
+def run_retractions() -> int:
+    """Flag the detections that removals since the last run retracted (every minute, from beat,
+    and queued after a removal commits)."""
+    return retractions.retractions_run_queued()

@@ -9,6 +9,10 @@ from matching import views, webhook_views
 urlpatterns = [
     path("detections/", views.detections, name="detections"),
     path("detections/chart/", views.detections_chart, name="detections_chart"),
+    # Under review/, not detections/<id>/: an id is never one of these words.
+    path("review/bulk/", views.detections_bulk_review, name="detections_bulk_review"),
+    path("review/settings/", views.detections_settings, name="detections_settings"),
+    path("detections/summary/", views.detections_summary, name="detections_summary"),
     path("detections/<str:detection_id>/", views.detection_detail, name="detection_detail"),
     path("detections/<str:detection_id>/review/", views.detection_review, name="detection_review"),
     path("allow-list/", views.allow_list, name="allow_list"),

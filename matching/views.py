@@ -16,8 +16,10 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
@@ -28,7 +30,7 @@ from hub.lib.charts import BarPlot
 from hub.middleware import OrgRequest
 from lists.hashtypes import get_signal_type
 from lists.models import HashList
-from matching import review
+from matching import review, review_links
 from matching.models import AllowedHash, Detection
 
 PAGE_SIZE = 50
@@ -44,6 +46,72 @@ class DetectionFilterForm(forms.Form):
     category = forms.ChoiceField(
         choices=[("", "Any category"), *HashList.Category.choices], required=False
     )
+    retracted = forms.ChoiceField(
+        choices=[("", "Retracted or not"), ("yes", "Retracted"), ("no", "Not retracted")],
+        required=False,
+    )
+    retroactive = forms.ChoiceField(
+        choices=[("", "Retroactive or not"), ("yes", "Retroactive"), ("no", "Not retroactive")],
+        required=False,
+    )
+    shadow = forms.BooleanField(required=False, label="Shadow detections only")
+
+    def selection(self) -> dict[str, Any]:
+        """The cleaned filters as matching.review.detections_of's arguments."""
+        data = self.cleaned_data
+        flags = {"yes": True, "no": False, "": None}
+        return {
+            "status": data["status"],
+            "tier": data["tier"],
+            "category": data["category"],
+            "shadow": bool(data["shadow"]),
+            "retracted": flags[data["retracted"]],
+            "retroactive": flags[data["retroactive"]],
+        }
+
+    def query(self) -> dict[str, str]:
+        """The filters that are set, as query parameters."""
+        return {
+            name: ("true" if value is True else str(value))
+            for name, value in self.cleaned_data.items()
+            if value
+        }
+
+
+class BulkReviewForm(forms.Form):
+    action = forms.ChoiceField(choices=[(a, a) for a in review.REVIEW_ACTIONS])
+    category = forms.ChoiceField(choices=[("", ""), *HashList.Category.choices], required=False)
+    note = forms.CharField(required=False, max_length=review.MAX_NOTE)
+    query = forms.CharField(required=False, max_length=1000)
+
+
+class LinkTemplateForm(forms.Form):
+    link_template = forms.CharField(
+        required=False,
+        max_length=review_links.MAX_TEMPLATE,
+        label="Link template",
+        help_text="An https:// (or http://) address with {content_ref} where the reference goes, "
+        "e.g. https://moderation.example/item/{content_ref}. Leave empty for no links.",
+    )
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """A detection as a row of the queue: its closest distance and its content link."""
+
+    detection: Detection
+    closest: int | None
+    link: str | None
+
+
+def _closest(detection: Detection) -> int | None:
+    distances = [
+        match["distance"]
+        for result in detection.matches or []
+        for match in result.get("matches") or []
+        if isinstance(match.get("distance"), int)
+    ]
+    return min(distances, default=None)
 
 
 class ReviewForm(forms.Form):
@@ -73,11 +141,17 @@ def detections(request: OrgRequest, org_slug: str) -> HttpResponse:
     context: dict[str, Any] = {"filters": filters, "page": None}
     if not filters.is_valid():
         return render(request, "matching/detections.html", context, status=400)
-    chosen = {name: value for name, value in filters.cleaned_data.items() if value}
-    queue = review.detections_of(org=request.organization, **chosen)
+    chosen = filters.query()
+    queue = review.detections_of(org=request.organization, **filters.selection())
     context["page"] = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    template_text = review_links.link_template_of(org=request.organization)
+    context["rows"] = [
+        QueueRow(d, _closest(d), review_links.content_link(template_text, d.content_ref))
+        for d in context["page"]
+    ]
     context["filtered"] = bool(chosen)
     context["query"] = urlencode(chosen)
+    context["categories"] = HashList.Category.choices
     template = "matching/_detection_rows.html" if _partial(request) else "matching/detections.html"
     response = render(request, template, context)
     patch_vary_headers(response, ("HX-Request",))
@@ -120,7 +194,13 @@ def _render_detail(
     request: OrgRequest, detection: Detection, form: ReviewForm | None = None, status: int = 200
 ) -> HttpResponse:
     categories = sorted(set(detection.categories))
+    newer, older = review.detection_neighbours(detection=detection)
+    template_text = review_links.link_template_of(org=request.organization)
     context = {
+        "newer": newer,
+        "older": older,
+        "content_link": review_links.content_link(template_text, detection.content_ref),
+        "closest": _closest(detection),
         "detection": detection,
         "submitted": review.submitted_hashes(detection),
         "match_rows": _match_rows(detection),
@@ -172,6 +252,84 @@ def detection_review(request: OrgRequest, org_slug: str, detection_id: str) -> H
         form.add_error(None, error.message)
         return _render_detail(request, detection, form, status=error.status)
     return redirect("detection_detail", org_slug=org_slug, detection_id=detection.public_id)
+
+
+def _queue_url(org_slug: str, query: str) -> str:
+    """The queue with the filters of ``query``, rebuilt from the valid ones only."""
+    filters = DetectionFilterForm(QueryDict(query))
+    kept = urlencode(filters.query()) if filters.is_valid() else ""
+    url = reverse("detections", kwargs={"org_slug": org_slug})
+    return f"{url}?{kept}" if kept else url
+
+
+@require_POST
+@org_permission("detections.review")
+def detections_bulk_review(request: OrgRequest, org_slug: str) -> HttpResponse:
+    """Review the detections ticked in the queue alike (each audited as a single review)."""
+    form = BulkReviewForm(request.POST)
+    back = _queue_url(org_slug, request.POST.get("query", ""))
+    if not form.is_valid():
+        messages.error(request, "Choose what to do with the selected detections.")
+        return redirect(back)
+    data = form.cleaned_data
+    try:
+        reviewed = review.detections_review_bulk(
+            org=request.organization,
+            public_ids=request.POST.getlist("detection"),
+            action=data["action"],
+            category=data["category"],
+            note=data["note"],
+            actor=Actor.from_request(request),
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect(back)
+    done = {
+        "confirm": "Confirmed",
+        "false_positive": "Marked as false positives:",
+        "dismiss": "Dismissed",
+    }
+    count = len(reviewed)
+    messages.success(request, f"{done[data['action']]} {count} detection{pluralize(count)}.")
+    return redirect(back)
+
+
+@org_permission("org.read", post="sharing.manage")
+def detections_settings(request: OrgRequest, org_slug: str) -> HttpResponse:
+    """The review queue's settings: the link template (owners and admins change it)."""
+    org = request.organization
+    form = LinkTemplateForm(
+        request.POST or None, initial={"link_template": review_links.link_template_of(org=org)}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            review_links.link_template_set(
+                org=org,
+                template=form.cleaned_data["link_template"],
+                actor=Actor.from_request(request),
+            )
+        except ServiceError as error:
+            form.add_error("link_template", error.message)
+        else:
+            messages.success(request, "The link template is saved.")
+            return redirect("detections_settings", org_slug=org_slug)
+    context = {
+        "form": form,
+        "example": review_links.content_link(
+            review_links.link_template_of(org=org), "example-ref/42"
+        ),
+    }
+    return render(
+        request, "matching/detections_settings.html", context, status=400 if form.errors else 200
+    )
+
+
+@require_GET
+@org_permission("org.read")
+def detections_summary(request: OrgRequest, org_slug: str) -> HttpResponse:
+    """The dashboard's detection figures (loaded into it: hub does not read matching)."""
+    counts = review.detection_counts(org=request.organization)
+    return render(request, "matching/detections_summary.html", {"counts": counts})
 
 
 # --- the allow list ---------------------------------------------------------------------------

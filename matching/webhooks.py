@@ -77,6 +77,7 @@ SIGNATURE_VERSION = "v1"
 USER_AGENT = "HashHub-Webhooks/1.0 (+https://hashhub.invalid/docs/webhooks)"
 EVENT_DETECTION = "detection.created"
 EVENT_REVIEWED = "detection.reviewed"
+EVENT_RETRACTED = "detection.retracted"
 EVENT_PING = "ping"
 DEFAULT_TOLERANCE_SECONDS = 300
 
@@ -253,7 +254,15 @@ def webhook_payload(
             "submitted": detection.submitted,
             "matches": detection.matches,
             "match_count": detection.match_count,
+            # Found later, when a kept submission's hash entered a list: ``requested_at`` is
+            # the original request's time (matching.retroactive).
+            "retroactive": detection.retroactive,
+            "requested_at": (
+                detection.requested_at.isoformat() if detection.requested_at else None
+            ),
         }
+        if detection.retracted_at is not None:
+            payload["detection"]["retracted_at"] = detection.retracted_at.isoformat()
     if review is not None:
         payload["review"] = review
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -520,6 +529,16 @@ def detection_reviewed_notify(*, detection: Detection, category: str | None = No
     }
     for endpoint in _live_endpoints(detection):
         _enqueue(endpoint=endpoint, detection_id=detection.pk, event=EVENT_REVIEWED, review=review)
+
+
+def detection_retracted_notify(*, detection: Detection) -> None:
+    """Queue a ``detection.retracted`` delivery to each live endpoint of the detection's org.
+
+    Called by matching.retractions in the transaction that flagged ``detection`` retracted
+    (every entry it matched through has left the lists); sent after commit.
+    """
+    for endpoint in _live_endpoints(detection):
+        _enqueue(endpoint=endpoint, detection_id=detection.pk, event=EVENT_RETRACTED)
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -818,7 +837,7 @@ def webhook_attempt(
         event_id=event_id,
         organization=endpoint.organization,
         detection=detection,
-        created=_event_time(detection, review),
+        created=_event_time(detection, review, event),
         review=review,
     )
     headers = webhook_headers(secret=endpoint.secret, event=event, event_id=event_id, body=body)
@@ -831,7 +850,11 @@ def webhook_attempt(
     return False
 
 
-def _event_time(detection: Detection | None, review: dict[str, Any] | None) -> datetime:
+def _event_time(
+    detection: Detection | None, review: dict[str, Any] | None, event: str = ""
+) -> datetime:
+    if event == EVENT_RETRACTED and detection is not None and detection.retracted_at is not None:
+        return detection.retracted_at
     if review is not None:
         return datetime.fromisoformat(review["reviewed_at"])
     return detection.created if detection is not None else timezone.now()

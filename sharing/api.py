@@ -90,6 +90,8 @@ class ShownList:
     subscribers: int = 0
     default: bool = False
     created: dt.datetime | None = None
+    share_classification: bool = False
+    verification: str = ""
 
     @property
     def last_change_day(self) -> dt.date | None:
@@ -119,6 +121,7 @@ class ShownList:
             last_change=stats.last_change,
             default=hash_list.is_default,
             created=hash_list.created,
+            share_classification=hash_list.share_classification,
         )
 
     @classmethod
@@ -136,6 +139,7 @@ class ShownList:
             last_change=item.last_change,
             subscribed_via_category=item.via_category,
             subscribers=item.subscribers,
+            verification=item.verification,
         )
 
 
@@ -220,6 +224,16 @@ class ListSerializer(serializers.Serializer):
     size_by_type = serializers.DictField(child=serializers.IntegerField(min_value=0))
     last_change = IsoDateTimeField(allow_null=True)
     subscribers = serializers.IntegerField(min_value=0, required=False)
+    share_classification = serializers.BooleanField(
+        required=False,
+        help_text="Own lists: whether organisations that match it see its entries' labels with "
+        "their matches and export (an anonymous list's A1-B2 classification only).",
+    )
+    verification = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Verified sources: how the source verifies its entries.",
+    )
 
     # Fields shown for some tiers only. A community list's change is shown to the day, and its
     # subscription may come from a category; whether a list is its owner's default and when it
@@ -230,6 +244,8 @@ class ListSerializer(serializers.Serializer):
         "subscribers": frozenset({selectors.TIER_COMMUNITY}),
         "default": frozenset({selectors.TIER_OWN}),
         "created": frozenset({selectors.TIER_OWN}),
+        "share_classification": frozenset({selectors.TIER_OWN}),
+        "verification": frozenset({selectors.TIER_VERIFIED}),
     }
 
     def to_representation(self, instance: ShownList) -> dict[str, Any]:
@@ -496,13 +512,22 @@ class ListDetailApi(OrgAPIView):
         name = serializers.CharField(min_length=1, max_length=120, required=False)
         description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
         visibility = serializers.ChoiceField(choices=HashList.Visibility.values, required=False)
+        share_classification = serializers.BooleanField(
+            required=False,
+            help_text="Whether organisations that match the list see its entries' labels "
+            "(scope lists:admin).",
+        )
 
     OutputSerializer = ListSerializer
+    # The changes that say who sees what of the list: scope lists:admin.
+    ADMIN_FIELDS = ("visibility", "share_classification")
 
     def get_required_scope(self) -> str | None:
         if self.request.method == "PATCH":
             data = getattr(self.request, "data", None)  # a DRF request once dispatched
-            changes_visibility = isinstance(data, dict) and "visibility" in data
+            changes_visibility = isinstance(data, dict) and any(
+                name in data for name in self.ADMIN_FIELDS
+            )
             return "lists:admin" if changes_visibility else "lists:write"
         return None
 
@@ -518,7 +543,7 @@ class ListDetailApi(OrgAPIView):
     @extend_schema(
         operation_id="list_update",
         summary="Rename a list, change its description (scope lists:write) or its visibility "
-        "(scope lists:admin)",
+        "and share_classification (scope lists:admin)",
         request={"application/json": PatchSerializer},
         parameters=ERROR_HEADERS,
         responses={
@@ -560,6 +585,10 @@ class ListDetailApi(OrgAPIView):
         if "visibility" in data:
             services.list_visibility_set(
                 hash_list=hash_list, visibility=data["visibility"], actor=actor
+            )
+        if "share_classification" in data:
+            services.list_share_classification_set(
+                hash_list=hash_list, share=data["share_classification"], actor=actor
             )
         return Response(self.OutputSerializer(_own_list(hash_list, org)).data)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from sharing import api
+from sharing import api, policy_api
 
 urlpatterns = [
     path("lists", api.ListsApi.as_view(), name="api_lists"),
@@ -19,6 +19,17 @@ urlpatterns = [
         "lists/<str:list_id>/subscription",
         api.SubscriptionApi.as_view(),
         name="api_list_subscription",
+    ),
+    path("policy", policy_api.PolicyApi.as_view(), name="api_policy"),
+    path(
+        "policy/disabled-entries",
+        policy_api.DisabledEntriesApi.as_view(),
+        name="api_policy_disabled_entries",
+    ),
+    path(
+        "policy/disabled-entries/<str:disable_id>",
+        policy_api.DisabledEntryApi.as_view(),
+        name="api_policy_disabled_entry",
     ),
     path(
         "subscriptions/categories/<str:category>",

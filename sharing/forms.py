@@ -50,6 +50,14 @@ class VisibilityForm(forms.Form):
     )
 
 
+class ShareClassificationForm(forms.Form):
+    """The owner's choice of whether subscribers see the labels of a list's entries."""
+
+    share_classification = forms.BooleanField(
+        required=False, label="Share the classification of this list's entries"
+    )
+
+
 class CommunityEntryFilterForm(EntryFilterForm):
     """The entry filters of a community list: no label filter, labels are the owner's own."""
 

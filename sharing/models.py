@@ -289,7 +289,8 @@ class PolicyExclusion(models.Model):
         )
 
     def __str__(self) -> str:
-        return f"{self.organization_id} turned off {self.source_id or self.hash_list_id or self.category}"
+        target = self.source_id or self.hash_list_id or self.category
+        return f"{self.organization_id} turned off {target}"
 
 
 class EntryDisable(models.Model):

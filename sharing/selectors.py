@@ -20,14 +20,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from hub.errors import ServiceError
 from hub.models import AuditEvent, Organization
 from lists import selectors as list_selectors
-from lists.models import HashList
+from lists.models import HashList, Source
+from lists.services import CLASSIFICATION_LABELS
 from sharing.models import AccessEvent, ListImpact, SharingPreferences, Subscription
+from sharing.policy_rules import Policy
 
 TIER_VERIFIED = "verified"
 TIER_OWN = "own"
@@ -53,6 +56,8 @@ class MatchableList:
     # open or own list, ("list", id) for an anonymous one (never paired with its owner's other
     # lists). Never shown: it names the owner.
     holder: tuple[str, int] = field(default=("", 0), compare=False, repr=False)
+    # The public id of a verified list's source (for the match policy's per-source settings).
+    source_id: str = field(default="", compare=False, repr=False)
 
     @property
     def published_view(self) -> bool:
@@ -79,6 +84,8 @@ class MatchableList:
 # matchable set are both computed from this one statement. Its second half is the verified
 # tier: every approved organisation matches a source open to all, and a gated source only with
 # a staff grant (an entitlement); sources have no owner organisation, so ``owners`` skips them.
+# In both halves the subscriber's match policy may turn a list, a category of shared lists or a
+# source off (sharing.policy): access ends like any other loss, and the export removes it all.
 _ACCESS_SQL = """
 SELECT sub.id AS org_id, l.id AS list_id
   FROM lists_hashlist l
@@ -99,6 +106,9 @@ SELECT sub.id AS org_id, l.id AS list_id
                           WHERE s.organization_id = sub.id AND s.hash_list_id = l.id
                             AND s.excluded))
    )
+   AND NOT EXISTS (SELECT 1 FROM sharing_policyexclusion x
+                    WHERE x.organization_id = sub.id
+                      AND (x.hash_list_id = l.id OR x.category = l.category))
 UNION ALL
 SELECT sub.id, l.id
   FROM lists_hashlist l
@@ -111,6 +121,9 @@ SELECT sub.id, l.id
    AND (src.access = 'all'
         OR EXISTS (SELECT 1 FROM sharing_sourceentitlement g
                     WHERE g.source_id = src.id AND g.organization_id = sub.id))
+   AND NOT EXISTS (SELECT 1 FROM sharing_policyexclusion x
+                    WHERE x.organization_id = sub.id
+                      AND (x.source_id = src.id OR x.hash_list_id = l.id))
 """
 
 
@@ -133,17 +146,18 @@ def access_pairs(
 
 _LIST_SELECT = (
     "SELECT l.id, l.public_id, l.name, l.category, l.visibility, l.organization_id,"
-    " COALESCE(o.name, src.name), l.source_id"
+    " COALESCE(o.name, src.name), l.source_id, src.public_id"
 )
 _LIST_FROM = (
     " FROM lists_hashlist l LEFT JOIN hub_organization o ON o.id = l.organization_id"
     " LEFT JOIN lists_source src ON src.id = l.source_id"
 )
 _LIST_COLUMNS = _LIST_SELECT + _LIST_FROM
+_WIDTH = 9  # the columns of _LIST_SELECT, which _described reads
 
 
 def _described(row: tuple[Any, ...], org: Organization) -> MatchableList:
-    pk, public_id, name, category, visibility, owner_id, owner_name, source_id = row
+    pk, public_id, name, category, visibility, owner_id, owner_name, source_id = row[:8]
     if source_id is not None:
         return MatchableList(
             pk=pk,
@@ -154,6 +168,7 @@ def _described(row: tuple[Any, ...], org: Organization) -> MatchableList:
             contributor=owner_name,
             anonymous=False,
             holder=("source", source_id),
+            source_id=row[8],
         )
     own = owner_id == org.pk
     # Only an open list names its owner to others: a list made private may have been anonymous.
@@ -186,6 +201,7 @@ class Matchable:
     """
 
     lists: dict[int, MatchableList]
+    policy: Policy = field(default_factory=Policy)
     intervals: tuple[tuple[int, int, int], ...] = ()
     events: tuple[tuple[int, int, bool], ...] = ()
     # The lists of ``intervals`` read in their published view (others' anonymous lists).
@@ -201,7 +217,11 @@ class Matchable:
 # list also needs to be shared now, undeleted, by an approved owner: suspending an organisation
 # or unsharing stops others matching its lists at once, before the revoke is published.
 _MATCHABLE_SQL = (
-    _LIST_COLUMNS  # noqa: S608 (constants only)
+    _LIST_SELECT  # noqa: S608 (constants only)
+    # The organisation's match policy rides along (one evaluation, InitPlan): a match reads
+    # what and how it matches in one statement.
+    + ", (SELECT row_to_json(p) FROM sharing_matchpolicy p WHERE p.organization_id = %(org)s)"
+    + _LIST_FROM
     + """
  WHERE (l.organization_id = %(org)s AND l.deleted_at IS NULL)
     OR (l.id IN (SELECT latest.hash_list_id FROM (
@@ -240,8 +260,9 @@ def matchable_by(*, org: Organization, history: bool = False) -> Matchable:
         cursor.execute(_MATCHABLE_SQL, {"org": org.pk})
         rows = cursor.fetchall()
     lists = {row[0]: _described(row, org) for row in rows}
+    policy = Policy.of(_json(rows[0][_WIDTH]) if rows else None)
     if not history:
-        return Matchable(lists=lists)
+        return Matchable(lists=lists, policy=policy)
     with scope(organization=org.pk):
         # Deleted own lists too: their removals stay in the feed.
         own = HashList.objects.filter(organization=org).values_list("pk", flat=True)
@@ -258,8 +279,50 @@ def matchable_by(*, org: Organization, history: bool = False) -> Matchable:
         cursor.execute(_PUBLISHED_VIEW_SQL, [sorted({pk for pk, _, _ in intervals}), org.pk])
         published = frozenset(pk for (pk,) in cursor.fetchall())
     return Matchable(
-        lists=lists, intervals=tuple(intervals), events=tuple(events), published=published
+        lists=lists,
+        policy=policy,
+        intervals=tuple(intervals),
+        events=tuple(events),
+        published=published,
     )
+
+
+def _json(value: Any) -> Any:
+    # Django leaves json undecoded on raw cursors.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def lists_turned_off(*, org: Organization) -> dict[str, tuple[HashList, str]]:
+    """The lists ``org`` turned off by its match policy (one by one) that it could match
+    otherwise: public id → (list, tier)."""
+    # Only lists it could match but for the exclusion: a list since made private or deleted,
+    # or of a source no longer open to it, is not named again (nor is its existence told).
+    sources = [source.pk for source in sources_available_to(org=org).values()]
+    with scopes_disabled():
+        off = list(
+            HashList.objects.filter(policyexclusion__organization=org, deleted_at__isnull=True)
+            .filter(
+                Q(source_id__in=sources)
+                | Q(
+                    source__isnull=True,
+                    organization__approved=True,
+                    visibility__in=(HashList.Visibility.OPEN, HashList.Visibility.ANONYMOUS),
+                )
+            )
+            .exclude(organization=org)
+            .distinct()
+        )
+    return {hl.public_id: (hl, TIER_VERIFIED if hl.source_id else TIER_COMMUNITY) for hl in off}
+
+
+def sources_available_to(*, org: Organization) -> dict[str, Source]:
+    """The verified sources ``org`` may match (open to all, or granted), whether or not its
+    policy turned them off: public id → source."""
+    with scopes_disabled():
+        found = Source.objects.filter(
+            Q(access=Source.Access.ALL) | Q(entitlements__organization=org)
+        ).distinct()
+        return {source.public_id: source for source in found} if org.approved else {}
 
 
 def lists_matchable_by(*, org: Organization) -> dict[int, MatchableList]:
@@ -290,6 +353,7 @@ class CatalogueItem:
     via_category: bool
     excluded: bool
     description: str
+    verification: str = ""  # a verified list's: how its source verifies its entries
 
 
 # The shared lists (of the given ones) that their own owner's category subscription takes in.
@@ -385,8 +449,8 @@ def catalogue(*, org: Organization, category: str = "", public_id: str = "") -> 
     mine = subscription_state(org=org)
     items = []
     for row in rows:
-        described = _described(row[:8], org)
-        live_counts, last_change, description = row[8:]
+        described = _described(row[:_WIDTH], org)
+        live_counts, last_change, description = row[_WIDTH:]
         by_type = _sizes(live_counts)
         explicit = mine.lists.get(described.pk)
         via_category = described.category in mine.categories and explicit is None
@@ -421,6 +485,50 @@ def day_of(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def entry_provenance(
+    seen: MatchableList,
+    *,
+    labels: Iterable[str],
+    added_at: dt.datetime | None,
+    record_id: str | None,
+    share_classification: bool,
+    verification: str,
+) -> dict[str, Any]:
+    """An entry's provenance as the caller sees it in a match or an export item, for an entry of
+    the list ``seen`` (as sharing describes it to the caller). Always the same four keys, empty
+    or null where the caller may not see:
+
+    - ``labels``: all of them in the caller's own lists and in a source's (its A1-B2
+      classification, and any tags of its own); in another organisation's list only while its
+      owner shares them (``share_classification``), and then, for an anonymous list, the A1-B2
+      classification only: a free tag could name the owner.
+    - ``added``: the moment in the caller's own lists, the day (UTC) in an open or a source's
+      list, and null in another owner's anonymous list: the day it was added could pair it with
+      the owner's other lists (the published view's batches exist to prevent that, see
+      lists.changes), and no publication time is kept per entry.
+    - ``record_id`` (the upstream record's id, while a record holds the hash) and
+      ``verification`` (how the source says it verifies its entries): a source's lists only.
+    """
+    own = seen.tier == TIER_OWN
+    verified = seen.tier == TIER_VERIFIED
+    shown: list[str] = []
+    if own or verified:
+        shown = list(labels)
+    elif share_classification:
+        shown = [label for label in labels if not seen.anonymous or label in CLASSIFICATION_LABELS]
+    added: str | None = None
+    if added_at is not None and own:
+        added = added_at.isoformat()
+    elif added_at is not None and not seen.anonymous:
+        added = day_of(added_at).date().isoformat()
+    return {
+        "labels": shown,
+        "added": added,
+        "record_id": record_id if verified else None,
+        "verification": (verification or None) if verified else None,
+    }
+
+
 def catalogue_item(*, org: Organization, public_id: str) -> CatalogueItem:
     """One catalogue list by its public id; 404 ``not_found`` when ``org`` may not see it."""
     found = catalogue(org=org, public_id=public_id)
@@ -440,13 +548,19 @@ def verified_lists(
         category=category,
         public_id=public_id,
     )
+    with scopes_disabled():
+        verification = dict(
+            HashList.objects.filter(pk__in=[row[0] for row in rows]).values_list(
+                "pk", "source__verification"
+            )
+        )
     items = []
     for row in rows:
-        live_counts, last_change, description = row[8:]
+        live_counts, last_change, description = row[_WIDTH:]
         by_type = _sizes(live_counts)
         items.append(
             CatalogueItem(
-                hash_list=_described(row[:8], org),
+                hash_list=_described(row[:_WIDTH], org),
                 size=sum(by_type.values()),
                 size_by_type=by_type,
                 last_change=last_change,
@@ -455,6 +569,7 @@ def verified_lists(
                 via_category=False,
                 excluded=False,
                 description=description,
+                verification=verification.get(row[0]) or "",
             )
         )
     return items
@@ -507,6 +622,7 @@ def list_readable_by(*, org: Organization, public_id: str) -> tuple[HashList, Ma
             hash_list.visibility,
             org.pk,
             org.name,
+            None,
             None,
         )
         return hash_list, _described(row, org)

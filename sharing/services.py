@@ -222,6 +222,74 @@ def list_visibility_set(*, hash_list: HashList, visibility: str, actor: Actor) -
     return hash_list
 
 
+SHARE_CLASSIFICATION_EXPLAINED = (
+    "When on, organisations that match this list see the labels of its entries with each match "
+    "and in their export: all of them while the list is open; only the classification (A1, "
+    "A2, B1, B2) while it is anonymous, never your own tags, which could name you. When off, "
+    "they see no labels. Either way they never see who added an entry, your notes or exact "
+    "times (the day an entry was added, and nothing of when for an anonymous list)."
+)
+
+
+def share_classification_now(hash_list: HashList) -> str:
+    """What organisations that match ``hash_list`` see of its entries' labels now, in a
+    sentence for its owner (the rule itself: sharing.selectors.entry_provenance)."""
+    if hash_list.visibility == HashList.Visibility.PRIVATE:
+        then = (
+            "Once it is shared they will see them as described above."
+            if hash_list.share_classification
+            else "Once it is shared they will see none, unless you turn this on."
+        )
+        return (
+            f"Now: no other organisation matches this list, so nobody else sees its labels. {then}"
+        )
+    if not hash_list.share_classification:
+        return (
+            "Now: subscribers see no labels with their matches of this list; they see the day "
+            "an entry was added"
+            + (
+                " only for an open list; for this anonymous list, no date at all."
+                if hash_list.visibility == HashList.Visibility.ANONYMOUS
+                else "."
+            )
+        )
+    if hash_list.visibility == HashList.Visibility.ANONYMOUS:
+        return (
+            "Now: subscribers see the labels A1, A2, B1 and B2 of an entry they match, and none "
+            "of your own tags; no date for this anonymous list."
+        )
+    return (
+        "Now: subscribers see every label of an entry they match, your own tags included "
+        "(for example “A1, escalated”), and the day it was added."
+    )
+
+
+@transaction.atomic
+def list_share_classification_set(*, hash_list: HashList, share: bool, actor: Actor) -> bool:
+    """Turn on or off whether subscribers see the labels of this list's entries in matches and
+    the export (sharing.selectors.entry_provenance). Audited
+    (``list.share_classification_changed``) when it changes; returns whether it did.
+
+    Any of the organisation's own lists, shared or not (it takes effect while it is shared).
+    The caller checks the role (``sharing.manage``, or the API scope ``lists:admin``).
+    """
+    if hash_list.deleted_at is not None:
+        raise ServiceError("list_deleted", "This list has been deleted.", status=404)
+    if hash_list.organization is None:
+        raise ServiceError("not_shareable", "Only an organisation's own lists can be shared.")
+    if hash_list.share_classification == share:
+        return False
+    hash_list.share_classification = share
+    hash_list.save(update_fields=["share_classification"])
+    audit_list(
+        actor=actor,
+        action="list.share_classification_changed",
+        hash_list=hash_list,
+        metadata={"name": hash_list.name, "share_classification": share},
+    )
+    return True
+
+
 def _audit_subscription(
     org: Organization, actor: Actor, action: str, target_type: str, target_id: str
 ) -> None:

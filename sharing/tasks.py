@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hub.celery import ScopedTask, app
-from sharing import services
+from sharing import policy, services
 
 
 @app.task(base=ScopedTask, name="sharing.publish_anonymous")
@@ -12,3 +12,10 @@ def publish_anonymous() -> int:
     clock of ``HASHHUB_ANONYMOUS_PUBLISH_MINUTES``, from beat). Returns the changes published."""
     publication = services.anonymous_publish()
     return publication.changes + len(publication.access)
+
+
+@app.task(base=ScopedTask, name="sharing.end_due_disables")
+def end_due_disables() -> int:
+    """End the entry disables whose date has come, so the export adds their hashes again
+    (every minute, from beat). Returns how many it ended."""
+    return policy.disables_end_due()

@@ -40,6 +40,7 @@ from sharing.forms import (
     CommunityEntryFilterForm,
     PreferencesForm,
     RevealForm,
+    ShareClassificationForm,
     StaffListLookupForm,
     SubscriptionForm,
     VisibilityForm,
@@ -348,10 +349,35 @@ def _own_list(request: OrgRequest, list_id: str) -> HashList:
 @org_permission("org.read")
 def list_visibility(request: OrgRequest, org_slug: str, list_id: str) -> HttpResponse:
     hash_list = _own_list(request, list_id)
+    if request.method == "POST" and request.POST.get("form") == "share_classification":
+        return _share_classification_change(request, org_slug, hash_list)
     if request.method == "POST":
         return _visibility_change(request, org_slug, hash_list)
     form = VisibilityForm(initial={"visibility": hash_list.visibility})
     return _render_visibility(request, hash_list, form)
+
+
+@org_permission("sharing.manage")
+def _share_classification_change(
+    request: OrgRequest, org_slug: str, hash_list: HashList
+) -> HttpResponse:
+    form = ShareClassificationForm(request.POST)
+    if not form.is_valid():  # a checkbox: never, but the form says so rather than the view
+        return _invalid(request, _first_error(form))
+    share = form.cleaned_data["share_classification"]
+    try:
+        changed = services.list_share_classification_set(
+            hash_list=hash_list, share=share, actor=Actor.from_request(request)
+        )
+    except ServiceError as error:
+        return _invalid(request, error.message, error.status)
+    if not changed:
+        messages.info(request, "Nothing changed.")
+    elif share:
+        messages.success(request, f"“{hash_list.name}” now shares its entries' classification.")
+    else:
+        messages.success(request, f"“{hash_list.name}” no longer shares its entries' labels.")
+    return redirect("list_visibility", org_slug=org_slug, list_id=hash_list.public_id)
 
 
 @org_permission("sharing.manage")
@@ -394,6 +420,11 @@ def _render_visibility(
         "subscribers": _subscriber_counts([hash_list])[hash_list.pk],
         "was_open": hash_list.visibility != HashList.Visibility.ANONYMOUS
         and selectors.list_was_open(hash_list=hash_list),
+        "share_form": ShareClassificationForm(
+            initial={"share_classification": hash_list.share_classification}
+        ),
+        "share_explained": services.SHARE_CLASSIFICATION_EXPLAINED,
+        "share_now": services.share_classification_now(hash_list),
     }
     return render(request, "sharing/visibility.html", context, status=status)
 

@@ -209,6 +209,8 @@ ENTRIES = {"entries": [{"type": "md5", "value": MD5_OF_NOTHING}]}
 # The upstream source and run of the staff pages (made in _build_world with these ids).
 SOURCE_ID = "source-perm"
 RUN_ID = "run-perm"
+# The match-rate hold of the staff health page (made in _build_world with this id).
+HOLD_ID = "hold-perm"
 
 TABLE: dict[str, Page | Api] = {
     # hub: landing, health, organisations, invitations
@@ -308,6 +310,18 @@ TABLE: dict[str, Page | Api] = {
     "api_category_subscription": Api(
         put=Keys(200, 200, scope="lists:admin"), delete=Keys(200, 200, scope="lists:admin")
     ),
+    # The match policy (issue 19): read with the match scope, changed with lists:admin.
+    "api_policy": Api(
+        get=Keys(200, 200, scope="match"),
+        put=Keys(200, 200, scope="lists:admin"),
+        data={"thresholds": {"pdq": 24}},
+    ),
+    # The hash is in nobody's list: refused alike (400 not_in_list) for every key.
+    "api_policy_disabled_entries": Api(
+        post=Keys(400, 400, scope="lists:admin"),
+        data={"list": "none", "type": "md5", "value": MD5_OF_NOTHING, "until": "2099-01-01"},
+    ),
+    "api_policy_disabled_entry": Api(delete=Keys(200, 404, scope="lists:admin")),
     "api_match": Api(post=Keys(200, 200, scope="match"), data={"hashes": ENTRIES["entries"]}),
     # A JSON body carries no image: refused alike for every key that may match.
     "api_match_image": Api(post=Keys(400, 400, scope="match")),
@@ -321,6 +335,17 @@ TABLE: dict[str, Page | Api] = {
     # matching: detections and the allow list
     "detections": Page(get=org_page(200, 200)),
     "detections_chart": Page(get=org_page(200, 200)),
+    # Issue 19: many detections reviewed at once (nothing ticked: back to the queue), the queue's
+    # settings (the link template: owners and admins change it) and the dashboard's figures.
+    "detections_bulk_review": Page(
+        get=org_page(405, 405), post=org_page(Redirect("/o/org-a/detections/"), 403)
+    ),
+    "detections_settings": Page(
+        get=org_page(200, 200),
+        post=org_page(Redirect("/o/org-a/review/settings/"), 403),
+        data={"link_template": "https://moderation.example/item/{content_ref}"},
+    ),
+    "detections_summary": Page(get=org_page(200, 200)),
     "detection_detail": Page(get=org_page(200, 200)),
     # A valid review redirects to the detection's random id, so the POST here is refused: 400.
     "detection_review": Page(get=org_page(405, 405), post=org_page(400, 403)),
@@ -360,6 +385,12 @@ TABLE: dict[str, Page | Api] = {
         get=org_page(405, 405),
         post=org_page(TO_COMMUNITY, 403),
         data={"category": "csam", "subscribed": "1"},
+    ),
+    "match_policy": Page(get=org_page(200, 200)),
+    "match_policy_change": Page(
+        get=org_page(405, 405),
+        post=org_page(Redirect("/o/org-a/policy/"), 403),
+        data={"part": "settings", "default_action": "block", "retroactive_days": "0"},
     ),
     "community_preferences": Page(
         get=org_page(405, 405), post=org_page(TO_COMMUNITY, 403), data={"ignore_disputed": "on"}
@@ -446,6 +477,20 @@ TABLE: dict[str, Page | Api] = {
         get=staff_page(405),
         post=staff_page(Redirect("/staff/health/")),
         data={"mode": "check"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
+    ),
+    # matching.holds: staff release a held hash, or retract it from the shared lists (audited).
+    "staff_hold_release": Page(
+        get=staff_page(405),
+        post=staff_page(Redirect("/staff/health/")),
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
+    ),
+    "staff_hold_retract": Page(
+        get=staff_page(405),
+        post=staff_page(Redirect("/staff/health/")),
+        data={"reason": "a meme"},
         stale_get=STAFF_STALE,
         stale_post=STAFF_STALE,
     ),
@@ -563,6 +608,8 @@ OTHER_KWARGS: dict[str, Callable[[World], str]] = {
     # Upstream sources belong to no organisation: staff see them all (made in _build_world).
     "source_id": lambda w: SOURCE_ID,
     "run_id": lambda w: RUN_ID,
+    # Holds belong to no organisation either (matching.holds; made in _build_world).
+    "hold_id": lambda w: HOLD_ID,
 }
 
 
@@ -580,6 +627,19 @@ def _new_source() -> None:
         )
     Source.objects.filter(pk=source.pk).update(public_id=SOURCE_ID)
     ImportRun.objects.create(source=source, public_id=RUN_ID, trigger="test")
+
+
+def _new_hold() -> None:
+    import datetime as dt
+
+    from lists.models import Hash
+    from matching.models import HeldHash
+
+    held = Hash.objects.create(signal_type="md5", value=bytes.fromhex("ab" * 16))
+    HeldHash.objects.create(
+        public_id=HOLD_ID, hash=held, day=dt.date(2026, 3, 18),
+        matches=60, organizations=6, baseline_matches=0, baseline_days=7,
+    )  # fmt: skip
 
 
 def _new_list(org: Organization) -> str:
@@ -665,6 +725,28 @@ def _new_dispute(org: Organization) -> str:
     return dispute.public_id
 
 
+def _new_entry_disable(org: Organization) -> str:
+    """A hash of ``org``'s own CSAM list that ``org`` does not match for a while (its policy)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from lists.models import HashList
+    from lists.services import EntryInput, entry_add
+    from sharing.policy import entry_disable
+
+    system = Actor(system="test")
+    value = secrets.token_hex(16)
+    with scope(organization=org.pk):
+        own = HashList.objects.get(organization=org, category="csam", is_default=True)
+        entry_add(hash_list=own, items=[EntryInput("md5", value)], actor=system)
+    disable = entry_disable(
+        org=org, list_id=own.public_id, signal_type="md5", value=value,
+        until=timezone.now() + dt.timedelta(days=30), note="", actor=system,
+    )  # fmt: skip
+    return disable.public_id
+
+
 OBJECT_MAKERS: dict[str, Callable[[Organization], str]] = {
     "list_id": _new_list,
     "job_id": _new_import_job,
@@ -672,6 +754,7 @@ OBJECT_MAKERS: dict[str, Callable[[Organization], str]] = {
     "allowed_id": _new_allowed_hash,
     "endpoint_id": _new_webhook,
     "dispute_id": _new_dispute,
+    "disable_id": _new_entry_disable,
 }
 
 
@@ -715,6 +798,7 @@ def _build_world() -> World:
     key_b = make_key(org_b, ALL_SCOPES, name="B's key")
     old_key, old_secret = make_key(org_a, ALL_SCOPES, name="A's old key")
     _new_source()
+    _new_hold()
     with scope(organization=org_a.pk):
         services.api_key_revoke(key=old_key, actor=Actor(system="test"))
     a = _tenant(org_a, people["bob"], key_a, "invitee-a@example.test")

@@ -176,6 +176,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# Modules with tasks beyond the apps' tasks.py: matching.holds (hold e-mails, its daily purge).
+CELERY_IMPORTS = ("matching.holds",)
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
@@ -220,6 +222,13 @@ WHITENOISE_USE_FINDERS = EMBEDDED or DEBUG
 FILE_UPLOAD_HANDLERS = ["hub.uploads.MemoryOnlyUploadHandler"]
 # The most matches one submitted hash returns (closest first); a request may ask for fewer.
 HASHHUB_MAX_MATCHES_PER_HASH = env_int("HASHHUB_MAX_MATCHES_PER_HASH", 20, minimum=1)
+# The most bits a perceptual match may ask for, per type (a request or an organisation's policy
+# may ask less): never above what the match index supports (PDQ 31, pHash 10), which is also
+# the default.
+HASHHUB_MAX_DISTANCE = {
+    "pdq": env_int("HASHHUB_MAX_DISTANCE_PDQ", 31, minimum=0),
+    "phash": env_int("HASHHUB_MAX_DISTANCE_PHASH", 10, minimum=0),
+}
 HASHHUB_MAX_UPLOAD_BYTES = env_int("HASHHUB_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 HASHHUB_MAX_IMAGE_PIXELS = env_int("HASHHUB_MAX_IMAGE_PIXELS", 50_000_000, minimum=1024)
 # Hash files (text, never images) may be larger: a million PDQ lines is about 70 MB.
@@ -301,6 +310,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for the recommended action wherever it appears (a match, a rule, the default).
+    "ENUM_NAME_OVERRIDES": {"RecommendedActionEnum": ["block", "review", "none"]},
 }
 HASHHUB_API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -325,6 +336,20 @@ HASHHUB_QUOTA_IMAGE_MATCHES_PER_MINUTE = env_int(
 HASHHUB_DETECTION_RETENTION_DAYS = env_int("HASHHUB_DETECTION_RETENTION_DAYS", 90, minimum=1)
 # A shared entry is reported ``disputed: true`` once this many organisations dispute it (open).
 HASHHUB_DISPUTE_THRESHOLD = env_int("HASHHUB_DISPUTE_THRESHOLD", 2, minimum=1)
+# Retroactive matching (matching.retroactive): the most submissions one organisation keeps (new
+# ones beyond it are not kept; the match goes on), where the kept submissions' perceptual index
+# is saved, and how many threads search it.
+HASHHUB_RETROACTIVE_MAX_KEPT = env_int("HASHHUB_RETROACTIVE_MAX_KEPT", 1_000_000, minimum=0)
+HASHHUB_RETROACTIVE_INDEX_DIR = Path(
+    env_str("HASHHUB_RETROACTIVE_INDEX_DIR", str(VAR_DIR / "retroactive"))
+)
+HASHHUB_RETROACTIVE_THREADS = env_int("HASHHUB_RETROACTIVE_THREADS", 2, minimum=1)
+# Match-rate holds (matching.holds): a hash in a shared community list is held when today at
+# least HOLD_MIN_ORGS organisations matched it, at least HOLD_MIN_MATCHES times, and at least
+# HOLD_RATE_FACTOR times its daily average over the 7 days before.
+HASHHUB_HOLD_RATE_FACTOR = env_int("HASHHUB_HOLD_RATE_FACTOR", 20, minimum=1)
+HASHHUB_HOLD_MIN_ORGS = env_int("HASHHUB_HOLD_MIN_ORGS", 5, minimum=1)
+HASHHUB_HOLD_MIN_MATCHES = env_int("HASHHUB_HOLD_MIN_MATCHES", 50, minimum=1)
 # Where the index snapshot task writes the memory-mapped arrays every web process loads.
 # Feed files uploaded by staff for file-based sources (lists.sources.adapters.feed).
 HASHHUB_FEED_DIR = Path(env_str("HASHHUB_FEED_DIR", str(VAR_DIR / "feeds")))
@@ -378,6 +403,10 @@ CELERY_BEAT_SCHEDULE = {
         if HASHHUB_ANONYMOUS_PUBLISH_MINUTES < 60
         else crontab(minute=0, hour=f"*/{max(1, HASHHUB_ANONYMOUS_PUBLISH_MINUTES // 60)}"),
     },
+    "end-due-entry-disables": {
+        "task": "sharing.end_due_disables",
+        "schedule": crontab(),
+    },
     "purge-old-detections": {
         "task": "matching.purge_detections",
         "schedule": crontab(hour=3, minute=17),
@@ -393,6 +422,18 @@ CELERY_BEAT_SCHEDULE = {
     "match-index-snapshot": {
         "task": "matching.write_index_snapshot",
         "schedule": crontab(minute=41),
+    },
+    "retroactive-matching": {
+        "task": "matching.retroactive_match",
+        "schedule": crontab(),
+    },
+    "detection-retractions": {
+        "task": "matching.retractions_run",
+        "schedule": crontab(),
+    },
+    "purge-hold-counts": {
+        "task": "matching.purge_hold_counts",
+        "schedule": crontab(hour=0, minute=7),
     },
 }
 

@@ -6,6 +6,18 @@ vector[0] is the top bit of the first byte and ``to_text`` prints the same 64 he
 python-threatexchange (``threatexchange/signal_type/pdq/pdq_hasher.py`` joins the vector into a
 binary string, reads it as one integer and prints it as zero-padded lowercase hex) and as the
 reference C++ ``Hash256::toHexString`` (pdqhash 0.2.x emits the vector in that word order).
+
+Degenerate values are refused when added to a list, by every add path (API, the list pages, add
+by image, file imports and every upstream source's importer, which reports the record as
+rejected with its line or position), with the code ``degenerate_hash``; matching still looks them
+up. :func:`pdq_degenerate_reason` refuses:
+
+- a hash the hub computed from an image with a quality below ``PDQ_MIN_QUALITY`` (50);
+- any value with fewer than ``PDQ_MIN_BITS_SET`` (64) or more than ``PDQ_MAX_BITS_SET`` (192) of
+  its 256 bits set (real pictures give 128: all zeros, all ones and near-blank images fall out);
+- any value within ``DEGENERATE_PDQ_RADIUS`` (31) bits of the PDQ of a flat black, white, grey,
+  red, green or blue 64x64 image (``DEGENERATE_PDQ``, recomputed from Pillow images by
+  tests/lists/test_degenerate_hashes.py).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ MAX_CONFIG_CHARS = 20_000
 MAX_CONFIG_DEPTH = 8
 MAX_CREDENTIAL_CHARS = 4096
 MAX_INTERVAL_MINUTES = 7 * 24 * 60
+MAX_VERIFICATION = 2000
 
 
 def config_loads(text: str) -> Any:
@@ -128,6 +129,19 @@ class SourceScheduleFormMixin(forms.Form):
         return data
 
 
+def verification_field() -> forms.CharField:
+    """How the source verifies its entries: members read it on the source's list page and with
+    every match and export item of its lists, so it is written for them."""
+    return forms.CharField(
+        max_length=MAX_VERIFICATION,
+        required=False,
+        label="How entries are verified",
+        help_text="Shown to members with the source's list and with each of its matches, e.g. "
+        "“Each hash confirmed by two trained analysts; classification A1 to B2.”",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+
 class SourceCreateForm(SourceConfigFormMixin, SourceScheduleFormMixin):
     name = forms.CharField(max_length=120)
     kind = forms.ChoiceField(choices=Source.Kind.choices)
@@ -144,6 +158,7 @@ class SourceCreateForm(SourceConfigFormMixin, SourceScheduleFormMixin):
     description = forms.CharField(
         max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
+    verification = verification_field()
     field_order = (
         "name",
         "kind",
@@ -152,6 +167,7 @@ class SourceCreateForm(SourceConfigFormMixin, SourceScheduleFormMixin):
         "interval_minutes",
         "cron",
         "description",
+        "verification",
         "config",
     )
 
@@ -166,12 +182,14 @@ class SourceSettingsForm(SourceConfigFormMixin, SourceScheduleFormMixin):
         label="Default category",
         help_text="For records that do not say whether they are CSAM or SE.",
     )
+    verification = verification_field()
     field_order = (
         "enabled",
         "default_category",
         "interval_minutes",
         "cron",
         "description",
+        "verification",
         "config",
     )
 
@@ -184,6 +202,7 @@ class SourceSettingsForm(SourceConfigFormMixin, SourceScheduleFormMixin):
                 "interval_minutes": source.interval_minutes,
                 "cron": source.cron,
                 "description": source.description,
+                "verification": source.verification,
                 "config": config_for_editing(source.config),
             },
             auto_id="settings_%s",

@@ -109,6 +109,7 @@ def source_create(
     interval_minutes: int = 0,
     cron: str = "",
     description: str = "",
+    verification: str = "",
     actor: Actor,
 ) -> Source:
     """Register an upstream source and make its CSAM and SE lists. Audited (no credentials).
@@ -135,6 +136,7 @@ def source_create(
         interval_minutes=interval_minutes,
         cron=cron,
         description=description.strip(),
+        verification=verification.strip(),
     )
     source_lists(source)
     schedule_sync(source)
@@ -142,7 +144,15 @@ def source_create(
     return source
 
 
-_EDITABLE = {"description", "enabled", "interval_minutes", "cron", "config", "default_category"}
+_EDITABLE = {
+    "description",
+    "verification",
+    "enabled",
+    "interval_minutes",
+    "cron",
+    "config",
+    "default_category",
+}
 
 
 def settings_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:

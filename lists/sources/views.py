@@ -213,6 +213,7 @@ def sources_index(request: HttpRequest) -> HttpResponse:
                 interval_minutes=data["interval_minutes"],
                 cron=data["cron"],
                 description=data["description"],
+                verification=data["verification"],
                 actor=_actor(request),
             )
         except (ServiceError, SourceError) as error:

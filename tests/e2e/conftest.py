@@ -20,13 +20,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.helpers import RunningHub
+from tests.e2e.helpers import LocalHub, RunningHub
 from tests.launched_hub import answers, assert_nothing_left, clean_up, start, stop, wait_until
 
 
-@pytest.fixture(scope="session")
-def hub() -> Iterator[RunningHub]:
-    running = RunningHub.new("hashhub-e2e-")
+def _serve(running: RunningHub) -> Iterator[RunningHub]:
     try:
         launcher = start(running, running.log)
         try:
@@ -43,6 +41,18 @@ def hub() -> Iterator[RunningHub]:
         assert_nothing_left(running, launcher.pid, running.log)
     finally:
         clean_up(running)
+
+
+@pytest.fixture(scope="session")
+def hub() -> Iterator[RunningHub]:
+    yield from _serve(RunningHub.new("hashhub-e2e-"))
+
+
+@pytest.fixture(scope="session")
+def local_hub() -> Iterator[LocalHub]:
+    """A second hub, whose operator lets webhooks and sources reach 127.0.0.1."""
+    running = LocalHub.new("hashhub-e2e-local-")
+    yield from _serve(running)  # type: ignore[misc]
 
 
 def _ready(hub: RunningHub) -> bool:

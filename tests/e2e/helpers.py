@@ -7,13 +7,17 @@ Nothing here imports the hub's code: a test sees only what those users would see
 from __future__ import annotations
 
 import io
+import json
 import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
@@ -307,3 +311,81 @@ def page_key(url: str) -> str:
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
     )
     return parts.path + (f"?{urlencode(query)}" if query else "")
+
+
+# --- a hub whose operator lets webhooks and sources reach 127.0.0.1 -------------------------------
+
+LOCAL_ONLY = {
+    "HASHHUB_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+    "HASHHUB_SOURCE_ALLOWED_HOSTS": "127.0.0.1",
+}
+
+
+@dataclass(frozen=True)
+class LocalHub(RunningHub):
+    """A hub whose operator allows webhooks and sources on 127.0.0.1 (the settings the README
+    names), which the session's shared hub does not."""
+
+    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return super().environment({**LOCAL_ONLY, **(extra or {})})
+
+
+class LocalServer:
+    """A plain HTTP server on 127.0.0.1 in a thread: serves ``body`` on GET (a feed file), and
+    records each POST's headers and body (a webhook receiver)."""
+
+    def __init__(self, body: bytes = b"") -> None:
+        self.body = body
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Length", str(len(state.body)))
+                self.end_headers()
+                self.wfile.write(state.body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                state.posts.append((dict(self.headers.items()), self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http.server_address[1]}"
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The bodies of the webhook deliveries of event ``name`` received so far."""
+        return [
+            json.loads(body)
+            for headers, body in self.posts
+            if headers.get("X-HashHub-Event") == name
+        ]
+
+    def __enter__(self) -> LocalServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def wait_for(condition: Callable[[], Any], seconds: float) -> Any:
+    """``condition()`` once it is truthy, polling twice a second, or its last answer."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.5)
+    return condition()

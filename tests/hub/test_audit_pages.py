@@ -385,7 +385,8 @@ def test_the_dashboard_shows_recent_events_of_any_action(
     response = alice_client.get("/o/org-a/")
     assert response.status_code == 200
     body = response.content.decode()
-    assert all(f"<code>{action}</code>" in body for action in recent)
+    # In sentences (hub.activity), each with its action code as the title.
+    assert all(f'title="{action}"' in body for action in recent)
 
 
 def test_the_pager_keeps_every_filter(

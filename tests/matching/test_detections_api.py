@@ -143,7 +143,8 @@ def test_the_detail_has_the_documented_fields(org_a: Organization) -> None:
     body = response.json()
     assert set(body) == {
         "id", "created", "content_ref", "status", "tiers", "categories", "match_count",
-        "match_total", "matches", "submitted", "reviewed_at", "review_note",
+        "match_total", "matches", "submitted", "reviewed_at", "review_note", "retracted_at",
+        "content_link", "action", "shadow", "retroactive", "requested_at", "held",
     }  # fmt: skip
     assert body["id"] == detection.public_id
     assert body["content_ref"] == "upload-1"

@@ -92,6 +92,15 @@ def test_an_exact_hash_in_an_own_list_matches_with_the_list_described(
         "matched_value": md5,
         "corroboration": 0,
         "disputed": False,
+        # The entry's provenance (tests/matching/test_provenance.py has the rules).
+        "labels": [],
+        "added": hit["added"],
+        "record_id": None,
+        "verification": None,
+        # The match policy's recommendation (tests/sharing/test_policy.py), and the hub-wide
+        # brake on a sudden jump in a hash's match rate (tests/matching/test_holds.py).
+        "action": "review",
+        "held": False,
     }
 
 

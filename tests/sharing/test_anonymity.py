@@ -92,6 +92,8 @@ URSULA = "ursula.vantablack@zebulon.example"
 IGNATIUS = "ignatius.quillfeather@zebulon.example"
 A_KEY_NAME = "zebulon-ingest-key"
 A_LABELS = ["zebulon-intake", "zq-case-4471"]
+# A shares the classification of its anonymous list: B sees "A1" with matches, never A's tags.
+A_CLASSIFIED = ["A1", *A_LABELS]
 A_USER_LABELS = ["vantablack-review"]
 A_KEY_NOTE = "Zebulon triage: flagged by Ursula Vantablack"
 A_USER_NOTE = "Escalated by the Zq night desk (ext. 4471)"
@@ -277,10 +279,10 @@ def _build_world() -> World:
     shared = _new_list(a, SHARED_NAME, description=SHARED_DESCRIPTION)
     _add(
         shared, by_key,
-        _entry("pdq", hashes.pdq, A_LABELS, A_KEY_NOTE),
-        _entry("md5", hashes.md5, A_LABELS, A_KEY_NOTE),
+        _entry("pdq", hashes.pdq, A_CLASSIFIED, A_KEY_NOTE),
+        _entry("md5", hashes.md5, A_CLASSIFIED, A_KEY_NOTE),
         _entry("sha256", hashes.sha256, A_LABELS, A_KEY_NOTE),
-        _entry("pdq", hashes.image_pdq, A_LABELS, A_KEY_NOTE),
+        _entry("pdq", hashes.image_pdq, A_CLASSIFIED, A_KEY_NOTE),
         _entry("md5", hashes.corroborated, A_LABELS, A_KEY_NOTE),
     )  # fmt: skip
     _add(
@@ -295,6 +297,7 @@ def _build_world() -> World:
         label=A_IMPORT_LABEL,
     )  # fmt: skip
     _share(shared, "anonymous", by_ursula)
+    sharing_services.list_share_classification_set(hash_list=shared, share=True, actor=by_ursula)
     a_private = _default_list(a)
     _add(
         a_private, by_key,
@@ -515,6 +518,8 @@ PLAIN_KWARGS: dict[str, Callable[[World], str]] = {
     # Staff pages of upstream sources: B is not staff, so any id is refused alike.
     "source_id": lambda w: "no-such-source",
     "run_id": lambda w: "no-such-run",
+    # Staff's match-rate holds (issue 19): B is not staff either.
+    "hold_id": lambda w: "no-such-hold",
 }
 MADE_UP = {"org_slug": "no-such-org", "slug": "no-such-org"}
 MADE_UP_ID = "nosuchobject0000"
@@ -820,6 +825,20 @@ EXTRA: dict[str, list[Step]] = {
         Step(
             "api_list", "PATCH", "shared_list", data=lambda w: {"visibility": "private"}, status=403
         ),
+        Step(
+            "api_list",
+            "PATCH",
+            "shared_list",
+            data=lambda w: {"share_classification": False},
+            status=403,
+        ),
+        Step(
+            "list_visibility",
+            "POST",
+            "shared_list",
+            data=lambda w: {"form": "share_classification"},
+            status=404,
+        ),
         Step("api_list", "PATCH", "shared_list", data=lambda w: {"name": "Mine now"}, status=403),
         Step("api_list", "PATCH", "shared_list", data=lambda w: {"visibility": 5}, status=403),
     ],
@@ -1090,9 +1109,13 @@ def test_b_sees_a_s_shared_list_its_entries_and_its_matches_as_anonymous(world: 
     mine = [i for i in exported if i["list"]["id"] == shared]
     assert mine and all(i["list"]["contributor"] is None for i in mine)
     assert all(i["list"]["anonymous"] is True for i in mine)
+    # A shares its classification: B sees "A1" and none of A's tags, and no date at all.
+    assert {tuple(i["labels"]) for i in mine} == {("A1",), ()}
+    assert all(i["added"] is None and i["record_id"] is None for i in mine)
     image = api.post("/api/v1/match/image", {"image": io.BytesIO(world.image)})
     [hit] = [m for r in image.json()["results"] for m in r["matches"]]
     assert (hit["list"]["id"], hit["list"]["contributor"]) == (shared, None)
+    assert (hit["labels"], hit["added"], hit["verification"]) == (["A1"], None, None)
     rejected = web.get(f"/o/{B_SLUG}/disputes/{world.b_disputes['rejected']}/").content.decode()
     assert REJECT_NOTE in rejected and SHARED_NAME in rejected
 

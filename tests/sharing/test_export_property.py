@@ -7,7 +7,9 @@ added and removed through the API, the services and ``importhashes``; lists shar
 deleted; subscriptions by list and by category, with opt-outs; organisations created approved
 (``createorg --approve``), approved and suspended; sources registered (``addsource``), fetched
 (``fetchsource``, with upstream additions and deletions), opened to all or gated, and
-entitlements granted and revoked. And the reconciler finds nothing to repair.
+entitlements granted and revoked; match policies turning sources, lists and categories off and
+on, and single entries disabled and their disables ended. And the reconciler finds nothing to
+repair.
 
 Hypothesis draws the sequences (derandomized, so CI runs the same ones every time); each step is
 checked, so a failure names the shortest sequence and the step that broke it.
@@ -15,6 +17,7 @@ checked, so a failure names the shortest sequence and the step that broke it.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import itertools
 import secrets
@@ -26,6 +29,7 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,7 +40,7 @@ from hub.models import Organization
 from hub.services import organization_create, organization_set_approved
 from lists import services as list_services
 from lists.models import HashList, Source
-from sharing import services
+from sharing import policy, services
 from sharing.services import access_drift
 from tests.lists.feed_fixtures import Reply, Upstream
 from tests.matching.test_export import replay as export_replay
@@ -259,6 +263,48 @@ def source_access(world: World, a: int, b: int) -> None:
     feed.source.refresh_from_db()
 
 
+def policy_switch(world: World, a: int, b: int) -> None:
+    """A member turns a shared list, a source or a category off or on (its match policy)."""
+    member = pick(world.members, a)
+    on = bool(b % 2)
+    if b % 3 == 0 and world.feeds:
+        source_id = pick(world.feeds, b).source.public_id
+        body: dict[str, Any] = {"sources": [{"id": source_id, "enabled": on}]}
+    elif b % 3 == 1:
+        body = {"categories": {pick(["csam", "se"], b // 3): {"enabled": on}}}
+    else:
+        body = {"lists": [{"id": pick(world.all_lists(), b).public_id, "enabled": on}]}
+    response = member.client.put("/api/v1/policy", body, content_type="application/json")
+    # 400: a list or source it does not match (or its own list: always matched).
+    assert response.status_code in (200, 400), response.content
+
+
+def disable_entry(world: World, a: int, b: int) -> None:
+    """A member stops matching one hash of a list it matches, until next week."""
+    if not world.values:
+        return
+    member = pick(world.members, a)
+    signal_type, value = sorted(world.values)[b % len(world.values)]
+    lists = [hl for hl in world.all_lists() if hl.deleted_at is None]
+    response = member.client.post(
+        "/api/v1/policy/disabled-entries",
+        {
+            "list": pick(lists, a + b).public_id,
+            "type": signal_type,
+            "value": value,
+            "until": (timezone.now() + dt.timedelta(days=7)).isoformat(),
+        },
+        content_type="application/json",
+    )
+    # 400: not a hash of a list it matches.
+    assert response.status_code in (201, 400), response.content
+
+
+def end_disables(world: World, a: int, b: int) -> None:
+    """The beat job, as if the disables' dates had come."""
+    policy.disables_end_due(now=timezone.now() + dt.timedelta(days=8))
+
+
 def _csv(md5s: list[str]) -> str:
     return "type,value\n" + "".join(f"md5,{value}\n" for value in md5s)
 
@@ -266,6 +312,7 @@ def _csv(md5s: list[str]) -> str:
 STEPS = [
     add_by_api, remove_by_api, import_by_command, share, subscribe, subscribe_category,
     approve, create_org, delete_list, add_source, fetch_source, entitle, source_access,
+    policy_switch, disable_entry, end_disables,
 ]  # fmt: skip
 
 
@@ -343,7 +390,9 @@ def test_the_export_replays_to_what_matches_after_any_sequence_of_changes(
         world.new_member(approved=False)
         add_source(world, 0, 1)  # one source open to all from the start
         check(world, "setup")
+        done: list[str] = []
         for number, (step, a, b) in enumerate(steps, 1):
             step(world, a, b)
-            check(world, f"step {number} ({step.__name__} {a} {b})")
+            done.append(f"{step.__name__} {a} {b}")
+            check(world, f"step {number} of [{'; '.join(done)}]")
         transaction.set_rollback(True)
