@@ -139,6 +139,13 @@ class ReviewInputSerializer(serializers.Serializer):
 
 
 @extend_schema_serializer(component_name="DetectionReview")
+class RefusedHashSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    value = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
 class ReviewOutputSerializer(serializers.Serializer):
     detection = DetectionSerializer()
     outcome = ReviewActionField()
@@ -153,6 +160,10 @@ class ReviewOutputSerializer(serializers.Serializer):
     )
     allow_list_removed = serializers.IntegerField(
         min_value=0, help_text="confirm: hashes that left the allow list."
+    )
+    refused = RefusedHashSerializer(
+        many=True,
+        help_text="confirm: submitted hashes the list refused (e.g. a degenerate PDQ), not added.",
     )
 
 
@@ -353,6 +364,7 @@ class DetectionReviewApi(OrgAPIView):
             "already_present": 0,
             "allow_list_added": 0,
             "allow_list_removed": 0,
+            "refused": [],
         }
         if action == "confirm":
             confirmed = review.detection_confirm(
@@ -364,6 +376,7 @@ class DetectionReviewApi(OrgAPIView):
                 "added": confirmed.added,
                 "already_present": confirmed.already_present,
                 "allow_list_removed": confirmed.allow_list_removed,
+                "refused": list(confirmed.refused),
             }
         elif action == "false_positive":
             result["allow_list_added"] = review.detection_mark_false_positive(

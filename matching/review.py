@@ -290,6 +290,8 @@ class ConfirmResult:
     added: int
     already_present: int
     allow_list_removed: int
+    # Submitted hashes the list refused (a degenerate PDQ, say): type, value, code, message.
+    refused: tuple[dict[str, str], ...] = ()
 
 
 def _clean_note(note: str) -> str:
@@ -352,7 +354,9 @@ def detection_confirm(
     The list is the organisation's default CSAM or SE list (``category``, by default the matches'
     category when they agree). Adding is idempotent, so confirming twice adds nothing twice. The
     same hashes leave the allow list (a confirmed hash can no longer be a false positive). Sets
-    the status to confirmed; writes an audit event (and ``entry_add`` its own).
+    the status to confirmed; writes an audit event (and ``entry_add`` its own). A hash the list
+    refuses (a degenerate PDQ: it would match unrelated pictures) is not added, and the result
+    names it in ``refused``.
     """
     note = _clean_note(note)
     chosen = confirm_category(detection, category)
@@ -372,6 +376,15 @@ def detection_confirm(
         items=[EntryInput(h.signal_type, h.text, note=entry_note) for h in hashes],
         actor=actor,
     )
+    refused = tuple(
+        {
+            "type": hashes[error.index].signal_type,
+            "value": hashes[error.index].text,
+            "code": error.code,
+            "message": error.message,
+        }
+        for error in result.errors
+    )
     allowed = _allowed_rows(org, hashes)
     allow_list_removed = allowed.count()
     allowed.delete()
@@ -387,9 +400,12 @@ def detection_confirm(
         added=result.added,
         already_present=result.already_present,
         allow_list_removed=allow_list_removed,
+        refused=[{"type": r["type"], "code": r["code"]} for r in refused],
     )
     webhooks.detection_reviewed_notify(detection=detection, category=chosen)
-    return ConfirmResult(hash_list, result.added, result.already_present, allow_list_removed)
+    return ConfirmResult(
+        hash_list, result.added, result.already_present, allow_list_removed, refused
+    )
 
 
 def _allowed_rows(org: Organization, hashes: Iterable[SubmittedHash]) -> QuerySet[AllowedHash]:

@@ -236,6 +236,11 @@ def detection_review(request: OrgRequest, org_slug: str, detection_id: str) -> H
                 f"Confirmed: {result.added} hash{'es' if result.added != 1 else ''} added to "
                 f"“{result.hash_list.name}”, {result.already_present} already there.",
             )
+            for refused in result.refused:
+                messages.warning(
+                    request,
+                    f"Not added: {refused['type']} {refused['value'][:16]}…: {refused['message']}",
+                )
         elif data["action"] == "false_positive":
             allowed = review.detection_mark_false_positive(
                 detection=detection, note=data["note"], actor=actor

@@ -25,7 +25,7 @@ from django.test import Client
 from django_scopes import scope, scopes_disabled
 
 from hub.audit import Actor
-from hub.models import Organization
+from hub.models import AuditEvent, Organization
 from lists.hashtypes.pdq import DEGENERATE_PDQ
 from lists.importing import import_job_run
 from lists.models import ImportJob, ImportRun, ImportRunError, Source
@@ -135,6 +135,13 @@ def test_confirming_a_detection_of_a_degenerate_pdq_does_not_add_it(
         result = detection_confirm(detection=detection, category="csam", actor=SYSTEM)
     assert result.added == 0 and result.already_present == 1
     assert live_values(csam) == {md5}
+    # The reviewer is told which hash was not added, and why.
+    assert [(r["type"], r["value"], r["code"]) for r in result.refused] == [
+        ("pdq", ZEROS, "degenerate_hash")
+    ]
+    with scopes_disabled():
+        event = AuditEvent.objects.get(action="detection.confirmed")
+    assert event.metadata["refused"] == [{"type": "pdq", "code": "degenerate_hash"}]
 
 
 # --- upstream sources ----------------------------------------------------------------------------
