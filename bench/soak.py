@@ -3,7 +3,7 @@
 Sets the hub up with its management commands (``migrate``, then the demo ``seeddemo``,
 ``seedmatching``, ``seedsharing`` as ``make run`` does, and ``createapikey``), starts gunicorn
 (``BENCH_SOAK_WORKERS`` sync workers, default 2: one per core here) and one Celery worker
-(prefork, concurrency 2, both queues; ``BENCH_SOAK_BEAT=1`` adds beat, which nothing exercised
+(prefork, concurrency 2, every queue; ``BENCH_SOAK_BEAT=1`` adds beat, which nothing exercised
 here needs), each a child process of this script. A loopback webhook receiver, registered through
 the web UI, gives the Celery worker a delivery for every detection.
 
@@ -619,7 +619,8 @@ def main() -> int:
             ], env)  # fmt: skip
             celery = children.start("celery", [
                 sys.executable, "-m", "celery", "-A", "hub", "worker", "--loglevel", "INFO",
-                "--concurrency", "2", "-Q", "celery,webhooks", "-n", f"soak-{os.getpid()}@%h",
+                "--concurrency", "2", "-Q", "celery,imports,digests,webhooks",
+                "-n", f"soak-{os.getpid()}@%h",
             ], env)  # fmt: skip
             if BEAT:
                 children.start("beat", [

@@ -12,6 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 DEFAULT_QUEUE = "celery"
 WEBHOOKS_QUEUE = "webhooks"
+IMPORTS_QUEUE = "imports"
+DIGESTS_QUEUE = "digests"
 
 app = Celery("hashhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -27,9 +29,17 @@ app.conf.task_default_queue = DEFAULT_QUEUE
 # default routing key, and a message for one queue would then be copied into both.
 app.conf.task_queues = tuple(
     Queue(name, Exchange(name, type="direct"), routing_key=name)
-    for name in (DEFAULT_QUEUE, WEBHOOKS_QUEUE)
+    for name in (DEFAULT_QUEUE, WEBHOOKS_QUEUE, IMPORTS_QUEUE, DIGESTS_QUEUE)
 )
-app.conf.task_routes = {"matching.deliver_webhook": {"queue": WEBHOOKS_QUEUE}}
+# Imports (bulk uploads and source runs, minutes of work each) and the daily digests (a burst of
+# e-mail) have queues of their own too, so that an operator can give each its own workers when
+# one machine is not enough (README "Production"); hub/Procfile's default worker consumes both.
+app.conf.task_routes = {
+    "matching.deliver_webhook": {"queue": WEBHOOKS_QUEUE},
+    "lists.run_import_job": {"queue": IMPORTS_QUEUE},
+    "lists.source_run": {"queue": IMPORTS_QUEUE},
+    "matching.send_digests": {"queue": DIGESTS_QUEUE},
+}
 app.autodiscover_tasks()
 
 

@@ -735,6 +735,20 @@ def _serve(env: dict[str, str], signals: _Signals) -> int:
     return returncode
 
 
+def _metrics_dir_emptied(env: dict[str, str], layout: Layout) -> Path:
+    """Where every process writes its Prometheus values (hub.metrics), emptied of a former run's.
+
+    ``var/prometheus`` unless PROMETHEUS_MULTIPROC_DIR names another; only its ``*.db`` files are
+    removed (prometheus_client's), so a directory named by mistake loses nothing else.
+    """
+    named = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    directory = Path(named).absolute() if named else layout.var / "prometheus"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return directory
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve the hub with demo data: the servers, migrations, a one-time seed and honcho."""
     layout = Layout.from_environment()
@@ -753,6 +767,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 started.append(server)
                 server.start()
         signals.check()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir_emptied(env, layout))
         _manage("migrate", "--no-input", "-v", "0", env=env, signals=signals)
         _manage("seeddemo", "--once", env=env, signals=signals)
         _manage("seedmatching", "--org", "acme", "--once", env=env, signals=signals)

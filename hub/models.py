@@ -69,6 +69,14 @@ class Organization(models.Model):
     approved_at = models.DateTimeField(null=True, blank=True)
     require_mfa = models.BooleanField(default=False)
     created = models.DateTimeField(default=timezone.now)
+    # Offboarding (hub.offboarding): deleted by an owner or staff, hidden from then on; staff can
+    # restore it until ``purge_after``. Then its data is purged (``purged_at``: its lists'
+    # entries tombstoned, its tenant rows deleted) and a day later the tombstoned entries erased
+    # (``erased_at``). The row itself stays, renamed, for the append-only audit log's lines.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    purge_after = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("name",)

@@ -14,15 +14,19 @@ from hub.models import ApiKey, AuditEvent, Invitation, Membership, Organization,
 def memberships_of(*, user: User) -> QuerySet[Membership]:
     """Every organisation the user belongs to (for the org switcher), by name."""
     return (
-        Membership.objects.filter(user=user)
+        Membership.objects.filter(user=user, organization__deleted_at__isnull=True)
         .select_related("organization")
         .order_by("organization__name")
     )
 
 
 def membership_for(*, user: User, org_slug: str) -> Membership | None:
+    """The user's membership of the organisation, or None: also for a deleted organisation
+    (hub.offboarding), which its members no longer reach."""
     return (
-        Membership.objects.filter(user=user, organization__slug=org_slug)
+        Membership.objects.filter(
+            user=user, organization__slug=org_slug, organization__deleted_at__isnull=True
+        )
         .select_related("organization")
         .first()
     )
@@ -122,7 +126,8 @@ def dashboard_counts(*, org: Organization) -> dict[str, int]:
 
 
 def organizations_for_staff(*, pending_only: bool = False) -> QuerySet[Organization]:
-    orgs = Organization.objects.all().order_by("approved", "-created")
+    """Every organisation but the purged ones (tombstones kept for the audit log)."""
+    orgs = Organization.objects.filter(purged_at__isnull=True).order_by("approved", "-created")
     if pending_only:
         orgs = orgs.filter(approved=False)
     return orgs

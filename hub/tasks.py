@@ -5,6 +5,7 @@ from django.db import connection
 from hub.audit import Actor, audit
 from hub.celery import ScopedTask, app
 from hub.models import Organization
+from hub.offboarding import organizations_purge_due
 
 
 @app.task(base=ScopedTask, name="hub.worker_check")
@@ -23,3 +24,9 @@ def worker_check(*, organization_id: int) -> dict[str, object]:
         metadata={"database": version.split(" on ")[0]},
     )
     return {"organization": org.slug, "database": version}
+
+
+@app.task(base=ScopedTask, name="hub.purge_deleted_organizations")
+def purge_deleted_organizations() -> dict[str, int]:
+    """Beat: purge deleted organisations past their grace period, erase entries a day later."""
+    return organizations_purge_due()

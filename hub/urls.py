@@ -3,13 +3,15 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from hub import api, views
+from hub import api, metrics, views
 from hub.api_errors import api_not_found
 
 org_patterns = [
     path("", views.dashboard, name="dashboard"),
     path("settings/", views.org_settings, name="org_settings"),
+    path("settings/delete/", views.org_delete, name="org_delete"),
     path("members/", views.members, name="members"),
+    path("members/leave/", views.member_leave, name="member_leave"),
     path("members/<str:member_id>/role/", views.member_role, name="member_role"),
     path("members/<str:member_id>/remove/", views.member_remove, name="member_remove"),
     path(
@@ -34,6 +36,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # Prometheus (hub.metrics): hub staff or the metrics token; 404 for everyone else.
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("accounts/", include("allauth.urls")),
     path("account/mfa-required/", views.mfa_required, name="mfa_required"),
     path("orgs/new/", views.org_create, name="org_create"),
@@ -51,6 +55,16 @@ urlpatterns = [
         name="staff_organization_approve",
     ),
     path(
+        "staff/organizations/<slug:slug>/delete/",
+        views.staff_organization_delete,
+        name="staff_organization_delete",
+    ),
+    path(
+        "staff/organizations/<slug:slug>/restore/",
+        views.staff_organization_restore,
+        name="staff_organization_restore",
+    ),
+    path(
         "staff/organizations/<slug:slug>/quotas/",
         views.staff_organization_quotas,
         name="staff_organization_quotas",
@@ -63,6 +77,8 @@ urlpatterns = [
     path("api/v1/schema", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("api/<path:rest>", api_not_found, name="api_not_found"),
+    # The HMA-compatible facade (issue 20): Meta's Hasher-Matcher-Actioner routes over HashHub.
+    path("hma/", include("hma.urls")),
 ]
 
 handler404 = "hub.error_views.not_found"

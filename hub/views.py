@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -16,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from hub import activity, quotas, selectors, services
+from hub import activity, offboarding, quotas, selectors, services
 from hub.audit import Actor
 from hub.decorators import (
     member_may,
@@ -182,8 +183,34 @@ def org_settings(request: OrgRequest, org_slug: str) -> HttpResponse:
         else:
             messages.success(request, "Settings saved.")
             return redirect("org_settings", org_slug=org.slug)
-    context = {"form": form, "quotas": quotas.quota_usage(org=org)}
+    context = {
+        "form": form,
+        "quotas": quotas.quota_usage(org=org),
+        "grace_days": settings.HASHHUB_ORG_DELETION_GRACE_DAYS,
+    }
     return render(request, "hub/org_settings.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+@org_permission("org.settings")
+@reauthentication_required
+def org_delete(request: OrgRequest, org_slug: str) -> HttpResponse:
+    """An owner deletes the organisation (hub.offboarding), typing its short name to confirm."""
+    try:
+        org = offboarding.organization_delete(
+            org=request.organization,
+            confirm=request.POST.get("confirm", ""),
+            actor=Actor.from_request(request),
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("org_settings", org_slug=org_slug)
+    messages.success(
+        request,
+        f"{org.name} was deleted. Hub staff can restore it until "
+        f"{org.purge_after:%Y-%m-%d}; then its data is purged.",
+    )
+    return redirect("home")
 
 
 # --- members and invitations ---------------------------------------------------------------------
@@ -262,6 +289,21 @@ def member_remove(request: OrgRequest, org_slug: str, member_id: str) -> HttpRes
     if membership.user_id == request.user.pk:
         return redirect("home")
     return redirect("members", org_slug=org_slug)
+
+
+@require_POST
+@org_permission("org.read")
+def member_leave(request: OrgRequest, org_slug: str) -> HttpResponse:
+    """The member leaves the organisation (the last owner may not)."""
+    try:
+        offboarding.organization_leave(
+            membership=request.membership, actor=Actor.from_request(request)
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("members", org_slug=org_slug)
+    messages.success(request, f"You left {request.organization.name}.")
+    return redirect("home")
 
 
 @require_POST
@@ -430,8 +472,44 @@ def staff_organizations(request: HttpRequest) -> HttpResponse:
 def staff_organization_approve(request: HttpRequest, slug: str) -> HttpResponse:
     org = get_object_or_404(Organization, slug=slug)
     approve = request.POST.get("approved", "1") == "1"
+    if org.deleted_at is not None:
+        messages.error(request, f"{org.name} is deleted: restore it before approving it.")
+        return redirect("staff_organizations")
     services.organization_set_approved(org=org, approved=approve, actor=Actor.from_request(request))
     messages.success(request, f"{org.name} is now {'approved' if approve else 'suspended'}.")
+    return redirect("staff_organizations")
+
+
+@staff_required
+@require_POST
+def staff_organization_delete(request: HttpRequest, slug: str) -> HttpResponse:
+    """Staff delete a suspended organisation (hub.offboarding), typing its short name."""
+    org = get_object_or_404(Organization, slug=slug, purged_at__isnull=True)
+    try:
+        offboarding.organization_delete(
+            org=org,
+            confirm=request.POST.get("confirm", ""),
+            actor=Actor.from_request(request),
+            by_staff=True,
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{org.name} was deleted; it is purged after the grace period.")
+    return redirect("staff_organizations")
+
+
+@staff_required
+@require_POST
+def staff_organization_restore(request: HttpRequest, slug: str) -> HttpResponse:
+    """Staff restore a deleted organisation within its grace period (it stays suspended)."""
+    org = get_object_or_404(Organization, slug=slug, purged_at__isnull=True)
+    try:
+        offboarding.organization_restore(org=org, actor=Actor.from_request(request))
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{org.name} was restored; it stays suspended until approved.")
     return redirect("staff_organizations")
 
 

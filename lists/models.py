@@ -206,6 +206,20 @@ class Entry(models.Model):
     # NULL until published; unused for entries of other lists.
     published_seq = models.BigIntegerField(null=True, blank=True)
     unpublished_seq = models.BigIntegerField(null=True, blank=True)
+    # The entry's ``bank_content_id`` for HMA clients (hma/): 53 random bits (an integer
+    # JavaScript keeps exactly), never a row number. A database default, so that every insert
+    # path (the ORM and lists.changes' hand-written statements alike) gets one.
+    # 53 of the random bits of a version-4 UUID (characters 19-32 of its hex: past its fixed
+    # version and variant bits).
+    hma_id = models.BigIntegerField(
+        null=True,
+        unique=True,
+        db_default=models.expressions.RawSQL(
+            "('x' || substr(replace(gen_random_uuid()::text, '-', ''), 19, 14))::bit(56)::bigint"
+            " >> 3",
+            (),
+        ),
+    )
 
     objects: ClassVar[models.Manager[Entry]] = ScopedManager(organization="hash_list__organization")
 
@@ -535,3 +549,38 @@ class FeedUpload(models.Model):
 
     def __str__(self) -> str:
         return f"upload {self.public_id} of {self.source_id}"
+
+
+class SourceIncident(models.Model):
+    """A source whose import fails, or which is overdue by its schedule: opened once, resolved
+    once, each time e-mailed to hub staff and sent to the staff webhook (lists.sources.alerts).
+
+    At most one incident of each kind is open per source (a partial unique constraint), so a
+    source that keeps failing alerts once, not at every run.
+    """
+
+    class Kind(models.TextChoices):
+        FAILING = "failing", "Imports fail"
+        OVERDUE = "overdue", "Overdue by its schedule"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="incidents")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # The latest error while it is open ("code: message", truncated), and how many runs failed.
+    last_error = models.TextField(blank=True)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-opened_at",)
+        constraints = (
+            models.UniqueConstraint(
+                fields=["source", "kind"],
+                condition=Q(resolved_at__isnull=True),
+                name="lists_one_open_incident_per_source_kind",
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.kind} incident of {self.source_id}"

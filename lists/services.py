@@ -412,6 +412,73 @@ def list_delete(*, hash_list: HashList, reason: str, actor: Actor) -> int:
     return removed
 
 
+@transaction.atomic
+def organization_lists_retire(*, org: Organization, actor: Actor) -> int:
+    """Delete every list of an organisation being purged (hub.offboarding), its own CSAM and SE
+    lists too: like :func:`list_delete`, every live entry is tombstoned so that every process's
+    index drops it and deltas carry the removals. Audits each list; returns the entries removed.
+    """
+    from django_scopes import scopes_disabled
+
+    with scopes_disabled():
+        live = list(HashList.objects.filter(organization=org, deleted_at__isnull=True))
+    removed = 0
+    for hash_list in live:
+        count = entries_tombstone(
+            hash_list, ALL_TARGETS, Provenance.of(actor), "organisation deleted"
+        )
+        hash_list.deleted_at = timezone.now()
+        hash_list.save(update_fields=["deleted_at"])
+        list_deleted.send(sender=HashList, hash_list=hash_list)
+        audit_list(
+            actor=actor,
+            action="list.deleted",
+            hash_list=hash_list,
+            metadata={"name": hash_list.name, "entries_removed": count},
+        )
+        removed += count
+    return removed
+
+
+@transaction.atomic
+def organization_entries_erase(
+    *, org: Organization, shared_list_pks: Iterable[int]
+) -> dict[str, int]:
+    """Erase the entries of a purged organisation's lists (hub.offboarding), which
+    :func:`organization_lists_retire` tombstoned a day or more before (so every process's index
+    has dropped them), and blank the lists' names and descriptions.
+
+    The entries of a list no other organisation ever matched are deleted. Those of a list that
+    was shared with someone (``shared_list_pks``, from the access log) are stripped of labels,
+    notes and provenance but kept as bare (list, hash, change numbers) tombstones: a platform's
+    export that was told of the additions must still be told of the removals, however late it
+    asks (deltas carry deletions). The list rows stay, as what other organisations' detections
+    and access log point to. Returns how many entries were ``erased`` and ``stripped``.
+    """
+    from django_scopes import scopes_disabled
+
+    from lists.models import Entry
+
+    shared = set(shared_list_pks)
+    with scopes_disabled():
+        lists = HashList.objects.filter(organization=org, deleted_at__isnull=False)
+        tombstones = Entry.objects.filter(hash_list__in=lists, removed_seq__isnull=False)
+        erased, _ = tombstones.exclude(hash_list_id__in=shared).delete()
+        stripped = tombstones.filter(hash_list_id__in=shared).update(
+            labels=[],
+            note="",
+            added_by_user=None,
+            added_by_key=None,
+            added_by_label="",
+            removed_by_user=None,
+            removed_by_key=None,
+            removed_by_label="",
+            removed_reason="",
+        )
+        lists.update(name="Deleted list", description="", live_counts={}, published_counts={})
+    return {"erased": erased, "stripped": stripped}
+
+
 def list_export_record(*, hash_list: HashList, actor: Actor, export_format: str = "csv") -> None:
     """Audit an export of a list: a sensitive read (DESIGN.md, invariant 5)."""
     audit_list(

@@ -455,7 +455,17 @@ class MatchEngine:
             if manifest.get("database") != _database_identity():
                 return None
             version = int(manifest["version"])
-            if version > sequence_last():
+            last = sequence_last()
+            if version > last:
+                # Written after the database's latest change: the database was restored from a
+                # backup older than the snapshot (README, "Backup and restore").
+                logger.warning(
+                    "refusing the match index snapshot in %s: it is at change %s, ahead of the "
+                    "database's %s (a restore?); rebuilding from the database",
+                    directory,
+                    version,
+                    last,
+                )
                 return None
             classes = HolderClasses(manifest["classes"])
             indexes = {}

@@ -1,5 +1,6 @@
-"""The staff health page: the reconciler's latest result, every process's match index, and the
-hashes held for a jump in their match rate (matching.holds), which staff release or retract."""
+"""The staff health page: the reconciler's latest result, every process's match index, the open
+incidents of upstream sources (lists.sources.alerts), and the hashes held for a jump in their
+match rate (matching.holds), which staff release or retract."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from django.views.decorators.http import require_GET, require_POST
 from hub.audit import Actor
 from hub.decorators import staff_required
 from hub.errors import ServiceError
+from lists.sources import alerts
 from matching import holds
 from matching.models import Reconciliation
 
 RUNS_SHOWN = 10
+INCIDENTS_SHOWN = 50
 
 
 @staff_required
@@ -41,7 +44,13 @@ def staff_health(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "matching/staff_health.html",
-        {"latest": latest, "runs": runs, "indexes": indexes, **holds.health_context()},
+        {
+            "latest": latest,
+            "runs": runs,
+            "indexes": indexes,
+            "incidents": list(alerts.incidents_open()[:INCIDENTS_SHOWN]),
+            **holds.health_context(),
+        },
     )
 
 

@@ -349,7 +349,8 @@ def _entered_process(entered: list[changes.EnteredEntry], *, now: datetime) -> i
     raised = 0
     for group in by_org.values():
         org = group[0].organization
-        if policy_of(org=org).retroactive_days <= 0:
+        # An organisation being deleted (hub.offboarding) is told of nothing new.
+        if org.deleted_at is not None or policy_of(org=org).retroactive_days <= 0:
             continue
         lists = lists_matchable_by(org=org)
         for kept in group:

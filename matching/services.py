@@ -36,6 +36,7 @@ from lists.hashtypes import (
     get_signal_type,
 )
 from matching import holds, kept, retractions, webhooks
+from matching import metrics as match_metrics
 from matching.engine import Found, get_engine
 from matching.models import AllowedHash, Detection
 from sharing.policy import disabled_pairs, policy_of
@@ -554,6 +555,11 @@ def _record_detection(
         )
         if not shadow:
             webhooks.detection_notify(detection=detection)
+        match_metrics.detection_counted(
+            tiers=[m["list"]["tier"] for m in found],
+            shadow=shadow,
+            retroactive=retroactive_of is not None,
+        )
         retractions.detection_hits_record(
             detection=detection,
             hits=[

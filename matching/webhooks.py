@@ -64,6 +64,7 @@ from hub.lib import netguard
 from hub.lib.ids import new_public_id
 from hub.models import Organization
 from hub.quotas import quota_check_webhooks, quota_usage_counter
+from matching import metrics as match_metrics
 from matching.models import Detection, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -829,8 +830,10 @@ def webhook_attempt(
     except ServiceError as error:
         if error.code == "webhook_host_unresolvable":
             log(status=failed, error=error.message)  # DNS may come back: retry
+            match_metrics.webhook_failed(target="organisation", outcome=failed)
             return False
         log(status=WebhookDelivery.Status.REFUSED, error=error.message)
+        match_metrics.webhook_failed(target="organisation", outcome="refused")
         return True
     body = webhook_payload(
         event=event,
@@ -846,6 +849,7 @@ def webhook_attempt(
         log(status=WebhookDelivery.Status.SUCCEEDED, response_status=outcome.response_status)
         return True
     log(status=failed, response_status=outcome.response_status, error=outcome.error)
+    match_metrics.webhook_failed(target="organisation", outcome=failed)
     logger.info("webhook %s attempt %d failed: %s", endpoint.public_id, attempt, outcome.error)
     return False
 
@@ -865,3 +869,25 @@ def retry_delay_seconds(attempt: int) -> int:
     base = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * RETRY_FACTOR ** max(0, attempt - 1))
     spread = base // 10
     return min(RETRY_CAP_SECONDS, base - spread + secrets.randbelow(2 * spread + 1))
+
+
+def signed_post(
+    *, url: str, secret: str, event: str, event_id: str, body: bytes
+) -> tuple[bool, str]:
+    """One signed POST of ``body`` to ``url`` through the SSRF guard, for a caller other than an
+    organisation's endpoint (the staff webhook of matching.staff_alerts): the same signature,
+    guard, pinned address and deadline as :func:`webhook_attempt`. Returns (finished, error):
+    finished is True when delivered or refused by the guard (no retry helps), False when a
+    retry may; ``error`` says what went wrong ("" when delivered)."""
+    deadline = _Deadline(float(settings.HASHHUB_WEBHOOK_DEADLINE_SECONDS))
+    try:
+        target = _target_for(url)
+    except ServiceError as error:
+        refused = error.code != "webhook_host_unresolvable"
+        match_metrics.webhook_failed(target="staff", outcome="refused" if refused else "failed")
+        return refused, error.message
+    headers = webhook_headers(secret=secret, event=event, event_id=event_id, body=body)
+    outcome = _post(target, headers, body, deadline)
+    if not outcome.ok:
+        match_metrics.webhook_failed(target="staff", outcome="failed")
+    return outcome.ok, outcome.error

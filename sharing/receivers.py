@@ -76,7 +76,35 @@ def close_disputes_on_removed(sender: object, hash_list: HashList, **kwargs: Any
     transaction.on_commit(lambda: disputes_close_removed(hash_list_id=hash_list.pk))
 
 
+def follow_purge(sender: object, organization: Organization, actor: Actor, **kwargs: Any) -> None:
+    """A deleted organisation is purged (hub.offboarding): its lists are deleted, their entries
+    tombstoned (access follows through ``list_deleted``), and the subscriptions to them go."""
+    from lists.services import organization_lists_retire
+    from sharing.models import Subscription
+
+    organization_lists_retire(org=organization, actor=actor)
+    with scopes_disabled():
+        Subscription.objects.filter(hash_list__organization=organization).delete()
+
+
+def follow_erase(sender: object, organization: Organization, actor: Actor, **kwargs: Any) -> None:
+    """A purged organisation's tombstoned entries are erased, a day after its purge; those of
+    lists others ever had access to keep a bare tombstone for their exports."""
+    from lists.services import organization_entries_erase
+    from sharing.models import AccessEvent
+
+    with scopes_disabled():
+        shared = AccessEvent.objects.filter(hash_list__organization=organization).values_list(
+            "hash_list_id", flat=True
+        )
+        organization_entries_erase(org=organization, shared_list_pks=set(shared))
+
+
 def connect() -> None:
+    from hub.offboarding import organization_erasing, organization_purging
+
+    organization_purging.connect(follow_purge, dispatch_uid="sharing-lists-follow-org-purge")
+    organization_erasing.connect(follow_erase, dispatch_uid="sharing-lists-follow-org-erase")
     organization_approval_changed.connect(
         follow_approval, dispatch_uid="sharing-access-follows-approval"
     )

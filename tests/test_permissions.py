@@ -217,6 +217,9 @@ TABLE: dict[str, Page | Api] = {
     "home": Page(get=Web(LOGIN, TO_ORG_A, TO_ORG_A, Redirect("/o/org-b/"), Redirect("/orgs/new/"))),
     "healthz": Page(get=everyone(200)),
     "readyz": Page(get=everyone(200)),
+    # Prometheus (hub.metrics): hub staff's sessions (or the metrics token, tests/hub/
+    # test_metrics.py); everyone else gets 404, anonymous visitors too (no login page).
+    "metrics": Page(get=Web(404, 404, 404, 404, 200)),
     "mfa_required": Page(get=users(LOGIN, 200)),
     "org_create": Page(
         get=users(LOGIN, 200),
@@ -237,6 +240,15 @@ TABLE: dict[str, Page | Api] = {
         stale_post=Web(LOGIN, REAUTH, TO_MFA_SETUP, 404, 404),
         stale_setup=lambda world: _require_mfa_in_org_a(world),
     ),
+    # Offboarding (issue 20): only an owner deletes, re-authenticated, typing the short name.
+    "org_delete": Page(
+        get=org_page(405, 405),
+        post=org_page(HOME, 403),
+        data={"confirm": "org-a"},
+        stale_post=org_page(REAUTH, 403),
+    ),
+    # Any member leaves; Alice, the only owner, is refused (back to the members page, unchanged).
+    "member_leave": Page(get=org_page(405, 405), post=org_page(TO_MEMBERS, HOME)),
     "members": Page(
         get=org_page(200, 200),
         post=org_page(TO_MEMBERS, 403),
@@ -272,6 +284,21 @@ TABLE: dict[str, Page | Api] = {
         get=staff_page(405),
         post=staff_page(Redirect("/staff/organizations/")),
         data={"approved": "0"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
+    ),
+    # Staff delete a suspended organisation and restore a deleted one (issue 20); org A is
+    # approved and not deleted, so both are refused with a message, back to the list.
+    "staff_organization_delete": Page(
+        get=staff_page(405),
+        post=staff_page(Redirect("/staff/organizations/")),
+        data={"confirm": "org-a"},
+        stale_get=STAFF_STALE,
+        stale_post=STAFF_STALE,
+    ),
+    "staff_organization_restore": Page(
+        get=staff_page(405),
+        post=staff_page(Redirect("/staff/organizations/")),
         stale_get=STAFF_STALE,
         stale_post=STAFF_STALE,
     ),
@@ -332,6 +359,33 @@ TABLE: dict[str, Page | Api] = {
     "api_detection_review": Api(
         post=Keys(200, 404, scope="review"), data={"action": "dismiss", "note": "by API"}
     ),
+    # The HMA-compatible facade (issue 20; hma/): API-like, the same keys and scopes as API v1.
+    # A JSON body carries no file, and no query no hash: refused alike (400) for every key.
+    "hma_hash": Api(get=Keys(400, 400, scope="match"), post=Keys(400, 400, scope="match")),
+    "hma_lookup": Api(get=Keys(400, 400, scope="match"), post=Keys(400, 400, scope="match")),
+    "hma_raw_lookup": Api(get=Keys(422, 422, scope="match")),  # HMA's 422: signal missing
+    "hma_compare": Api(post=Keys(200, 200, scope="match")),
+    "hma_index_status": Api(get=Keys(200, 200, scope="match")),
+    "hma_banks": Api(
+        get=Keys(200, 200), post=Keys(201, 201, scope="lists:admin"), data={"name": "NEW_BANK"}
+    ),
+    "hma_bank": Api(
+        get=Keys(200, 404),
+        put=Keys(200, 404, scope="lists:write"),
+        delete=Keys(200, 404, scope="lists:admin"),
+        data={"name": "RENAMED_BANK"},
+    ),
+    "hma_bank_signal": Api(
+        post=Keys(200, 404, scope="lists:write"), data={"md5": secrets.token_hex(16)}
+    ),
+    "hma_bank_content": Api(post=Keys(400, 404, scope="lists:write")),  # no file: 400
+    "hma_bank_content_item": Api(
+        get=Keys(200, 404, scope="lists:read"),
+        put=Keys(200, 404, scope="lists:admin"),
+        delete=Keys(200, 404, scope="lists:write"),
+        data={"disable_until_ts": 1},  # HMA's "enabled"
+    ),
+    "hma_not_found": Api(get=public(404), post=public(404)),
     # matching: detections and the allow list
     "detections": Page(get=org_page(200, 200)),
     "detections_chart": Page(get=org_page(200, 200)),
@@ -725,6 +779,31 @@ def _new_dispute(org: Organization) -> str:
     return dispute.public_id
 
 
+SYS = Actor(system="test")
+
+
+def _hma_bank(org: Organization) -> Any:
+    """An own list of ``org`` named to HMA's pattern (hma/): a bank of that very name."""
+    from lists.models import HashList
+    from lists.services import list_create
+
+    name = "PERM_BANK_" + org.slug.upper().replace("-", "_")
+    with scope(organization=org.pk):
+        found = HashList.objects.filter(organization=org, name=name).first()
+        return found or list_create(org=org, name=name, category="csam", actor=SYS)
+
+
+def _new_hma_content(org: Organization) -> str:
+    """A hash in ``org``'s HMA bank: its ``bank_content_id`` (the entry's random hma_id)."""
+    from lists.models import Entry
+    from lists.services import EntryInput, entry_add
+
+    bank = _hma_bank(org)
+    with scope(organization=org.pk):
+        entry_add(hash_list=bank, items=[EntryInput("md5", secrets.token_hex(16))], actor=SYS)
+        return str(Entry.objects.filter(hash_list=bank).values_list("hma_id", flat=True).get())
+
+
 def _new_entry_disable(org: Organization) -> str:
     """A hash of ``org``'s own CSAM list that ``org`` does not match for a while (its policy)."""
     import datetime as dt
@@ -755,6 +834,8 @@ OBJECT_MAKERS: dict[str, Callable[[Organization], str]] = {
     "endpoint_id": _new_webhook,
     "dispute_id": _new_dispute,
     "disable_id": _new_entry_disable,
+    "bank_name": lambda org: _hma_bank(org).name,
+    "content_id": lambda org: _new_hma_content(org),
 }
 
 
@@ -1274,7 +1355,8 @@ def test_api_urls_have_api_rows_and_pages_have_page_rows() -> None:
     wrong = [
         key
         for key, endpoint in _endpoints().items()
-        if key in TABLE and endpoint.route.startswith("api/") != isinstance(TABLE[key], Api)
+        if key in TABLE
+        and endpoint.route.startswith(("api/", "hma/")) != isinstance(TABLE[key], Api)
     ]
     assert not wrong, f"rows of the wrong kind (Api under /api/, Page elsewhere): {wrong}"
 

@@ -106,9 +106,14 @@ INSTALLED_APPS = [
     "lists",
     "sharing",
     "matching",
+    "hma",
 ]
 
 MIDDLEWARE = [
+    # First, so that they see the whole stack: request latency for /metrics, and the request id
+    # that JSON logs carry (hub.metrics, hub.logging).
+    "hub.metrics.RequestMetricsMiddleware",
+    "hub.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -176,8 +181,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
-# Modules with tasks beyond the apps' tasks.py: matching.holds (hold e-mails, its daily purge).
-CELERY_IMPORTS = ("matching.holds",)
+# Modules with tasks beyond the apps' tasks.py: matching.holds (hold e-mails, its daily purge),
+# lists.sources.alerts (the overdue-source check) and matching.staff_alerts (the staff webhook).
+CELERY_IMPORTS = ("matching.holds", "lists.sources.alerts", "matching.staff_alerts")
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
@@ -334,6 +340,9 @@ HASHHUB_QUOTA_IMAGE_MATCHES_PER_MINUTE = env_int(
 # --- matching, detections and webhooks ---
 # Detections older than this are purged by a daily beat task.
 HASHHUB_DETECTION_RETENTION_DAYS = env_int("HASHHUB_DETECTION_RETENTION_DAYS", 90, minimum=1)
+# A deleted organisation's data is purged this many days after the deletion (hub.offboarding);
+# until then staff can restore it.
+HASHHUB_ORG_DELETION_GRACE_DAYS = env_int("HASHHUB_ORG_DELETION_GRACE_DAYS", 30, minimum=1)
 # A shared entry is reported ``disputed: true`` once this many organisations dispute it (open).
 HASHHUB_DISPUTE_THRESHOLD = env_int("HASHHUB_DISPUTE_THRESHOLD", 2, minimum=1)
 # Retroactive matching (matching.retroactive): the most submissions one organisation keeps (new
@@ -396,6 +405,28 @@ HASHHUB_CREDENTIAL_KEYS = _credential_keys()
 # (CIDR) listed here are let through, and only they may receive credentials over plain http.
 HASHHUB_SOURCE_ALLOWED_HOSTS = env_list("HASHHUB_SOURCE_ALLOWED_HOSTS", [])
 
+# --- operations (issue 20): metrics, alerts, logs ---
+# /metrics answers hub staff's sessions, and requests bearing this token (empty: staff only).
+HASHHUB_METRICS_TOKEN = env_str("HASHHUB_METRICS_TOKEN", "")
+# Source incidents (lists.sources.alerts) are e-mailed to staff and POSTed here, signed with the
+# secret like organisations' webhooks; the URL passes the same address guard (allow a private
+# network with HASHHUB_WEBHOOK_ALLOWED_NETWORKS). Empty: e-mail only.
+HASHHUB_STAFF_WEBHOOK_URL = env_str("HASHHUB_STAFF_WEBHOOK_URL", "")
+HASHHUB_STAFF_WEBHOOK_SECRET = env_str("HASHHUB_STAFF_WEBHOOK_SECRET", "")
+if HASHHUB_STAFF_WEBHOOK_URL and len(HASHHUB_STAFF_WEBHOOK_SECRET) < 16:
+    raise ImproperlyConfigured(
+        "HASHHUB_STAFF_WEBHOOK_SECRET must be set (16 characters or more) with the staff webhook."
+    )
+# A scheduled source is overdue once its next run after its last success is this late.
+HASHHUB_SOURCE_OVERDUE_GRACE_MINUTES = env_int(
+    "HASHHUB_SOURCE_OVERDUE_GRACE_MINUTES", 60, minimum=0
+)
+# "plain" (a line of text) or "json" (one object a line: time, level, logger, message, request
+# id); hub.logging redacts hex runs and key-shaped text from both.
+HASHHUB_LOG_FORMAT = env_choice("HASHHUB_LOG_FORMAT", "plain", {"plain", "json"})
+# Celery workers and beat then log through LOGGING below too, rather than their own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = HASHHUB_LOG_FORMAT != "json"
+
 CELERY_BEAT_SCHEDULE = {
     "publish-anonymous-lists": {
         "task": "sharing.publish_anonymous",
@@ -435,6 +466,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "matching.purge_hold_counts",
         "schedule": crontab(hour=0, minute=7),
     },
+    "sources-overdue-check": {
+        "task": "lists.sources_overdue_check",
+        "schedule": crontab(minute="*/5"),
+    },
+    "purge-deleted-organizations": {
+        "task": "hub.purge_deleted_organizations",
+        "schedule": crontab(minute=29),
+    },
 }
 
 # --- security hardening (on by default outside the embedded mode) ---
@@ -450,13 +489,25 @@ if not EMBEDDED:
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    # Probes and Prometheus reach the web processes directly, inside the deployment's network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "hub.logging.JsonFormatter"},
+    },
+    # Hashes of uploads and keys never reach the log, whatever the format (hub.logging).
+    "filters": {"redact": {"()": "hub.logging.RedactFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": HASHHUB_LOG_FORMAT,
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("HASHHUB_LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO (source imports, webhooks): keep only its warnings.
     "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},

@@ -35,6 +35,7 @@ from hub.audit import SYSTEM, Actor
 from hub.celery import app
 from hub.errors import ServiceError
 from lists.models import FeedUpload, HashList, ImportRun, ImportRunError, Source
+from lists.sources import alerts
 from lists.sources.adapters import adapter_class
 from lists.sources.adapters.base import Credentials
 from lists.sources.adapters.http import Http
@@ -237,8 +238,11 @@ def _finish(run: ImportRun, code: str, message: str) -> ImportRun:
     run.save()
     if code:
         Source.objects.filter(pk=source.pk).update(last_error=f"{code}: {message}"[:2000])
+        # Staff hear of it once per incident, not at every failed run (lists.sources.alerts).
+        alerts.source_run_failed(source=source, error=f"{code}: {message}")
     else:
         Source.objects.filter(pk=source.pk).update(last_success_at=now, last_error="")
+        alerts.source_run_succeeded(source=source)
     return run
 
 

@@ -315,16 +315,21 @@ def page_key(url: str) -> str:
 
 # --- a hub whose operator lets webhooks and sources reach 127.0.0.1 -------------------------------
 
+METRICS_TOKEN = "e2e-metrics-token-0123456789"
+
 LOCAL_ONLY = {
     "HASHHUB_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
     "HASHHUB_SOURCE_ALLOWED_HOSTS": "127.0.0.1",
+    # Prometheus scrapes /metrics with this token (hub.metrics).
+    "HASHHUB_METRICS_TOKEN": METRICS_TOKEN,
 }
 
 
 @dataclass(frozen=True)
 class LocalHub(RunningHub):
-    """A hub whose operator allows webhooks and sources on 127.0.0.1 (the settings the README
-    names), which the session's shared hub does not."""
+    """A hub whose operator allows webhooks and sources on 127.0.0.1 and lets Prometheus scrape
+    /metrics with a token (the settings the README names), which the session's shared hub does
+    not."""
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return super().environment({**LOCAL_ONLY, **(extra or {})})

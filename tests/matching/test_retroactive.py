@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import time_machine
 from django.test import Client
+from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from hub.audit import Actor
@@ -592,3 +593,18 @@ def test_a_snapshot_ahead_of_the_database_is_built_again_from_the_rows(
     retroactive.kept_indexes_reset()
     submit(api_a, "pdq", random_pdq())
     assert len(retroactive.kept_index("pdq")) == 2
+
+
+def test_an_organisation_being_deleted_is_told_of_nothing_new(
+    api_a: Client, org_a: Organization, django_capture_on_commit_callbacks: Any
+) -> None:
+    opt_in(org_a)
+    md5 = secrets.token_hex(16)
+    with time_machine.travel(T0, tick=False):
+        submit(api_a, "md5", md5, ref="upload-9")
+    with time_machine.travel(T0 + dt.timedelta(days=1), tick=False):
+        # Deleted by its owner (hub.offboarding), within the grace period: not purged yet.
+        Organization.objects.filter(pk=org_a.pk).update(deleted_at=timezone.now())
+        add(own_list(org_a), ("md5", md5))
+        run(django_capture_on_commit_callbacks)
+    assert retroactive_detections(org_a) == []

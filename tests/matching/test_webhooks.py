@@ -899,9 +899,16 @@ def test_webhook_deliveries_are_routed_to_the_webhooks_queue() -> None:
 
     router = app.amqp.router
     assert router.route({}, webhooks.DELIVER_TASK)["queue"].name == "webhooks"
-    # Everything else stays on the default queue, with the imports and the digests.
-    for other in ("lists.source_run", "lists.run_import_job", "matching.send_digests"):
-        assert router.route({}, other)["queue"].name == "celery"
+    # Imports and digests have queues of their own (README "Production"); the rest stays on
+    # the default queue.
+    expected = {
+        "lists.source_run": "imports",
+        "lists.run_import_job": "imports",
+        "matching.send_digests": "digests",
+        "matching.reconcile": "celery",
+    }
+    for task, queue in expected.items():
+        assert router.route({}, task)["queue"].name == queue, task
 
 
 def test_a_queued_delivery_lands_in_the_webhooks_queue_of_the_broker(

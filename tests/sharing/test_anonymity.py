@@ -526,7 +526,7 @@ MADE_UP_ID = "nosuchobject0000"
 
 
 def _is_api(endpoint: Endpoint) -> bool:
-    return endpoint.route.startswith("api/")
+    return endpoint.route.startswith(("api/", "hma/"))  # hma/: the HMA facade (issue 20)
 
 
 def _methods(endpoint: Endpoint) -> list[str]:

@@ -95,6 +95,7 @@ class Http:
         backoff: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_body_bytes: int | None = None,
+        allowance: netguard.Allowance | None = None,
     ) -> None:
         self.timeout = timeout if timeout is not None else settings.HASHHUB_SOURCE_HTTP_TIMEOUT
         self.max_body_bytes = (
@@ -103,7 +104,9 @@ class Http:
         self.attempts = attempts if attempts is not None else settings.HASHHUB_SOURCE_HTTP_ATTEMPTS
         self.backoff = backoff if backoff is not None else settings.HASHHUB_SOURCE_HTTP_BACKOFF
         self.sleep = sleep
-        self.allowance = guard.allowance()
+        # The sources' allowance unless the caller fetches for someone else (an organisation's
+        # URL passes the allowance of organisations' URLs: hma.views).
+        self.allowance = allowance if allowance is not None else guard.allowance()
         self._client = httpx.Client(
             timeout=self.timeout,
             follow_redirects=False,
