@@ -204,6 +204,10 @@ SENTENCES: dict[str, Callable[[Said], str]] = {
     "organization.unapproved": lambda s: f"{s.who} suspended the organisation's approval",
     "organization.settings_changed": _settings_changed,
     "organization.quotas_changed": lambda s: f"{s.who} changed the organisation's quotas",
+    "organization.deleted": lambda s: f"{s.who} deleted the organisation",
+    "organization.restored": lambda s: f"{s.who} restored the organisation",
+    "organization.purged": lambda s: f"{s.who} purged the organisation's data",
+    "organization.erased": lambda s: f"{s.who} erased the organisation's removed entries",
     "invitation.created": lambda s: (
         f"{s.who} invited {s.text('email') or 'someone'}"
         + (f" as {s.text('role')}" if s.text("role") else "")
@@ -216,6 +220,7 @@ SENTENCES: dict[str, Callable[[Said], str]] = {
     ),
     "membership.role_changed": _role_changed,
     "membership.removed": lambda s: f"{s.who} removed {s.text('email') or 'a member'}",
+    "membership.left": lambda s: f"{s.who} left the organisation",
     "membership.set_by_command": lambda s: (
         f"{s.who} made {s.text('email') or 'a member'} a member"
         + (f" ({s.text('role')})" if s.text("role") else "")

@@ -143,6 +143,11 @@ CASES: dict[str, tuple[dict[str, Any], str, str, str]] = {
     "organization.created": ({"name": "Org A"}, "org-a", "", "Alice created the organisation"),
     "organization.approved": ({}, "org-a", "", "Alice approved the organisation"),
     "organization.unapproved": ({}, "org-a", "", "Alice suspended the organisation's approval"),
+    "organization.deleted": ({}, "org-a", "", "Alice deleted the organisation"),
+    "organization.restored": ({}, "org-a", "", "Alice restored the organisation"),
+    "organization.purged": ({}, "org-a", "", "Alice purged the organisation's data"),
+    "organization.erased": ({}, "org-a", "", "Alice erased the organisation's removed entries"),
+    "membership.left": ({}, "org-a", "", "Alice left the organisation"),
     "organization.settings_changed": (
         {"name": {}, "require_mfa": {}},
         "org-a",
