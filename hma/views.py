@@ -10,7 +10,6 @@ error body; what HashHub cannot honour is refused or documented in README.md.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +26,6 @@ from hma.selectors import Bank
 from hub.api_base import OrgAPIView
 from hub.audit import Actor
 from hub.errors import ServiceError
-from hub.lib import netguard
 from hub.models import Organization
 from hub.quotas import ImageMatchQuotaThrottle
 from hub.uploads import UploadTooLargeError, cap_uploads
@@ -38,6 +36,7 @@ from lists.services import EntryInput
 from lists.sources.adapters.http import Http
 from lists.sources.errors import SourceError
 from matching import services as match_services
+from matching import webhooks
 from matching.services import HashQuery
 from sharing import policy
 
@@ -77,18 +76,12 @@ def _fetched_photo(url: str) -> bytes:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ServiceError("invalid_url", "url must be an http:// or https:// URL.")
-    allowance = netguard.Allowance(
-        networks=tuple(
-            ipaddress.ip_network(network, strict=False)
-            for network in settings.HASHHUB_WEBHOOK_ALLOWED_NETWORKS
-        )
-    )
     client = Http(
         timeout=URL_FETCH_SECONDS,
         attempts=1,
         backoff=0,
         max_body_bytes=settings.HASHHUB_MAX_UPLOAD_BYTES,
-        allowance=allowance,
+        allowance=webhooks.url_allowance(),
     )
     try:
         return client.get(url.strip()).content

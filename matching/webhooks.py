@@ -109,8 +109,10 @@ class _Target:
     address: str
 
 
-def _allowance() -> netguard.Allowance:
-    # Networks only (CIDR): a webhook's host name is the customer's, never trusted by name.
+def url_allowance() -> netguard.Allowance:
+    """What the address guard lets through for a URL an organisation chose (a webhook, or a
+    picture HMA's ``?url=`` names: hma.views): HASHHUB_WEBHOOK_ALLOWED_NETWORKS."""
+    # Networks only (CIDR): the host name is the customer's, never trusted by name.
     return netguard.Allowance(
         networks=tuple(
             ipaddress.ip_network(network, strict=False)
@@ -155,7 +157,7 @@ def _target_for(url: str) -> _Target:
     port = port or (443 if parts.scheme == "https" else 80)
     try:
         host = netguard.host_name(raw_host)
-        addresses = netguard.checked_addresses(host, port, _allowance())
+        addresses = netguard.checked_addresses(host, port, url_allowance())
     except netguard.AddressRefusedError as refused:
         if refused.code == "invalid_host":
             raise ServiceError("invalid_url", f"“{raw_host}” is not a valid host name.") from None
