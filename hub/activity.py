@@ -126,6 +126,12 @@ def _dispute_received(s: Said) -> str:
     return f"{s.who}: {disputer} disputed an entry{where}"
 
 
+def _report_updated(s: Said) -> str:
+    fields = s.meta.get("fields")
+    named = [name for name in fields if isinstance(name, str)] if isinstance(fields, list) else []
+    return f"{s.who} edited a draft report" + (f" ({', '.join(named)})" if named else "")
+
+
 def _review(verb: str) -> Callable[[Said], str]:
     return lambda s: f"{s.who} {verb}"
 
@@ -144,6 +150,43 @@ SENTENCES: dict[str, Callable[[Said], str]] = {
     ),
     "detections.purged": lambda s: (
         f"{s.who} deleted {_plural(s.count('purged'), 'detection')} past the retention period"
+    ),
+    "preservation.held": lambda s: (
+        f"{s.who} held a detection for preservation"
+        + (f" for {_plural(s.count('days'), 'day')}" if s.count("days") else "")
+        + (" when its report was filed" if s.text("report") else "")
+    ),
+    "preservation.released": lambda s: f"{s.who} released a detection's preservation hold",
+    "webhooks.deliveries_purged": lambda s: (
+        f"{s.who} deleted {_plural(s.count('purged'), 'webhook delivery log')} past the "
+        "retention period"
+    ),
+    # reports to a hotline (reports.services)
+    "report.opened": lambda s: f"{s.who} opened a report on a detection",
+    "report.updated": _report_updated,
+    "report.filed": lambda s: (
+        f"{s.who} filed a report with the hotline"
+        + (f" as {s.text('hotline_report_id')}" if s.text("hotline_report_id") else "")
+    ),
+    "report.acknowledged": lambda s: f"{s.who} recorded that the hotline acknowledged a report",
+    "report.downloaded": lambda s: (
+        f"{s.who} printed a report's summary"
+        if s.text("profile") == "print"
+        else f"{s.who} downloaded a report"
+        + (f" ({s.text('profile')} profile)" if s.text("profile") else "")
+    ),
+    "report.profile_set": lambda s: (
+        f"{s.who} chose the {s.text('profile')} hotline profile for reports"
+        if s.text("profile")
+        else f"{s.who} chose the hotline profile for reports"
+    ),
+    "report.listed": lambda s: (
+        f"{s.who} found a reported hash now listed by {s.text('source')}"
+        if s.text("source")
+        else f"{s.who} found a reported hash now listed by a verified source"
+    ),
+    "reports.purged": lambda s: (
+        f"{s.who} deleted {_plural(s.count('purged'), 'report')} past the retention period"
     ),
     "allow_list.removed": lambda s: f"{s.who} took a hash off the allow list",
     "policy.link_template_set": lambda s: (

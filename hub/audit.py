@@ -9,6 +9,7 @@ from django_scopes import scopes_disabled
 
 from hub.lib.client_ip import client_ip as resolve_client_ip
 from hub.models import ApiKey, AuditEvent, Organization, User
+from hub.retention import audit_metadata
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -71,7 +72,10 @@ def audit(
     target_id: str = "",
     metadata: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one audit event. Call it in the same transaction as the change it records."""
+    """Append one audit event. Call it in the same transaction as the change it records.
+
+    The metadata passes hub.retention's rules: a ``content_ref`` becomes its keyed digest, and
+    personal data (an uploader reference) is refused."""
     with scopes_disabled():
         return AuditEvent.objects.create(
             organization=organization,
@@ -82,6 +86,6 @@ def audit(
             action=action,
             target_type=target_type,
             target_id=target_id,
-            metadata=metadata or {},
+            metadata=audit_metadata(metadata or {}),
             ip=actor.ip,
         )

@@ -158,6 +158,7 @@ class ApiKey(models.Model):
         LISTS_ADMIN = "lists:admin", "lists:admin"
         EXPORT = "export", "export"
         REVIEW = "review", "review"
+        REPORTS = "reports", "reports"
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="api_keys"

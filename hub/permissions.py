@@ -24,6 +24,10 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "org.read": _EVERYONE,
     "lists.edit": _ANALYST_UP,
     "detections.review": _ANALYST_UP,
+    # Reports carry the platform's references and the uploader's: analysts up, never viewers.
+    "reports.read": _ANALYST_UP,
+    "reports.write": _ANALYST_UP,
+    "reports.settings": _ADMIN_UP,
     "members.manage": _ADMIN_UP,
     "keys.manage": _ADMIN_UP,
     "webhooks.manage": _ADMIN_UP,

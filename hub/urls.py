@@ -30,6 +30,7 @@ api_v1_patterns: list[URLPattern | URLResolver] = [
     path("", include("matching.api_urls")),
     path("", include("sharing.api_urls")),
     path("", include("sharing.dispute_api_urls")),
+    path("", include("reports.api_urls")),
 ]
 
 urlpatterns = [
@@ -48,6 +49,7 @@ urlpatterns = [
     path("o/<slug:org_slug>/community/", include("sharing.urls")),
     path("o/<slug:org_slug>/policy/", include("sharing.policy_urls")),
     path("o/<slug:org_slug>/disputes/", include("sharing.dispute_urls")),
+    path("o/<slug:org_slug>/reports/", include("reports.urls")),
     path("staff/organizations/", views.staff_organizations, name="staff_organizations"),
     path(
         "staff/organizations/<slug:slug>/approve/",

@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from hub import activity, offboarding, quotas, selectors, services
+from hub import activity, offboarding, quotas, retention, selectors, services
 from hub.audit import Actor
 from hub.decorators import (
     member_may,
@@ -187,6 +187,7 @@ def org_settings(request: OrgRequest, org_slug: str) -> HttpResponse:
         "form": form,
         "quotas": quotas.quota_usage(org=org),
         "grace_days": settings.HASHHUB_ORG_DELETION_GRACE_DAYS,
+        "retention": retention.policy(),
     }
     return render(request, "hub/org_settings.html", context, status=400 if form.errors else 200)
 

@@ -27,6 +27,7 @@ from hub.decorators import org_permission
 from hub.errors import ServiceError
 from hub.middleware import OrgRequest
 from hub.uploads import UploadTooLargeError, cap_uploads
+from lists import annotations as entry_annotations
 from lists import selectors, services
 from lists.forms import (
     EntryAddForm,
@@ -136,11 +137,15 @@ class EntryRow:
     entry: Entry
     type: str
     value: str
+    # What higher apps say of the owner's entry (lists.annotations: a report id, listings).
+    annotation: dict[str, Any] | None = None
 
 
-def _entry_row(entry: Entry) -> EntryRow:
+def _entry_row(entry: Entry, annotation: dict[str, Any] | None = None) -> EntryRow:
     signal_type = get_signal_type(entry.hash.signal_type)
-    return EntryRow(entry, signal_type.name, signal_type.to_text(bytes(entry.hash.value)))
+    return EntryRow(
+        entry, signal_type.name, signal_type.to_text(bytes(entry.hash.value)), annotation
+    )
 
 
 def _render_list(
@@ -169,7 +174,9 @@ def _render_list(
         label=data["label"],
         prefix=data["prefix"],
     )
-    context["rows"] = [_entry_row(entry) for entry in page.entries]
+    # This page shows the organisation's own lists only (selectors.get_list_for_org).
+    said = entry_annotations.annotations_for(org=request.organization, entries=page.entries)
+    context["rows"] = [_entry_row(entry, said.get(entry.pk)) for entry in page.entries]
     context["filtered"] = bool(filters.filters())
     context["query"] = urlencode(filters.filters())
     if page.next_cursor:

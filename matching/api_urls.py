@@ -19,4 +19,14 @@ urlpatterns = [
         detections_api.DetectionReviewApi.as_view(),
         name="api_detection_review",
     ),
+    path(
+        "detections/<str:detection_id>/holds",
+        detections_api.DetectionHoldsApi.as_view(),
+        name="api_detection_holds",
+    ),
+    path(
+        "detections/<str:detection_id>/holds/<str:preservation_id>/release",
+        detections_api.DetectionHoldReleaseApi.as_view(),
+        name="api_detection_hold_release",
+    ),
 ]

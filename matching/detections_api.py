@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import Http404
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
 )
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -35,8 +37,8 @@ from hub.errors import ServiceError
 from hub.models import Organization
 from lists.api import CategoryField
 from lists.models import HashList
-from matching import review, review_links
-from matching.models import Detection
+from matching import preservation, review, review_links
+from matching.models import Detection, PreservationHold
 from sharing.api import TierField
 
 ACTIONS = ("confirm", "false_positive", "dismiss")
@@ -58,6 +60,17 @@ class ReviewActionField(serializers.ChoiceField):
 class SubmittedHashSerializer(serializers.Serializer):
     type = serializers.CharField()
     value = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="Preservation")
+class PreservationSerializer(serializers.Serializer):
+    held = serializers.BooleanField(
+        help_text="A preservation hold keeps it (and its delivery logs and kept hashes) from "
+        "every retention purge now."
+    )
+    until = IsoDateTimeField(
+        allow_null=True, help_text="The latest end among its active holds; null when not held."
+    )
 
 
 @extend_schema_serializer(component_name="Detection")
@@ -107,6 +120,18 @@ class DetectionSerializer(serializers.Serializer):
     held = serializers.BooleanField(
         help_text="One of its matches was a hash held for a jump in its match rate."
     )
+    preservation = serializers.SerializerMethodField(
+        help_text="Whether a preservation hold keeps it past retention, and until when."
+    )
+
+    @extend_schema_field(PreservationSerializer)
+    def get_preservation(self, detection: Detection) -> dict[str, Any]:
+        states = self.context.get("preservation")
+        if states is None:
+            state = preservation.preservation_state(detection=detection)
+        else:
+            state = states.get(detection.pk, preservation.NOT_HELD)
+        return dict(PreservationSerializer({"held": state.held, "until": state.until}).data)
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_content_link(self, detection: Detection) -> str | None:
@@ -271,10 +296,13 @@ class DetectionsApi(OrgAPIView):
             retroactive=flags["retroactive"],
             **filters,
         )
+        context = _link_context(request) | {
+            "preservation": preservation.preservation_states(detections=page.detections)
+        }
         return Response(
             DetectionsPageSerializer(
                 {"detections": page.detections, "next_cursor": page.next_cursor},
-                context=_link_context(request),
+                context=context,
             ).data
         )
 
@@ -388,3 +416,153 @@ class DetectionReviewApi(OrgAPIView):
             org=_org(request), public_id=detection_id
         )
         return Response(ReviewOutputSerializer(result, context=_link_context(request)).data)
+
+
+# --- preservation holds -------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="PreservationHold")
+class HoldSerializer(serializers.Serializer):
+    id = serializers.CharField(source="public_id")
+    detection = serializers.CharField(source="detection.public_id", help_text="The detection.")
+    placed_at = IsoDateTimeField()
+    placed_by = serializers.CharField(source="placed_by_label", help_text="Who placed it.")
+    until = IsoDateTimeField(help_text="When it ends by itself.")
+    reason = serializers.CharField(allow_blank=True)
+    report = serializers.CharField(
+        source="report_ref",
+        allow_blank=True,
+        help_text="The id of the report whose filing placed it; empty for a hold placed by hand.",
+    )
+    released_at = IsoDateTimeField(allow_null=True, help_text="When it was released by hand.")
+    released_by = serializers.CharField(source="released_by_label", allow_blank=True)
+    active = serializers.SerializerMethodField(
+        help_text="Neither released nor past its end: the purges skip the detection."
+    )
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_active(self, hold: PreservationHold) -> bool:
+        return hold.active_at(self.context.get("now") or timezone.now())
+
+
+@extend_schema_serializer(component_name="PreservationHolds")
+class HoldsSerializer(serializers.Serializer):
+    holds = HoldSerializer(many=True, help_text="Newest first, active or not.")
+
+
+@extend_schema_serializer(component_name="PreservationHoldRequest")
+class HoldInputSerializer(serializers.Serializer):
+    days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=preservation.MAX_HOLD_DAYS,
+        help_text="How long it holds, from now; by default the hub's preservation period "
+        "(HASHHUB_PRESERVATION_HOLD_DAYS).",
+    )
+    reason = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=preservation.MAX_REASON
+    )
+
+
+_HOLD_ID = OpenApiParameter("preservation_id", str, OpenApiParameter.PATH)
+
+
+def _hold_body(request: Request) -> tuple[int | None, str]:
+    """(days, reason) of the body; 400 with a code for anything else (days are checked by
+    matching.preservation: ``invalid_days``)."""
+    body = request.data
+    if body is None or body == "":
+        body = {}
+    if not isinstance(body, dict):
+        raise ServiceError("invalid_body", 'The body must be a JSON object {"days"?, "reason"?}.')
+    days = body.get("days")
+    reason = body.get("reason")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool)):
+        raise ServiceError(
+            "invalid_days",
+            f"days must be a whole number from 1 to {preservation.MAX_HOLD_DAYS}.",
+        )
+    if reason is not None and not isinstance(reason, str):
+        raise ServiceError("invalid_reason", "reason must be a string.")
+    return days, reason or ""
+
+
+class DetectionHoldsApi(OrgAPIView):
+    required_scope = "review"
+
+    @extend_schema(
+        operation_id="detection_holds_list",
+        summary="The preservation holds of one of the organisation's detections (review)",
+        parameters=[_DETECTION_ID, *ERROR_HEADERS],
+        responses={
+            200: HoldsSerializer,
+            **error_responses({403: ["permission_denied"], 404: ["not_found"]}),
+        },
+    )
+    def get(self, request: Request, detection_id: str) -> Response:
+        detection = review.get_detection_for_org(org=_org(request), public_id=detection_id)
+        holds = preservation.holds_of(detection=detection)
+        return Response(HoldsSerializer({"holds": holds}, context={"now": timezone.now()}).data)
+
+    @extend_schema(
+        operation_id="detection_hold_place",
+        summary="Hold a detection for preservation: the retention purges skip it, its delivery "
+        "logs and its kept hashes until the hold ends (review)",
+        parameters=[_DETECTION_ID, *ERROR_HEADERS],
+        request={"application/json": HoldInputSerializer},
+        responses={
+            201: HoldSerializer,
+            **error_responses(
+                {
+                    400: ["invalid_body", "invalid_days", "invalid_reason", "reason_too_long"],
+                    403: ["permission_denied"],
+                    404: ["not_found"],
+                },
+                body=True,
+            ),
+        },
+        extensions=links(
+            {
+                201: {
+                    "ReleaseHold": link(
+                        "detection_hold_release",
+                        "Release this hold.",
+                        detection_id="$request.path.detection_id",
+                        preservation_id="$response.body#/id",
+                    )
+                }
+            }
+        ),
+    )
+    def post(self, request: Request, detection_id: str) -> Response:
+        detection = review.get_detection_for_org(org=_org(request), public_id=detection_id)
+        days, reason = _hold_body(request)
+        hold = preservation.hold_place(
+            detection=detection, actor=Actor.from_request(request), days=days, reason=reason
+        )
+        return Response(HoldSerializer(hold).data, status=status.HTTP_201_CREATED)
+
+
+class DetectionHoldReleaseApi(OrgAPIView):
+    required_scope = "review"
+
+    @extend_schema(
+        operation_id="detection_hold_release",
+        summary="Release a preservation hold now (review)",
+        parameters=[_DETECTION_ID, _HOLD_ID, *ERROR_HEADERS],
+        request=None,
+        responses={
+            200: HoldSerializer,
+            **error_responses(
+                {403: ["permission_denied"], 404: ["not_found"], 409: ["not_active"]}
+            ),
+        },
+    )
+    def post(self, request: Request, detection_id: str, preservation_id: str) -> Response:
+        detection = review.get_detection_for_org(org=_org(request), public_id=detection_id)
+        hold = preservation.get_hold_for_org(org=_org(request), public_id=preservation_id)
+        if hold.detection_id != detection.pk:
+            raise Http404("No such hold.")
+        released = preservation.hold_release(hold=hold, actor=Actor.from_request(request))
+        return Response(HoldSerializer(released).data)

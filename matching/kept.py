@@ -25,6 +25,7 @@ from django_scopes import scopes_disabled
 from hub.audit import Actor, audit
 from hub.models import Organization
 from lists import changes
+from matching import preservation
 from matching.models import KeptCount, KeptSubmission
 from sharing.policy import policy_of
 
@@ -158,6 +159,9 @@ def kept_purge(*, now: datetime | None = None) -> int:
     """Delete kept submissions past their expiry, and every one of organisations that turned
     retroactive matching off; returns how many.
 
+    A kept submission a preservation hold keeps (the hashes a held detection submitted, with its
+    content_ref: matching.preservation.held_submission_keys) stays while the hold is active, even
+    past its expiry or with retroactive matching off; it still counts against the quota.
     In batches, each in its own transaction with the organisations' kept counts and one system
     audit event per organisation it touched (from the daily retention task, without a scope).
     """
@@ -171,15 +175,27 @@ def kept_purge(*, now: datetime | None = None) -> int:
             if policy_of(org=count.organization).retroactive_days <= 0
         ]
         due = Q(expires_at__lte=moment) | Q(organization_id__in=stopped)
+        held = preservation.held_submission_keys(now=moment)
+        after = 0  # the batches walk the due rows by pk, so held ones are passed only once
         while True:
             with transaction.atomic():
-                batch = list(
-                    KeptSubmission.objects.filter(due)
+                rows = list(
+                    KeptSubmission.objects.filter(due, pk__gt=after)
                     .order_by("pk")
-                    .values_list("pk", "organization_id")[:PURGE_BATCH]
+                    .values_list("pk", "organization_id", "signal_type", "value", "content_ref")[
+                        :PURGE_BATCH
+                    ]
                 )
-                if not batch:
+                if not rows:
                     return purged
+                after = rows[-1][0]
+                batch = [
+                    (pk, org_id)
+                    for pk, org_id, signal_type, value, ref in rows
+                    if (org_id, signal_type, bytes(value), ref) not in held
+                ]
+                if not batch:
+                    continue
                 per_org: dict[int, int] = defaultdict(int)
                 for _, org_id in batch:
                     per_org[org_id] += 1

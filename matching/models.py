@@ -66,6 +66,9 @@ class Detection(models.Model):
     action = models.CharField(max_length=8, blank=True)
     # One of its matches was a hash held for a jump in its match rate (matching.holds).
     held = models.BooleanField(default=False)
+    # The category of the own list a confirmation added its hashes to ("csam", "se"; "" until
+    # confirmed). Only a detection confirmed as CSAM can be reported (reports.services).
+    confirmed_category = models.CharField(max_length=8, blank=True)
 
     objects: ClassVar[models.Manager[Detection]] = ScopedManager(organization="organization")
 
@@ -445,3 +448,46 @@ class HeldHash(models.Model):
     @property
     def open(self) -> bool:
         return self.released_at is None and self.retracted_at is None
+
+
+# --- preservation holds (matching.preservation) --------------------------------------------------
+
+
+class PreservationHold(models.Model):
+    """A detection kept past retention: it, its webhook deliveries and its kept submitted hashes
+    are skipped by every retention purge (hub.retention) while the hold is active.
+
+    Placed by filing a report (``report_ref`` names it; reports.services) for
+    HASHHUB_PRESERVATION_HOLD_DAYS, or by hand by the organisation. Released by hand or when
+    ``until`` passes. Every change is audited.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    detection = models.ForeignKey(Detection, on_delete=models.CASCADE, related_name="holds")
+    # The report that placed it (a reports.Report public id), "" for a hold placed by hand.
+    report_ref = models.CharField(max_length=32, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    placed_at = models.DateTimeField(default=timezone.now)
+    until = models.DateTimeField()
+    placed_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    placed_by_label = models.CharField(max_length=200)
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by_label = models.CharField(max_length=200, blank=True)
+
+    objects: ClassVar[models.Manager[PreservationHold]] = ScopedManager(organization="organization")
+
+    class Meta:
+        ordering = ("-placed_at", "-id")
+        indexes = (
+            models.Index(fields=("detection",), name="preservation_by_detection"),
+            models.Index(fields=("until",), name="preservation_by_until"),
+        )
+
+    def __str__(self) -> str:
+        return f"preservation hold {self.public_id} of {self.detection_id}"
+
+    def active_at(self, moment: object) -> bool:
+        return self.released_at is None and self.until > moment  # type: ignore[operator]

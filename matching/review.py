@@ -7,15 +7,10 @@ Selectors read through the caller's organisation (another organisation's detecti
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -23,18 +18,38 @@ from django.http import Http404
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
-from hub.audit import SYSTEM, Actor, audit
+from hub import retention
+from hub.audit import Actor, audit
 from hub.errors import ServiceError
+from hub.lib.cursors import time_cursor_decode, time_cursor_encode
 from hub.models import Organization
+from hub.purge import purge_due
 from lists.hashtypes import HashParseError, get_signal_type
 from lists.models import HashList
 from lists.services import EntryInput, entry_add
-from matching import webhooks
+from matching import preservation, webhooks
 from matching.models import AllowedHash, Detection
 
 # The tiers of a match, in the order the chart stacks them (bottom first) and the queue lists them.
 TIERS = ("verified", "own", "community")
 MAX_NOTE = 2000
+
+# Checks a higher app registers (reports, from its AppConfig.ready) so that a review cannot undo
+# what it relies on: each gets the locked detection, the status and category the review would
+# set, and raises ServiceError to refuse. matching never imports the app that registers them.
+ReviewGuard = Callable[[Detection, str, str], None]
+_REVIEW_GUARDS: list[ReviewGuard] = []
+
+
+def review_guard_register(guard: ReviewGuard) -> None:
+    """Register ``guard`` (once; registering it again changes nothing)."""
+    if guard not in _REVIEW_GUARDS:
+        _REVIEW_GUARDS.append(guard)
+
+
+def _review_allowed(detection: Detection, status: str, category: str = "") -> None:
+    for guard in _REVIEW_GUARDS:
+        guard(detection, status, category)
 
 
 # --- selectors --------------------------------------------------------------------------------
@@ -123,8 +138,6 @@ def detection_counts(*, org: Organization) -> dict[str, int]:
 # The API's pages of detections (GET /api/v1/detections).
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CURSOR = re.compile(r"([0-9]{1,17})\.([A-Za-z0-9_-]{1,32})")
 
 
 @dataclass(frozen=True)
@@ -134,24 +147,11 @@ class DetectionPage:
 
 
 def _encode_cursor(detection: Detection) -> str:
-    # The detection's own time and public id: no row number leaves the hub (DESIGN.md, invariant 7).
-    micros = (detection.created - _EPOCH) // timedelta(microseconds=1)
-    return base64.urlsafe_b64encode(f"{micros}.{detection.public_id}".encode()).decode().rstrip("=")
+    return time_cursor_encode(detection.created, detection.public_id)
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        text = ""
-    found = _CURSOR.fullmatch(text)
-    try:
-        if found is None:
-            raise ValueError
-        created = _EPOCH + timedelta(microseconds=int(found.group(1)))
-    except (ValueError, OverflowError):
-        raise ServiceError("bad_cursor", "The cursor is not one this hub gave out.") from None
-    return created, found.group(2)
+    return time_cursor_decode(cursor)
 
 
 def detections_page(
@@ -306,12 +306,18 @@ def _locked(detection: Detection) -> Detection:
     return Detection.objects.select_for_update().get(pk=detection.pk)
 
 
-def _mark_reviewed(detection: Detection, status: str, note: str, actor: Actor) -> None:
+def _mark_reviewed(
+    detection: Detection, status: str, note: str, actor: Actor, *, category: str = ""
+) -> None:
+    """Record the review; ``category`` is the confirmed list's, "" for any other outcome."""
     detection.status = status
     detection.reviewed_by = actor.user
     detection.reviewed_at = timezone.now()
     detection.review_note = note
-    detection.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
+    detection.confirmed_category = category if status == Detection.Status.CONFIRMED else ""
+    detection.save(
+        update_fields=["status", "reviewed_by", "reviewed_at", "review_note", "confirmed_category"]
+    )
 
 
 def _audit_review(
@@ -361,6 +367,7 @@ def detection_confirm(
     note = _clean_note(note)
     chosen = confirm_category(detection, category)
     detection = _locked(detection)
+    _review_allowed(detection, Detection.Status.CONFIRMED, chosen)
     org = detection.organization
     hash_list = HashList.objects.filter(
         organization=org, is_default=True, category=chosen, deleted_at__isnull=True
@@ -389,7 +396,7 @@ def detection_confirm(
     allow_list_removed = allowed.count()
     allowed.delete()
     previous = detection.status
-    _mark_reviewed(detection, Detection.Status.CONFIRMED, note, actor)
+    _mark_reviewed(detection, Detection.Status.CONFIRMED, note, actor, category=chosen)
     _audit_review(
         detection,
         "detection.confirmed",
@@ -425,6 +432,7 @@ def detection_mark_false_positive(*, detection: Detection, note: str = "", actor
     """
     note = _clean_note(note)
     detection = _locked(detection)
+    _review_allowed(detection, Detection.Status.FALSE_POSITIVE)
     org = detection.organization
     hashes = submitted_hashes(detection)
     present = {(row.signal_type, bytes(row.value)) for row in _allowed_rows(org, hashes)}
@@ -462,6 +470,7 @@ def detection_dismiss(*, detection: Detection, note: str = "", actor: Actor) -> 
     ``detection.reviewed`` webhook event after commit."""
     note = _clean_note(note)
     detection = _locked(detection)
+    _review_allowed(detection, Detection.Status.DISMISSED)
     previous = detection.status
     _mark_reviewed(detection, Detection.Status.DISMISSED, note, actor)
     _audit_review(detection, "detection.dismissed", actor, previous)
@@ -563,38 +572,27 @@ PURGE_BATCH = 5000
 
 
 def detections_purge(*, now: datetime | None = None) -> int:
-    """Delete every organisation's detections older than HASHHUB_DETECTION_RETENTION_DAYS.
+    """Delete every organisation's detections older than hub.retention's period for them
+    (HASHHUB_DETECTION_RETENTION_DAYS), except those a preservation hold keeps
+    (matching.preservation: until the hold is released or its ``until`` passes).
 
     Runs without a tenant scope (from beat), in batches, each in its own transaction with one
     system audit event per organisation it touched. Allow-list rows keep their hash and lose the
     link to a purged detection; webhook deliveries of a purged detection go with it. Returns how
     many detections were deleted.
     """
-    cutoff = (now or timezone.now()) - timedelta(days=settings.HASHHUB_DETECTION_RETENTION_DAYS)
-    purged = 0
-    with scopes_disabled():
-        while True:
-            with transaction.atomic():
-                batch = list(
-                    Detection.objects.filter(created__lt=cutoff)
-                    .order_by("pk")
-                    .values_list("pk", "organization_id")[:PURGE_BATCH]
-                )
-                if not batch:
-                    return purged
-                Detection.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
-                per_org = Counter(org_id for _, org_id in batch)
-                orgs = Organization.objects.in_bulk(list(per_org))
-                for org_id, count in sorted(per_org.items()):
-                    audit(
-                        actor=SYSTEM,
-                        action="detections.purged",
-                        organization=orgs[org_id],
-                        target_type="detection",
-                        metadata={
-                            "purged": count,
-                            "older_than": cutoff.isoformat(),
-                            "retention_days": settings.HASHHUB_DETECTION_RETENTION_DAYS,
-                        },
-                    )
-            purged += len(batch)
+    moment = now or timezone.now()
+    period = retention.detections()
+    cutoff = moment - period.delta
+    with scopes_disabled():  # from beat: every organisation's rows
+        due = Detection.objects.filter(created__lt=cutoff).exclude(
+            pk__in=preservation.held_detection_ids(now=moment)
+        )
+        return purge_due(
+            due,
+            action="detections.purged",
+            target_type="detection",
+            cutoff=cutoff,
+            period=period,
+            batch=PURGE_BATCH,
+        )

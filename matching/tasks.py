@@ -20,6 +20,8 @@ def deliver_webhook(
     event_id: str,
     attempt: int = 1,
     review: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    occurred_at: str | None = None,
 ) -> None:
     """One delivery attempt; a failed attempt enqueues the next one after a growing delay.
 
@@ -33,6 +35,8 @@ def deliver_webhook(
         event_id=event_id,
         attempt=attempt,
         review=review,
+        data=data,
+        occurred_at=occurred_at,
     )
     if not done and attempt < settings.HASHHUB_WEBHOOK_MAX_ATTEMPTS:
         deliver_webhook.apply_async(
@@ -44,6 +48,8 @@ def deliver_webhook(
                 "event_id": event_id,
                 "attempt": attempt + 1,
                 "review": review,
+                "data": data,
+                "occurred_at": occurred_at,
             },
             countdown=webhooks.retry_delay_seconds(attempt),
         )
@@ -56,6 +62,12 @@ def purge_detections() -> int:
     purged = review.detections_purge()
     kept.kept_purge()
     return purged
+
+
+@app.task(base=ScopedTask, name="matching.purge_webhook_deliveries")
+def purge_webhook_deliveries() -> int:
+    """Delete webhook delivery logs past their retention, except held detections' (daily)."""
+    return webhooks.deliveries_purge()
 
 
 @app.task(base=ScopedTask, name=retroactive.RUN_TASK)

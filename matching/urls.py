@@ -15,6 +15,16 @@ urlpatterns = [
     path("detections/summary/", views.detections_summary, name="detections_summary"),
     path("detections/<str:detection_id>/", views.detection_detail, name="detection_detail"),
     path("detections/<str:detection_id>/review/", views.detection_review, name="detection_review"),
+    path(
+        "detections/<str:detection_id>/holds/",
+        views.detection_hold_place,
+        name="detection_hold_place",
+    ),
+    path(
+        "detections/<str:detection_id>/holds/<str:preservation_id>/release/",
+        views.detection_hold_release,
+        name="detection_hold_release",
+    ),
     path("allow-list/", views.allow_list, name="allow_list"),
     path("allow-list/<str:allowed_id>/remove/", views.allow_list_remove, name="allow_list_remove"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),

@@ -16,10 +16,11 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
@@ -30,7 +31,7 @@ from hub.lib.charts import BarPlot
 from hub.middleware import OrgRequest
 from lists.hashtypes import get_signal_type
 from lists.models import HashList
-from matching import review, review_links
+from matching import preservation, review, review_links
 from matching.models import AllowedHash, Detection
 
 PAGE_SIZE = 50
@@ -97,11 +98,13 @@ class LinkTemplateForm(forms.Form):
 
 @dataclass(frozen=True)
 class QueueRow:
-    """A detection as a row of the queue: its closest distance and its content link."""
+    """A detection as a row of the queue: its closest distance, its content link, and whether
+    a preservation hold keeps it."""
 
     detection: Detection
     closest: int | None
     link: str | None
+    preserved: bool = False
 
 
 def _closest(detection: Detection) -> int | None:
@@ -112,6 +115,19 @@ def _closest(detection: Detection) -> int | None:
         if isinstance(match.get("distance"), int)
     ]
     return min(distances, default=None)
+
+
+class HoldForm(forms.Form):
+    days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=preservation.MAX_HOLD_DAYS,
+        label="Hold for (days)",
+        help_text="Left empty: the hub's default preservation period.",
+    )
+    reason = forms.CharField(
+        required=False, max_length=preservation.MAX_REASON, label="Reason (kept with the hold)"
+    )
 
 
 class ReviewForm(forms.Form):
@@ -145,8 +161,11 @@ def detections(request: OrgRequest, org_slug: str) -> HttpResponse:
     queue = review.detections_of(org=request.organization, **filters.selection())
     context["page"] = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
     template_text = review_links.link_template_of(org=request.organization)
+    held = preservation.preservation_states(detections=context["page"])
     context["rows"] = [
-        QueueRow(d, _closest(d), review_links.content_link(template_text, d.content_ref))
+        QueueRow(
+            d, _closest(d), review_links.content_link(template_text, d.content_ref), d.pk in held
+        )
         for d in context["page"]
     ]
     context["filtered"] = bool(chosen)
@@ -190,13 +209,34 @@ def _match_rows(detection: Detection) -> list[MatchRow]:
     ]
 
 
+def _report_open_url(org_slug: str, detection: Detection) -> str | None:
+    """Where "Open a report" posts, once the reports app offers it (matching never imports
+    reports: it sits above matching)."""
+    try:
+        return reverse("report_open", args=[org_slug, detection.public_id])
+    except NoReverseMatch:
+        return None
+
+
 def _render_detail(
-    request: OrgRequest, detection: Detection, form: ReviewForm | None = None, status: int = 200
+    request: OrgRequest,
+    detection: Detection,
+    form: ReviewForm | None = None,
+    status: int = 200,
+    *,
+    hold_form: HoldForm | None = None,
 ) -> HttpResponse:
     categories = sorted(set(detection.categories))
     newer, older = review.detection_neighbours(detection=detection)
     template_text = review_links.link_template_of(org=request.organization)
+    now = timezone.now()
+    holds = preservation.holds_of(detection=detection)
     context = {
+        "holds": [(hold, hold.active_at(now)) for hold in holds],
+        "held": any(hold.active_at(now) for hold in holds),
+        "hold_form": hold_form or HoldForm(initial={"days": preservation.hold_days_default()}),
+        "hold_days_default": preservation.hold_days_default(),
+        "report_open_url": _report_open_url(request.organization.slug, detection),
         "newer": newer,
         "older": older,
         "content_link": review_links.content_link(template_text, detection.content_ref),
@@ -256,6 +296,49 @@ def detection_review(request: OrgRequest, org_slug: str, detection_id: str) -> H
     except ServiceError as error:
         form.add_error(None, error.message)
         return _render_detail(request, detection, form, status=error.status)
+    return redirect("detection_detail", org_slug=org_slug, detection_id=detection.public_id)
+
+
+@require_POST
+@org_permission("detections.review")
+def detection_hold_place(request: OrgRequest, org_slug: str, detection_id: str) -> HttpResponse:
+    """Place a preservation hold by hand (matching.preservation audits it)."""
+    detection = review.get_detection_for_org(org=request.organization, public_id=detection_id)
+    form = HoldForm(request.POST)
+    if not form.is_valid():
+        return _render_detail(request, detection, hold_form=form, status=400)
+    try:
+        hold = preservation.hold_place(
+            detection=detection,
+            actor=Actor.from_request(request),
+            days=form.cleaned_data["days"],
+            reason=form.cleaned_data["reason"],
+        )
+    except ServiceError as error:
+        form.add_error(None, error.message)
+        return _render_detail(request, detection, hold_form=form, status=error.status)
+    messages.success(
+        request, f"Held for preservation until {hold.until:%d %b %Y}: no purge deletes it."
+    )
+    return redirect("detection_detail", org_slug=org_slug, detection_id=detection.public_id)
+
+
+@require_POST
+@org_permission("detections.review")
+def detection_hold_release(
+    request: OrgRequest, org_slug: str, detection_id: str, preservation_id: str
+) -> HttpResponse:
+    """Release a preservation hold now (matching.preservation audits it)."""
+    detection = review.get_detection_for_org(org=request.organization, public_id=detection_id)
+    hold = preservation.get_hold_for_org(org=request.organization, public_id=preservation_id)
+    if hold.detection_id != detection.pk:
+        raise Http404("No such hold.")
+    try:
+        preservation.hold_release(hold=hold, actor=Actor.from_request(request))
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return _render_detail(request, detection, status=error.status)
+    messages.success(request, "Hold released: the retention purges may delete it again.")
     return redirect("detection_detail", org_slug=org_slug, detection_id=detection.public_id)
 
 

@@ -2,7 +2,8 @@
 
 An endpoint is a URL plus a secret that HashHub generates. Each event (``detection.created`` when a
 match request found something, ``detection.reviewed`` when a detection is confirmed, marked a false
-positive or dismissed, ``ping`` when an admin presses "Send test") is POSTed as JSON by a
+positive or dismissed, ``ping`` when an admin presses "Send test", and a higher app's events such
+as ``report.filed``, through :func:`event_notify`) is POSTed as JSON by a
 Celery task (``matching.tasks.deliver_webhook``), one attempt at a time; a failed attempt is retried
 with backoff, and every attempt is kept as a ``WebhookDelivery`` row the organisation can read.
 An attempt is over by ``HASHHUB_WEBHOOK_DEADLINE_SECONDS`` whatever the receiver does (connect,
@@ -55,16 +56,19 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
-from django_scopes import scope
+from django_scopes import scope, scopes_disabled
 
+from hub import retention
 from hub.audit import Actor, audit
 from hub.celery import app
 from hub.errors import ServiceError
 from hub.lib import netguard
 from hub.lib.ids import new_public_id
 from hub.models import Organization
+from hub.purge import purge_due
 from hub.quotas import quota_check_webhooks, quota_usage_counter
 from matching import metrics as match_metrics
+from matching import preservation
 from matching.models import Detection, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -80,6 +84,9 @@ EVENT_DETECTION = "detection.created"
 EVENT_REVIEWED = "detection.reviewed"
 EVENT_RETRACTED = "detection.retracted"
 EVENT_PING = "ping"
+# A higher app's events (reports: ``report.filed``...) carry a section of their own, named by the
+# event's first word (:func:`event_notify`); these names are the payload's own and never one.
+RESERVED_SECTIONS = frozenset({"id", "event", "created", "organization", "detection", "review"})
 DEFAULT_TOLERANCE_SECONDS = 300
 
 # What is kept of an error or a redirect target in the delivery log.
@@ -234,6 +241,7 @@ def webhook_payload(
     detection: Detection | None,
     created: datetime,
     review: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> bytes:
     """The JSON body of one event; a ``ping`` carries no detection.
 
@@ -268,6 +276,9 @@ def webhook_payload(
             payload["detection"]["retracted_at"] = detection.retracted_at.isoformat()
     if review is not None:
         payload["review"] = review
+    if data is not None:
+        # A higher app's event (:func:`event_notify`): its data under the event's first word.
+        payload[event_section(event)] = data
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -337,6 +348,8 @@ def _enqueue(
     detection_id: int | None,
     event: str,
     review: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    occurred_at: str | None = None,
 ) -> str:
     """Queue the first attempt of one event once the current transaction commits."""
     event_id = new_public_id()
@@ -350,6 +363,9 @@ def _enqueue(
     }
     if review is not None:
         kwargs["review"] = review
+    if data is not None:
+        kwargs["data"] = data
+        kwargs["occurred_at"] = occurred_at
     send = functools.partial(app.send_task, DELIVER_TASK, kwargs=kwargs)
     # robust: a broker outage after the commit is logged, not raised into the caller's response.
     transaction.on_commit(send, robust=True)
@@ -507,13 +523,59 @@ def detection_notify(*, detection: Detection) -> None:
 
 
 def _live_endpoints(detection: Detection) -> list[WebhookEndpoint]:
-    with scope(organization=detection.organization_id):
+    return _live_endpoints_of(detection.organization_id)
+
+
+def _live_endpoints_of(organization_id: int) -> list[WebhookEndpoint]:
+    with scope(organization=organization_id):
         return list(
             WebhookEndpoint.objects.filter(
-                organization_id=detection.organization_id,
+                organization_id=organization_id,
                 enabled=True,
                 deleted_at__isnull=True,
             )
+        )
+
+
+def event_section(event: str) -> str:
+    """The payload key of a higher app's event: its first word (``report.filed`` → ``report``).
+
+    Raises ValueError for an event without one, or whose first word the payload already uses.
+    """
+    section, dot, rest = event.partition(".")
+    if not dot or not section or not rest or section in RESERVED_SECTIONS:
+        raise ValueError(f"{event!r} is not an event a higher app may send (matching.webhooks)")
+    return section
+
+
+def event_notify(
+    *,
+    organization_id: int,
+    detection_id: int | None,
+    event: str,
+    data: dict[str, Any],
+    occurred_at: datetime | None = None,
+) -> None:
+    """Queue an event of a higher app (reports: ``report.opened``...) to each live endpoint of
+    the organisation, after the current transaction commits.
+
+    ``data`` (a JSON-able dict, checked now) travels with the task, as it was at the event, and
+    is the payload's section named by the event's first word (``payload["report"]``); the
+    detection, when ``detection_id`` names one that still exists at delivery, is sent as in
+    every event (a purged one is left out, and the event still goes). ``occurred_at`` (default
+    now) is the payload's ``created``. The caller decides what ``data`` may carry: it is sent
+    as it is, signed, to every endpoint.
+    """
+    event_section(event)
+    json.dumps(data)  # a TypeError here, not in the worker
+    at = (occurred_at or timezone.now()).isoformat()
+    for endpoint in _live_endpoints_of(organization_id):
+        _enqueue(
+            endpoint=endpoint,
+            detection_id=detection_id,
+            event=event,
+            data=data,
+            occurred_at=at,
         )
 
 
@@ -792,6 +854,8 @@ def webhook_attempt(
     event_id: str,
     attempt: int,
     review: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    occurred_at: str | None = None,
 ) -> bool:
     """Make one delivery attempt and log it; True when finished, False when it should be retried.
 
@@ -810,8 +874,9 @@ def webhook_attempt(
         detection = Detection.objects.filter(
             pk=detection_id, organization_id=endpoint.organization_id
         ).first()
-        if detection is None:
+        if detection is None and data is None:
             return True  # purged (retention) before it could be delivered
+        # A higher app's event (``data``) is about more than the detection: it goes without it.
     started = time.monotonic()
     # From here on the attempt is bounded: the address check's DNS lookup counts against it (the
     # system resolver cannot be interrupted, but a slow one leaves no time for the rest).
@@ -842,8 +907,13 @@ def webhook_attempt(
         event_id=event_id,
         organization=endpoint.organization,
         detection=detection,
-        created=_event_time(detection, review, event),
+        created=(
+            datetime.fromisoformat(occurred_at)
+            if occurred_at
+            else _event_time(detection, review, event)
+        ),
         review=review,
+        data=data,
     )
     headers = webhook_headers(secret=endpoint.secret, event=event, event_id=event_id, body=body)
     outcome = _post(target, headers, body, deadline)
@@ -893,3 +963,33 @@ def signed_post(
     if not outcome.ok:
         match_metrics.webhook_failed(target="staff", outcome="failed")
     return outcome.ok, outcome.error
+
+
+DELIVERIES_PURGE_BATCH = 5000
+"""Delivery log rows deleted per transaction by :func:`deliveries_purge`."""
+
+
+def deliveries_purge(*, now: datetime | None = None) -> int:
+    """Delete webhook delivery logs older than hub.retention's period for them
+    (HASHHUB_WEBHOOK_DELIVERY_RETENTION_DAYS), except those of a detection a preservation hold
+    keeps (matching.preservation); returns how many rows were deleted.
+
+    Runs without a tenant scope (the daily retention task), in batches, each in its own
+    transaction with one system audit event (``webhooks.deliveries_purged``) per organisation it
+    touched. A detection's own purge takes its delivery logs with it whatever their age.
+    """
+    moment = now or timezone.now()
+    period = retention.webhook_deliveries()
+    cutoff = moment - period.delta
+    with scopes_disabled():  # from beat: every organisation's rows
+        due = WebhookDelivery.objects.filter(created__lt=cutoff).exclude(
+            detection_id__in=preservation.held_detection_ids(now=moment)
+        )
+        return purge_due(
+            due,
+            action="webhooks.deliveries_purged",
+            target_type="webhook_delivery",
+            cutoff=cutoff,
+            period=period,
+            batch=DELIVERIES_PURGE_BATCH,
+        )

@@ -42,6 +42,7 @@ from hub.audit import Actor, audit
 from hub.errors import ServiceError
 from hub.lib.ids import keyed_public_id
 from hub.models import ApiKey, Organization
+from lists import annotations as list_annotations
 from lists import selectors as list_selectors
 from lists import services as list_services
 from lists.api import SIGNAL_TYPES, CategoryField, SignalTypeField
@@ -271,6 +272,17 @@ def _shown(org: Organization, list_id: str) -> ShownList:
 # --- entries ----------------------------------------------------------------------------------
 
 
+def _entry_report(said: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An own entry's ``report`` (lists.annotations, from the reports app), or None."""
+    if not said or not said.get("report"):
+        return None
+    listed = [
+        {"source": item["source"], "listed_at": item["listed_at"].isoformat()}
+        for item in said.get("listed", [])
+    ]
+    return {"id": said["report"], "listed": listed}
+
+
 def _entry(entry: Entry, tier: str) -> dict[str, Any]:
     """An entry as a caller of ``tier`` may see it.
 
@@ -310,6 +322,20 @@ class AddedAtField(serializers.CharField):
     pass
 
 
+@extend_schema_serializer(component_name="EntryListed")
+class EntryListedSerializer(serializers.Serializer):
+    source = serializers.CharField(  # type: ignore[assignment]
+        help_text="A verified source the caller is entitled to"
+    )
+    listed_at = serializers.DateTimeField(help_text="When the source's list gained the hash")
+
+
+@extend_schema_serializer(component_name="EntryReport")
+class EntryReportSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The report's id (GET /api/v1/reports/{id})")
+    listed = EntryListedSerializer(many=True)
+
+
 # For the schema: the view renders entries with _entry.
 @extend_schema_serializer(component_name="Entry")
 class EntrySerializer(serializers.Serializer):
@@ -323,6 +349,13 @@ class EntrySerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True)
     added_at = AddedAtField()
     added_by = serializers.CharField(required=False, allow_blank=True)
+    report = EntryReportSerializer(
+        required=False,
+        allow_null=True,
+        help_text="The caller's own lists only, for a key with the reports scope: the latest "
+        "report that named this entry and the verified sources that listed its hash since "
+        "(null when no report names it). Never present on another organisation's list.",
+    )
 
 
 @extend_schema_serializer(component_name="EntryRef")
@@ -693,12 +726,14 @@ class EntriesApi(OrgAPIView):
                     "next_cursor": page.next_cursor,
                 },
             )
-        return Response(
-            {
-                "entries": [_entry(e, seen.tier) for e in page.entries],
-                "next_cursor": page.next_cursor,
-            }
-        )
+        entries = [_entry(e, seen.tier) for e in page.entries]
+        key = request.auth
+        if seen.tier == selectors.TIER_OWN and isinstance(key, ApiKey) and "reports" in key.scopes:
+            # Reports are the owner's business: never shown to a reader of a shared list.
+            said = list_annotations.annotations_for(org=_org(request), entries=page.entries)
+            for body, entry in zip(entries, page.entries, strict=True):
+                body["report"] = _entry_report(said.get(entry.pk))
+        return Response({"entries": entries, "next_cursor": page.next_cursor})
 
     @extend_schema(
         operation_id="list_entries_add",

@@ -58,15 +58,17 @@ from lists.models import HashList
 from lists.sources import services as source_services
 from matching.engine import get_engine
 from matching.models import Detection
+from reports import services as report_services
 from sharing import disputes
 from sharing import services as sharing_services
 from tests.conftest import make_key
 from tests.factories import OrganizationFactory
+from tests.reports.conftest import open_report
 
 pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor(system="test")
-SCOPES = ["match", "lists:read", "lists:write", "lists:admin", "export", "review"]
+SCOPES = ["match", "lists:read", "lists:write", "lists:admin", "export", "review", "reports"]
 
 # Requests per operation and mode; the stateful run's scenarios and their steps.
 # $HASHHUB_SCHEMATHESIS_SCALE multiplies them for a deeper run (e.g. 5: about two minutes).
@@ -106,6 +108,7 @@ class World:
     open_list: str
     hashes: tuple[tuple[str, str], ...]  # held by A, B and the source
     detection_ids: tuple[str, ...] = ()  # A's detections (one of one category, one of two)
+    report_ids: tuple[str, ...] = ()  # A's reports: a draft and a filed one
 
 
 def _png() -> bytes:
@@ -181,9 +184,14 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
             ).public_id
             for categories in (["csam"], ["csam", "se"])
         ]
+    draft = open_report(org_a, uploader_ref="uploader-1", notes="seeded")
+    filed = open_report(org_a)
+    with scope(organization=org_a.pk):
+        report_services.report_file(report=filed, actor=SYSTEM, hotline_report_id="CT-1")
     return World(
         key=make_key(org_a, SCOPES)[1],
         detection_ids=tuple(detections),
+        report_ids=(draft.public_id, filed.public_id),
         list_ids=(
             _default_list(org_a, "csam").public_id,
             b_open.public_id,
@@ -270,6 +278,11 @@ def _known_data(operation: APIOperation, world: World) -> list[SearchStrategy[An
         strategies += [
             operation.as_strategy(path_parameters={"detection_id": detection_id})
             for detection_id in world.detection_ids
+        ]
+    if "{report_id}" in operation.path:
+        strategies += [
+            operation.as_strategy(path_parameters={"report_id": report_id})
+            for report_id in world.report_ids
         ]
     if operation.label == "POST /api/v1/detections/{detection_id}/review":
         strategies += [

@@ -105,6 +105,7 @@ TO_MEMBERS = Redirect("/o/org-a/members/")
 TO_KEYS = Redirect("/o/org-a/keys/")
 TO_CHANGE_PASSWORD = Redirect("/accounts/password/change/")
 TO_COMMUNITY = Redirect("/o/org-a/community/")
+TO_REPORT_A = Redirect("/o/org-a/reports/report-org-a/")
 
 
 class Web(NamedTuple):
@@ -359,6 +360,26 @@ TABLE: dict[str, Page | Api] = {
     "api_detection_review": Api(
         post=Keys(200, 404, scope="review"), data={"action": "dismiss", "note": "by API"}
     ),
+    # Preservation holds (issue 21): the maker's hold is already released, so releasing is 409.
+    "api_detection_holds": Api(
+        get=Keys(200, 404, scope="review"),
+        post=Keys(201, 404, scope="review"),
+        data={"days": 30, "reason": "by API"},
+    ),
+    "api_detection_hold_release": Api(post=Keys(409, 404, scope="review")),
+    # Reports by API (issue 21), scope reports. Opening a report on org A's detection, which is
+    # reported already (see _reported_detection): 409 for A's key, 404 for B's.
+    "api_reports": Api(
+        get=Keys(200, 200, scope="reports"),
+        post=Keys(409, 404, scope="reports"),
+        data={"detection": "reported-org-a"},
+    ),
+    "api_report": Api(
+        get=Keys(200, 404, scope="reports"),
+        patch=Keys(200, 404, scope="reports"),
+        data={"notes": "by API"},
+    ),
+    "api_report_download": Api(get=Keys(200, 404, scope="reports")),
     # The HMA-compatible facade (issue 20; hma/): API-like, the same keys and scopes as API v1.
     # A JSON body carries no file, and no query no hash: refused alike (400) for every key.
     "hma_hash": Api(get=Keys(400, 400, scope="match"), post=Keys(400, 400, scope="match")),
@@ -403,6 +424,36 @@ TABLE: dict[str, Page | Api] = {
     "detection_detail": Page(get=org_page(200, 200)),
     # A valid review redirects to the detection's random id, so the POST here is refused: 400.
     "detection_review": Page(get=org_page(405, 405), post=org_page(400, 403)),
+    # Issue 21: a valid hold redirects to the detection's random id, so the POST is refused (0
+    # days: 400); the maker's hold is already released, so releasing it again is 409.
+    "detection_hold_place": Page(
+        get=org_page(405, 405), post=org_page(400, 403), data={"days": "0"}
+    ),
+    "detection_hold_release": Page(get=org_page(405, 405), post=org_page(409, 403)),
+    # reports (issue 21): analysts and up read and write, owners and admins choose the profile;
+    # viewers are refused. The maker's report has a fixed id (report-org-a) and its detection is
+    # reported already, so opening another on it goes to that report.
+    "reports": Page(
+        get=org_page(200, 403),
+        post=org_page(Redirect("/o/org-a/reports/"), 403),
+        data={"profile": "ncmec"},
+    ),
+    "reports_lag_chart": Page(get=org_page(200, 403)),
+    "report_open": Page(get=org_page(405, 405), post=org_page(TO_REPORT_A, 403)),
+    "report_detail": Page(
+        get=org_page(200, 403),
+        post=org_page(TO_REPORT_A, 403),
+        data={"incident_type": "child_pornography", "notes": "by page"},
+    ),
+    "report_mark_filed": Page(
+        get=org_page(405, 405),
+        post=org_page(TO_REPORT_A, 403),
+        data={"hotline_report_id": "TIP-1"},
+    ),
+    # The maker's report is a draft: only a filed one can be acknowledged (409).
+    "report_mark_acknowledged": Page(get=org_page(405, 405), post=org_page(409, 403)),
+    "report_download": Page(get=org_page(200, 403)),
+    "report_print": Page(get=org_page(200, 403)),
     # matching: webhooks (a valid create shows the new secret once: 201)
     "webhooks": Page(
         get=org_page(200, 403),
@@ -826,6 +877,50 @@ def _new_entry_disable(org: Organization) -> str:
     return disable.public_id
 
 
+def _new_preservation_hold(org: Organization) -> str:
+    """A preservation hold on ``org``'s newest detection (the one ``detection_id`` names: made
+    just before), placed and released (a valid release would redirect to a random id)."""
+    from matching.models import Detection
+    from matching.preservation import hold_place, hold_release
+
+    with scope(organization=org.pk):
+        detection = Detection.objects.filter(organization=org).order_by("-pk").first()
+        if detection is None:
+            detection = Detection.objects.get(public_id=_new_detection(org))
+        hold = hold_place(detection=detection, actor=SYS, days=30, reason="permissions")
+        hold_release(hold=hold, actor=SYS)
+        return hold.public_id
+
+
+def _reported_detection(org: Organization) -> Any:
+    """A detection of ``org`` confirmed as CSAM and reported (report ``report-<slug>``): both
+    with fixed ids, so that the redirects of the report pages can be written in TABLE."""
+    from matching.models import Detection
+    from matching.review import detection_confirm
+    from reports.models import Report
+    from reports.services import report_open
+
+    with scope(organization=org.pk):
+        found = Detection.objects.filter(public_id=f"reported-{org.slug}").first()
+        if found is not None:
+            return found
+        detection = Detection.objects.create(
+            organization=org, public_id=f"reported-{org.slug}", source_label="test",
+            content_ref=f"post-{org.slug}",
+            submitted=[{"type": "md5", "value": secrets.token_hex(16)}],
+            tiers=["own"], categories=["csam"],
+        )  # fmt: skip
+        detection_confirm(detection=detection, category="csam", actor=SYS)
+        report = report_open(detection=detection, actor=SYS)
+        Report.objects.filter(pk=report.pk).update(public_id=f"report-{org.slug}")
+        return detection
+
+
+def _new_report(org: Organization) -> str:
+    _reported_detection(org)
+    return f"report-{org.slug}"
+
+
 OBJECT_MAKERS: dict[str, Callable[[Organization], str]] = {
     "list_id": _new_list,
     "job_id": _new_import_job,
@@ -836,6 +931,10 @@ OBJECT_MAKERS: dict[str, Callable[[Organization], str]] = {
     "disable_id": _new_entry_disable,
     "bank_name": lambda org: _hma_bank(org).name,
     "content_id": lambda org: _new_hma_content(org),
+    "preservation_id": _new_preservation_hold,
+    "report_id": _new_report,
+    # report_open's detection: confirmed as CSAM and reported already (see _reported_detection).
+    "reportable_id": lambda org: _reported_detection(org).public_id,
 }
 
 

@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "sharing",
     "matching",
     "hma",
+    "reports",
 ]
 
 MIDDLEWARE = [
@@ -182,8 +183,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # Modules with tasks beyond the apps' tasks.py: matching.holds (hold e-mails, its daily purge),
-# lists.sources.alerts (the overdue-source check) and matching.staff_alerts (the staff webhook).
-CELERY_IMPORTS = ("matching.holds", "lists.sources.alerts", "matching.staff_alerts")
+# lists.sources.alerts (the overdue-source check), matching.staff_alerts (the staff webhook) and
+# reports.listings (reported hashes that verified sources listed since).
+CELERY_IMPORTS = (
+    "matching.holds",
+    "lists.sources.alerts",
+    "matching.staff_alerts",
+    "reports.listings",
+)
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
@@ -340,6 +347,15 @@ HASHHUB_QUOTA_IMAGE_MATCHES_PER_MINUTE = env_int(
 # --- matching, detections and webhooks ---
 # Detections older than this are purged by a daily beat task.
 HASHHUB_DETECTION_RETENTION_DAYS = env_int("HASHHUB_DETECTION_RETENTION_DAYS", 90, minimum=1)
+# Webhook delivery logs older than this are purged (hub.retention names every retention period).
+HASHHUB_WEBHOOK_DELIVERY_RETENTION_DAYS = env_int(
+    "HASHHUB_WEBHOOK_DELIVERY_RETENTION_DAYS", 30, minimum=1
+)
+# Reports (reports.models) are purged this many days after their last change, unless held.
+HASHHUB_REPORT_RETENTION_DAYS = env_int("HASHHUB_REPORT_RETENTION_DAYS", 3 * 365, minimum=1)
+# A filed report holds its detection, its report and its kept hashes this long past retention
+# (matching.preservation); a hold placed by hand defaults to the same.
+HASHHUB_PRESERVATION_HOLD_DAYS = env_int("HASHHUB_PRESERVATION_HOLD_DAYS", 365, minimum=1)
 # A deleted organisation's data is purged this many days after the deletion (hub.offboarding);
 # until then staff can restore it.
 HASHHUB_ORG_DELETION_GRACE_DAYS = env_int("HASHHUB_ORG_DELETION_GRACE_DAYS", 30, minimum=1)
@@ -442,6 +458,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "matching.purge_detections",
         "schedule": crontab(hour=3, minute=17),
     },
+    "purge-old-webhook-deliveries": {
+        "task": "matching.purge_webhook_deliveries",
+        "schedule": crontab(hour=3, minute=37),
+    },
+    "purge-old-reports": {
+        "task": "reports.purge_reports",
+        "schedule": crontab(hour=3, minute=47),
+    },
     "daily-detection-digest": {
         "task": "matching.send_digests",
         "schedule": crontab(hour=7, minute=0),
@@ -460,6 +484,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "detection-retractions": {
         "task": "matching.retractions_run",
+        "schedule": crontab(),
+    },
+    "report-listings": {
+        "task": "reports.listings_run",
         "schedule": crontab(),
     },
     "purge-hold-counts": {

@@ -2,9 +2,10 @@
 
 Besides naming an environment variable (``password_env``), staff may store a credential on the
 source's page. It is encrypted at once with ``cryptography``'s MultiFernet over the configured
-keys (newest first: new tokens use it, older keys still decrypt), kept as a
-lists.models.SourceCredential, and decrypted only by the runner, just before a run, for the
-adapter (lists.sources.adapters.base.Credentials uses it in place of the variable). The value is
+keys (newest first: new tokens use it, older keys still decrypt; the key setup of
+hub.lib.secretbox, which reports share), kept as a lists.models.SourceCredential, and decrypted
+only by the runner, just before a run, for the adapter (lists.sources.adapters.base.Credentials
+uses it in place of the variable). The value is
 never shown back, logged or audited: pages show that it is set, when and by whom; the audit log
 names the credential. ``rotatecredentials`` re-encrypts every stored credential with the newest
 key, after which older keys can be dropped from the setting.
@@ -12,13 +13,13 @@ key, after which older keys can be dropped from the setting.
 
 from __future__ import annotations
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from django.conf import settings
+from cryptography.fernet import InvalidToken, MultiFernet
 from django.db import transaction
 from django.utils import timezone
 
 from hub.audit import Actor
 from hub.errors import ServiceError
+from hub.lib import secretbox
 from lists.models import Source, SourceCredential
 from lists.sources.adapters import adapter_class
 from lists.sources.errors import SourceError
@@ -29,18 +30,19 @@ MAX_VALUE_CHARS = 4096
 
 
 def _fernet() -> MultiFernet:
-    """The keys of HASHHUB_CREDENTIAL_KEYS; SourceError when there are none or one is bad."""
-    keys = [str(key).strip() for key in settings.HASHHUB_CREDENTIAL_KEYS if str(key).strip()]
-    if not keys:
-        raise SourceError(
-            "credential_keys_missing",
-            "No key to encrypt source credentials with: set HASHHUB_CREDENTIAL_KEYS to a Fernet "
-            "key (python -c 'from cryptography.fernet import Fernet; "
-            "print(Fernet.generate_key().decode())'), or name an environment variable instead.",
-        )
+    """The keys of HASHHUB_CREDENTIAL_KEYS (hub.lib.secretbox, the hub's one key setup);
+    SourceError when there are none or one is bad."""
     try:
-        return MultiFernet([Fernet(key) for key in keys])
-    except ValueError:
+        return secretbox.fernet()
+    except secretbox.SecretBoxError as error:
+        if error.code == "keys_missing":
+            raise SourceError(
+                "credential_keys_missing",
+                "No key to encrypt source credentials with: set HASHHUB_CREDENTIAL_KEYS to a "
+                "Fernet key (python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'), or name an environment variable "
+                "instead.",
+            ) from None
         raise SourceError(
             "credential_keys_invalid",
             "HASHHUB_CREDENTIAL_KEYS holds a key that is not a Fernet key (32 bytes in URL-safe "

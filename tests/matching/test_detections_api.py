@@ -145,6 +145,7 @@ def test_the_detail_has_the_documented_fields(org_a: Organization) -> None:
         "id", "created", "content_ref", "status", "tiers", "categories", "match_count",
         "match_total", "matches", "submitted", "reviewed_at", "review_note", "retracted_at",
         "content_link", "action", "shadow", "retroactive", "requested_at", "held",
+        "preservation",
     }  # fmt: skip
     assert body["id"] == detection.public_id
     assert body["content_ref"] == "upload-1"
@@ -153,6 +154,7 @@ def test_the_detail_has_the_documented_fields(org_a: Organization) -> None:
     assert body["matches"] == detection.matches
     assert body["submitted"] == detection.submitted
     assert body["created"] == detection.created.isoformat()
+    assert body["preservation"] == {"held": False, "until": None}
 
 
 def test_another_orgs_detection_is_a_404_like_a_missing_one(

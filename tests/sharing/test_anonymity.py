@@ -1028,6 +1028,22 @@ EXTRA: dict[str, list[Step]] = {
         Step("detection_review", "POST", data=lambda w: {"action": "false_positive"}, status=302),
         Step("allow_list", status=200),
     ],
+    "hold B's detection for preservation, by page and by API": [
+        Step(
+            "detection_hold_place",
+            "POST",
+            data=lambda w: {"days": "30", "reason": "keep it"},
+            status=302,
+        ),
+        Step("detection_hold_place", "POST", data=lambda w: {"days": "0"}, status=400),
+        Step("detection_detail", status=200),
+        Step("detections", status=200),
+        Step("api_detection_holds", "POST", data=lambda w: {"days": 10}, status=201),
+        Step("api_detection_holds", "POST", data=lambda w: {"days": "x"}, status=400),
+        Step("api_detection_holds", status=200),
+        Step("api_detection", status=200),
+        Step("api_detections", status=200),
+    ],
     "B's webhook and its deliveries": [
         Step("webhook_detail", status=200),
         Step("webhook_test", "POST", status=302),
