@@ -772,6 +772,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _manage("seeddemo", "--once", env=env, signals=signals)
         _manage("seedmatching", "--org", "acme", "--once", env=env, signals=signals)
         _manage("seedsharing", "--once", env=env, signals=signals)
+        _manage("seedreports", "--org", "acme", "--once", env=env, signals=signals)
         hint = layout.shell_hint()
         _say(
             f"\n  HashHub is starting on http://127.0.0.1:{layout.web_port}\n"
