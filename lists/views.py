@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hub.audit import Actor
-from hub.decorators import org_permission
+from hub.decorators import member_may, org_permission
 from hub.errors import ServiceError
 from hub.middleware import OrgRequest
 from hub.uploads import UploadTooLargeError, cap_uploads
@@ -174,8 +174,13 @@ def _render_list(
         label=data["label"],
         prefix=data["prefix"],
     )
-    # This page shows the organisation's own lists only (selectors.get_list_for_org).
-    said = entry_annotations.annotations_for(org=request.organization, entries=page.entries)
+    # This page shows the organisation's own lists only (selectors.get_list_for_org); what the
+    # reports app says of an entry is for members who may read reports.
+    said = (
+        entry_annotations.annotations_for(org=request.organization, entries=page.entries)
+        if member_may(request, "reports.read")
+        else {}
+    )
     context["rows"] = [_entry_row(entry, said.get(entry.pk)) for entry in page.entries]
     context["filtered"] = bool(filters.filters())
     context["query"] = urlencode(filters.filters())

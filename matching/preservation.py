@@ -143,19 +143,6 @@ def held_submission_keys(*, now: datetime | None = None) -> set[tuple[int, str, 
     return keys
 
 
-def held_submissions(*, now: datetime | None = None) -> Q:
-    """A filter on matching.KeptSubmission: the kept hashes an active hold keeps, i.e. those
-    the held detections submitted, of their organisation (and content_ref, when they had one).
-    ``Q(pk__in=[])`` when nothing is held. One condition per hash: for a few holds (the purge
-    uses :func:`held_submission_keys`)."""
-    wanted = Q(pk__in=[])
-    for org_id, signal_type, value, content_ref in held_submission_keys(now=now):
-        wanted |= Q(
-            organization_id=org_id, signal_type=signal_type, value=value, content_ref=content_ref
-        )
-    return wanted
-
-
 def _clean_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if len(reason) > MAX_REASON:

@@ -42,7 +42,7 @@ from hub.audit import Actor
 from hub.errors import ServiceError
 from hub.models import Organization
 from matching import review
-from reports import downloads, profiles, selectors, services
+from reports import downloads, listings, profiles, selectors, services
 from reports.models import Report
 
 STATES = tuple(Report.State.values)
@@ -75,9 +75,7 @@ class ReportedEntrySerializer(serializers.Serializer):
     entry = serializers.CharField(source="entry_id", help_text="The entry's id.")
     type = serializers.CharField(source="signal_type")
     value = serializers.CharField()
-    listed = ListingSerializer(
-        source="listings", many=True, help_text="The verified sources that list the hash."
-    )
+    listed = ListingSerializer(many=True, help_text="The verified sources that list the hash.")
 
 
 @extend_schema_serializer(component_name="Report")
@@ -253,7 +251,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "created": report.created,
         "updated": report.updated,
         "hold": hold.until if hold is not None else None,
-        "entries": selectors.report_entries(report=report),
+        "entries": listings.reported_entries_of(report=report),
         "package": report.package,
     }
 

@@ -39,6 +39,7 @@ from hub.audit import Actor, audit
 from hub.celery import ScopedTask, app
 from hub.models import Organization
 from lists import changes
+from lists.hashtypes import get_signal_type
 from lists.models import Entry, HashList
 from matching.webhooks import event_notify
 from reports.models import ListingCursor, Report, ReportedEntry, ReportListing
@@ -261,6 +262,7 @@ class Listed:
 
     source: str
     source_id: str
+    list_id: str  # the source's list
     listed_at: datetime
     before_report: bool
 
@@ -289,12 +291,13 @@ def _listed_of(*, org: Organization, reported: Iterable[ReportedEntry]) -> dict[
                 "reported_entry_id",
                 "hash_list__source__name",
                 "hash_list__source__public_id",
+                "hash_list__public_id",
                 "listed_at",
                 "before_report",
             )
         )
-        for reported_entry_id, name, public_id, listed_at, before in rows:
-            found[reported_entry_id].append(Listed(name, public_id, listed_at, before))
+        for reported_entry_id, name, public_id, list_id, listed_at, before in rows:
+            found[reported_entry_id].append(Listed(name, public_id, list_id, listed_at, before))
     return found
 
 
@@ -305,6 +308,7 @@ class ReportedEntryRow:
     reported_entry: ReportedEntry
     list_name: str
     list_id: str
+    entry_id: str
     signal_type: str
     value: str
     removed: bool
@@ -312,9 +316,9 @@ class ReportedEntryRow:
 
 
 def reported_entries_of(*, report: Report) -> list[ReportedEntryRow]:
-    """The entries ``report`` names (of its organisation's own lists) and their listings."""
-    from lists.hashtypes import get_signal_type
-
+    """The entries ``report`` names (of its organisation's own lists) and their listings by
+    the verified sources the organisation is entitled to, earliest first: the one reader of
+    them, for the report page and ``GET /api/v1/reports/{id}``."""
     with scopes_disabled():
         reported = list(
             ReportedEntry.objects.filter(report=report, organization_id=report.organization_id)
@@ -331,6 +335,7 @@ def reported_entries_of(*, report: Report) -> list[ReportedEntryRow]:
                 reported_entry=reported_entry,
                 list_name=entry.hash_list.name,
                 list_id=entry.hash_list.public_id,
+                entry_id=entry.public_id,
                 signal_type=signal_type.name,
                 value=signal_type.to_text(bytes(reported_entry.hash.value)),
                 removed=entry.removed_seq is not None,

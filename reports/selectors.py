@@ -8,15 +8,11 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 from django.http import Http404
-from django_scopes import scopes_disabled
 
 from hub.lib.cursors import time_cursor_decode, time_cursor_encode
 from hub.models import Organization
-from lists.hashtypes import HashParseError, get_signal_type
-from lists.models import Entry, Hash, HashList
 from matching.models import Detection
-from reports.models import Report, ReportedEntry, ReportListing
-from sharing.selectors import sources_available_to
+from reports.models import Report
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -77,86 +73,3 @@ def reports_page(
     rows = list(found[: limit + 1])
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return ReportPage(rows[:limit], next_cursor)
-
-
-@dataclass(frozen=True)
-class Listing:
-    """A verified source's list that holds a reported entry's hash, and since when."""
-
-    source: str
-    list_id: str
-    listed_at: datetime
-    before_report: bool
-
-
-@dataclass(frozen=True)
-class ReportedEntryView:
-    """An entry of the organisation's own CSAM list that the report is about."""
-
-    list_id: str
-    entry_id: str
-    signal_type: str
-    value: str
-    listings: tuple[Listing, ...]
-
-
-def _text_of(stored: Hash) -> str:
-    try:
-        return get_signal_type(stored.signal_type).to_text(bytes(stored.value))
-    except (HashParseError, ValueError):  # a type no longer registered: its hex all the same
-        return bytes(stored.value).hex()
-
-
-def report_entries(*, report: Report) -> list[ReportedEntryView]:
-    """The report's entries (own list, entry, hash) with the verified listings of each, oldest
-    listing first. Read by the organisation that owns the report only."""
-    reported = list(
-        ReportedEntry.objects.filter(organization_id=report.organization_id, report=report)
-        .select_related("hash")
-        .order_by("id")
-    )
-    if not reported:
-        return []
-    entries = {
-        entry.pk: entry
-        for entry in Entry.objects.filter(pk__in=[row.entry_id for row in reported])
-        .select_related("hash_list")
-        .only("pk", "public_id", "hash_list__public_id")
-    }
-    listings: dict[int, list[Listing]] = {}
-    # Only sources the organisation may match: a listing by any other would tell it what a
-    # source it may not match holds (DESIGN.md, invariant 7).
-    entitled = [source.pk for source in sources_available_to(org=report.organization).values()]
-    # The sources' lists are the hub's own data, outside every organisation's scope.
-    with scopes_disabled():
-        rows = (
-            ReportListing.objects.filter(
-                reported_entry__in=reported, hash_list__source_id__in=entitled
-            )
-            .select_related("hash_list__source")
-            .order_by("listed_at", "id")
-        )
-        for listing in rows:
-            source = listing.hash_list.source
-            listings.setdefault(listing.reported_entry_id, []).append(
-                Listing(
-                    source=source.name if source is not None else listing.hash_list.name,
-                    list_id=listing.hash_list.public_id,
-                    listed_at=listing.listed_at,
-                    before_report=listing.before_report,
-                )
-            )
-    views = []
-    for row in reported:
-        entry = entries.get(row.entry_id)
-        hash_list: HashList | None = entry.hash_list if entry is not None else None
-        views.append(
-            ReportedEntryView(
-                list_id=hash_list.public_id if hash_list is not None else "",
-                entry_id=entry.public_id if entry is not None else "",
-                signal_type=row.hash.signal_type,
-                value=_text_of(row.hash),
-                listings=tuple(listings.get(row.pk, ())),
-            )
-        )
-    return views

@@ -49,7 +49,7 @@ from lists.models import Entry, Hash, HashList
 from matching import preservation, webhooks
 from matching.models import Detection
 from matching.review import submitted_hashes
-from reports import profiles
+from reports import profiles, selectors
 from reports.models import Report, ReportedEntry, ReportListing, ReportSettings
 from sharing.selectors import sources_available_to
 
@@ -330,9 +330,7 @@ def report_open(
         )
     if detection.confirmed_category != HashList.Category.CSAM:
         raise ServiceError("confirmed_as_se", SE_REFUSAL, status=409)
-    existing = Report.objects.filter(
-        organization=detection.organization, detection_ref=detection.public_id
-    ).first()
+    existing = selectors.report_for_detection(detection=detection)
     if existing is not None:
         raise ServiceError(
             "already_reported",
@@ -444,8 +442,8 @@ def report_file(
     Places a preservation hold on the detection (matching.preservation.hold_place, for
     HASHHUB_PRESERVATION_HOLD_DAYS) when it still exists, which also keeps this report from
     the retention purge. Audited (``report.filed``); queues a ``report.filed`` webhook event.
-    Refused: ``invalid_transition`` (409), ``invalid_hotline_report_id``, ``invalid_filed_at``,
-    ``filed_at_in_future``.
+    Refused: ``invalid_transition`` and ``no_longer_confirmed`` (409),
+    ``invalid_hotline_report_id``, ``invalid_filed_at``, ``filed_at_in_future``.
     """
     if (
         not isinstance(hotline_report_id, str)
@@ -462,25 +460,29 @@ def report_file(
     report = _locked(report)
     if report.state != Report.State.DRAFT:
         raise _refuse_transition(report, Report.State.FILED)
-    if report.detection_id is not None:
-        current = Detection.objects.filter(pk=report.detection_id).first()
-        if current is not None and (
-            current.status != Detection.Status.CONFIRMED or current.confirmed_category != "csam"
-        ):
-            raise ServiceError(
-                "no_longer_confirmed",
-                "The detection was reviewed again and is no longer confirmed as CSAM: confirm "
-                "it as CSAM again before filing this report.",
-                status=409,
-            )
+    # The detection may have been purged since (a draft does not hold it): then no hold.
+    detection = (
+        Detection.objects.filter(pk=report.detection_id).first()
+        if report.detection_id is not None
+        else None
+    )
+    if detection is not None and (
+        detection.status != Detection.Status.CONFIRMED
+        or detection.confirmed_category != HashList.Category.CSAM
+    ):
+        raise ServiceError(
+            "no_longer_confirmed",
+            "The detection was reviewed again and is no longer confirmed as CSAM: confirm "
+            "it as CSAM again before filing this report.",
+            status=409,
+        )
     report.state = Report.State.FILED
     report.hotline_report_id = hotline_report_id
     report.filed_at = filed_at
     report.updated = now
     report.save(update_fields=["state", "hotline_report_id", "filed_at", "updated"])
     hold = None
-    if report.detection_id is not None:
-        detection = Detection.objects.get(pk=report.detection_id)
+    if detection is not None:
         hold = preservation.hold_place(
             detection=detection, actor=actor, report_ref=report.public_id
         )

@@ -30,7 +30,7 @@ from lists.models import Entry, HashList
 from lists.sources import services as source_services
 from matching import review, webhooks
 from matching.models import Detection, PreservationHold
-from reports import selectors, services
+from reports import listings, selectors, services
 from reports.models import Report, ReportedEntry, ReportListing
 from tests.reports.conftest import TEST, confirmed_detection, open_report
 
@@ -106,7 +106,7 @@ def test_opening_copies_the_detection_and_links_the_own_csam_entries(
         linked = list(ReportedEntry.objects.filter(report=report).select_related("entry"))
         assert sorted(row.entry.hash_list_id for row in linked) == [own.pk, own.pk]
         submitted = {item["value"] for item in csam_detection.submitted}
-        assert {row.value for row in selectors.report_entries(report=report)} == submitted
+        assert {row.value for row in listings.reported_entries_of(report=report)} == submitted
     [event] = audit_of(org_a, "report.opened")
     assert (event.target_type, event.target_id) == ("report", report.public_id)
     assert event.metadata["uploader_ref_set"] is True
@@ -224,7 +224,7 @@ def test_a_hash_a_verified_source_already_lists_is_recorded_as_listed_before_the
     assert listing.before_report is True
     assert listing.listed_at == source_entry.added_at
     with scope(organization=org_a.pk):
-        shown = {e.value: e.listings for e in selectors.report_entries(report=report)}
+        shown = {e.value: e.listed for e in listings.reported_entries_of(report=report)}
     assert [(x.list_id, x.before_report) for x in shown[pdq]] == [(open_to_all.public_id, True)]
     assert audit_of(org_a, "report.opened")[0].metadata["listed_before"] == 1
 
